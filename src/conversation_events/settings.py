@@ -1,0 +1,102 @@
+"""Settings shared by every process.
+
+Each service defines one subclass with its own fields; all read environment variables with the
+``CE_`` prefix so that one Kubernetes ConfigMap/Secret serves every deployable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that must never reach production as credentials.
+PLACEHOLDER_SECRETS = frozenset({"", "guest", "postgres", "changeme", "dev-key", "secret"})
+
+
+class CommonSettings(BaseSettings):
+    """Fields every process needs: where the database and the broker are, and their names."""
+
+    model_config = SettingsConfigDict(env_prefix="CE_", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses placeholder credentials; `development` allows them.",
+    )
+    database_url: SecretStr = Field(
+        SecretStr("postgresql+psycopg2://postgres@127.0.0.1:5432/conversation_events"),
+        description="SQLAlchemy URL of PostgreSQL (psycopg2 driver). Default: the local dev DB.",
+    )
+    amqp_url: SecretStr = Field(
+        SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F"),
+        description="AMQP URL of RabbitMQ; `amqps://` for TLS. Default: the local dev broker.",
+    )
+    exchange_name: str = Field(
+        "conversation_events",
+        description="Durable direct exchange the events are published to.",
+    )
+    queue_name: str = Field(
+        "conversation_events_processing",
+        description="Durable quorum queue the workers consume; the dead-letter names derive from it.",
+    )
+    delivery_limit: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Broker-side safety net (quorum `x-delivery-limit`): deliveries before a message is "
+            "dead-lettered even if the database could not count its attempts. Well above "
+            "`max_attempts` so the database count decides in normal operation."
+        ),
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Processing attempts, counted in the database, before an event is FAILED.",
+    )
+    timezone: str = Field(
+        "Asia/Ho_Chi_Minh",
+        description="IANA zone whose calendar days define streaks.",
+    )
+    db_connect_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds to wait for a PostgreSQL connection; short, so outages surface as 503.",
+    )
+    db_statement_timeout_ms: int = Field(
+        10_000,
+        ge=0,
+        description="Server-side statement timeout in milliseconds (0 = none); bounds stuck queries.",
+    )
+    log_level: str = Field("INFO", description="Root log level (Python logging names).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholders_in_production(self) -> CommonSettings:
+        if self.environment == "production":
+            for name, secret in self.production_secrets().items():
+                if secret in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{name} holds a placeholder credential in production")
+        return self
+
+    def production_secrets(self) -> dict[str, str]:
+        """Secrets that must not be placeholders in production (subclasses add theirs)."""
+        from sqlalchemy.engine import make_url
+
+        db_password = make_url(self.database_url.get_secret_value()).password or ""
+        amqp = self.amqp_url.get_secret_value()
+        amqp_password = amqp.split("@", 1)[0].rsplit(":", 1)[-1] if "@" in amqp else ""
+        return {"database password": db_password, "AMQP password": amqp_password}
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
