@@ -1,0 +1,1 @@
+"""Broker-independent messaging contracts: topology names and arguments, and the message body."""

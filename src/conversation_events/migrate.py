@@ -1,0 +1,91 @@
+"""Prestart step: wait for PostgreSQL, create the database if asked, apply Alembic migrations.
+
+Run as ``python -m conversation_events.migrate [--create-database] [--timeout SECONDS]``; the
+chart runs it as a pre-install/pre-upgrade hook Job, ``scripts/stack up`` runs it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+
+from conversation_events.logs import configure_logging
+from conversation_events.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "persistence" / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # Alembic's Config goes through configparser: escape % in URL-encoded passwords.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def wait_for_server(url: URL, timeout_s: float) -> None:
+    """Poll the server (its `postgres` database) until it accepts connections."""
+    engine = create_engine(url.set(database="postgres"), connect_args={"connect_timeout": 2})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return
+            except OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"PostgreSQL not reachable after {timeout_s:.0f}s: {exc.orig}")
+                log.info("waiting for PostgreSQL", extra={"host": url.host})
+                time.sleep(1)
+    finally:
+        engine.dispose()
+
+
+def create_database(url: URL) -> None:
+    """Create the URL's database when it does not exist (development and tests)."""
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            ).scalar()
+            if not exists:
+                quoted = conn.dialect.identifier_preparer.quote(url.database or "")
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+                log.info("created database", extra={"database": url.database})
+    finally:
+        engine.dispose()
+
+
+def migrate(url: str, *, create: bool = False, timeout_s: float = 60.0) -> None:
+    """Wait for the server, optionally create the database, upgrade the schema to head."""
+    parsed = make_url(url)
+    wait_for_server(parsed, timeout_s)
+    if create:
+        create_database(parsed)
+    command.upgrade(alembic_config(url), "head")
+    log.info("schema at head", extra={"database": parsed.database})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--create-database", action="store_true", help="create it if missing")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
+    args = parser.parse_args()
+    settings = CommonSettings()
+    configure_logging("migrate", settings.log_level)
+    migrate(settings.database_url.get_secret_value(), create=args.create_database, timeout_s=args.timeout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""PostgreSQL access: table definitions, connection handling and repository functions."""

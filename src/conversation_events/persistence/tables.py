@@ -1,0 +1,102 @@
+"""Table definitions. The schema itself is owned by the Alembic migrations next to this file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+
+class EventStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    PROCESSED = "PROCESSED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+TERMINAL_STATUSES = (EventStatus.PROCESSED, EventStatus.SKIPPED, EventStatus.FAILED)
+
+events = Table(
+    "conversation_events",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("conversation_id", String(255), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("bot_id", String(255), nullable=False),
+    Column("bot_name", Text),
+    Column("bot_type", Text),
+    Column("agent_tag", Text),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True), nullable=False),
+    Column("conversation_log", JSONB, nullable=False),
+    Column("metadata", JSONB),
+    # sha256 of the canonical request: tells an idempotent re-send from a conflicting one.
+    Column("content_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False, server_default=EventStatus.PENDING.value),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # Set once the broker confirmed the message; the relay republishes rows where it is NULL.
+    Column("published_at", DateTime(timezone=True)),
+    # While PROCESSING: after this instant the relay may hand the event to another worker.
+    Column("lease_until", DateTime(timezone=True)),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("friendship_score_change", Double),
+    Column("new_friendship_level", String(32)),
+    Column("score_calculation_details", JSONB),
+    Column("scoring_version", Integer),
+    UniqueConstraint("conversation_id", name="uq_conversation_events_conversation_id"),
+    CheckConstraint(
+        "status IN ('PENDING', 'PROCESSING', 'PROCESSED', 'FAILED', 'SKIPPED')",
+        name="ck_conversation_events_status",
+    ),
+    CheckConstraint("end_time >= start_time", name="ck_conversation_events_time_order"),
+    Index(
+        "ix_conversation_events_unpublished",
+        "created_at",
+        postgresql_where=text("status = 'PENDING' AND published_at IS NULL"),
+    ),
+    Index(
+        "ix_conversation_events_leases",
+        "lease_until",
+        postgresql_where=text("status = 'PROCESSING'"),
+    ),
+    Index(
+        "ix_conversation_events_failed",
+        "created_at",
+        postgresql_where=text("status = 'FAILED'"),
+    ),
+    Index("ix_conversation_events_user", "user_id", "end_time"),
+)
+
+friendship_status = Table(
+    "friendship_status",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("friendship_score", Double, nullable=False, server_default=text("0")),
+    Column("friendship_level", String(32), nullable=False),
+    Column("streak_day", Integer, nullable=False, server_default=text("0")),
+    Column("last_interaction_date", Date),
+    Column("last_interaction_at", DateTime(timezone=True)),
+    Column("last_emotion", String(16)),
+    Column("topic_metrics", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
