@@ -1,0 +1,107 @@
+"""The scaler's input: one queue's depth from the RabbitMQ management HTTP API.
+
+``GET /api/queues/{vhost}/{queue}`` answers ``messages_ready``, ``messages_unacknowledged``,
+``messages`` and ``consumers`` as of the broker's last statistics sample (every 5 s by default),
+so the numbers are a few seconds old; the decision copes with that (see ``stats_lag_s``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from conversation_events_scaler.decision import Observation
+from conversation_events_scaler.errors import MetricsUnavailable
+
+
+def queue_url(base_url: str, vhost: str, queue: str) -> str:
+    """The management API URL of one queue; vhost and queue are fully percent-encoded.
+
+    >>> queue_url("http://127.0.0.1:15672/", "/", "q")
+    'http://127.0.0.1:15672/api/queues/%2F/q'
+    """
+    return f"{base_url.rstrip('/')}/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
+
+
+class ManagementApiSource:
+    """Reads one queue's ready, unacked and consumer counts; failures: ``MetricsUnavailable``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        vhost: str,
+        queue: str,
+        *,
+        user: str,
+        password: str,
+        timeout_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = queue_url(base_url, vhost, queue)
+        self.vhost = vhost
+        self.queue = queue
+        self._client = httpx.Client(
+            auth=(user, password),
+            timeout=httpx.Timeout(timeout_s),
+            headers={"Accept": "application/json"},
+            transport=transport,
+        )
+
+    def read(self) -> Observation:
+        """One sample of the queue.
+
+        Raises ``MetricsUnavailable`` when the API is unreachable or slow, answers an error
+        (401: credentials, 404: no such vhost or queue yet) or has no statistics for the queue
+        yet (a queue declared a moment ago).
+        """
+        # The columns parameter keeps the answer small on queues with many consumers.
+        params = {"columns": "messages,messages_ready,messages_unacknowledged,consumers"}
+        try:
+            response = self._client.get(self.url, params=params)
+        except httpx.HTTPError as exc:
+            raise MetricsUnavailable(f"management API unreachable at {self.url}: {exc!r}") from exc
+        if response.status_code == 404:
+            raise MetricsUnavailable(
+                f"queue {self.queue!r} in vhost {self.vhost!r} not found (not declared yet?)"
+            )
+        if response.status_code in (401, 403):
+            raise MetricsUnavailable(
+                f"management API refused the credentials (HTTP {response.status_code}); "
+                "the user needs the `monitoring` tag and access to the vhost"
+            )
+        if response.status_code != 200:
+            raise MetricsUnavailable(
+                f"management API answered HTTP {response.status_code} for {self.url}"
+            )
+        try:
+            body: Any = response.json()
+        except ValueError as exc:
+            raise MetricsUnavailable(f"management API answered non-JSON for {self.url}") from exc
+        return _observation(body, self.queue)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ManagementApiSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _observation(body: Any, queue: str) -> Observation:
+    if not isinstance(body, dict):
+        raise MetricsUnavailable(f"unexpected management API answer for queue {queue!r}")
+    ready = body.get("messages_ready")
+    unacked = body.get("messages_unacknowledged")
+    total = body.get("messages")
+    if ready is None and unacked is None and total is None:
+        raise MetricsUnavailable(f"no statistics for queue {queue!r} yet")
+    return Observation(
+        ready=int(ready or 0),
+        unacked=int(unacked or 0),
+        consumers=int(body.get("consumers") or 0),
+        total=None if total is None else int(total),
+    )

@@ -1,0 +1,131 @@
+"""The management-API metric source against the real local RabbitMQ."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from tests.integration.scaler.scaler_helpers import amqp_connection, declare_quorum_queue, publish
+from tests.support.services import free_port, wait_for
+
+from conversation_events_scaler.decision import Observation
+from conversation_events_scaler.errors import MetricsUnavailable
+from conversation_events_scaler.metrics_source import ManagementApiSource, queue_url
+
+
+def source(management_url: str, vhost: str, queue: str, **kwargs: object) -> ManagementApiSource:
+    return ManagementApiSource(
+        management_url,
+        vhost,
+        queue,
+        user="guest",
+        password="guest",
+        timeout_s=5,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_vhost_and_queue_names_are_percent_encoded() -> None:
+    assert queue_url("http://h:15672/", "/", "q") == "http://h:15672/api/queues/%2F/q"
+    assert queue_url("http://h", "a/b c", "q/1") == "http://h/api/queues/a%2Fb%20c/q%2F1"
+
+
+@pytest.mark.slow
+def test_counts_ready_and_unacked_on_the_default_vhost(
+    management_url: str, unique_name: str
+) -> None:
+    """The default vhost `/` must travel as %2F; unacked messages are counted apart."""
+    connection = amqp_connection("/")
+    try:
+        channel = connection.channel()
+        declare_quorum_queue(channel, unique_name)
+        publish(channel, unique_name, 25)
+        consumer = connection.channel()
+        consumer.basic_qos(prefetch_count=7)
+        held: list[int] = []
+        consumer.basic_consume(
+            unique_name, lambda ch, method, props, body: held.append(method.delivery_tag)
+        )
+        wait_for(
+            lambda: connection.process_data_events(time_limit=0.2) or len(held) == 7,
+            timeout=15,
+            what="7 deliveries held unacked",
+        )
+        with source(management_url, "/", unique_name) as metric:
+            observation = wait_for(
+                lambda: _matching(metric, ready=18, unacked=7),
+                timeout=30,
+                interval=0.5,
+                what="management statistics to show 18 ready + 7 unacked",
+            )
+        assert observation.messages() == 25
+        assert observation.messages(ready_only=True) == 18
+        assert observation.consumers == 1
+    finally:
+        channel.queue_delete(unique_name)
+        connection.close()
+
+
+@pytest.mark.slow
+def test_finds_a_queue_in_a_vhost_whose_name_has_a_slash(
+    management_url: str, vhost: str, unique_name: str
+) -> None:
+    connection = amqp_connection(vhost)
+    try:
+        channel = connection.channel()
+        declare_quorum_queue(channel, unique_name)
+        publish(channel, unique_name, 3)
+        with source(management_url, vhost, unique_name) as metric:
+            observation = wait_for(
+                lambda: _matching(metric, ready=3, unacked=0),
+                timeout=30,
+                interval=0.5,
+                what="3 ready messages in the slashed vhost",
+            )
+        assert observation.total == 3
+    finally:
+        connection.close()
+
+
+def test_unknown_queue_is_a_retryable_metric_failure(management_url: str) -> None:
+    with (
+        source(management_url, "/", "ce-scaler-test-no-such-queue") as metric,
+        pytest.raises(MetricsUnavailable, match="not found"),
+    ):
+        metric.read()
+
+
+def test_wrong_credentials_are_reported(management_url: str) -> None:
+    with (
+        ManagementApiSource(
+            management_url, "/", "q", user="guest", password="wrong", timeout_s=5
+        ) as metric,
+        pytest.raises(MetricsUnavailable, match="credentials"),
+    ):
+        metric.read()
+
+
+def test_unreachable_api_is_a_metric_failure() -> None:
+    with (
+        source(f"http://127.0.0.1:{free_port()}", "/", "q") as metric,
+        pytest.raises(MetricsUnavailable, match="unreachable"),
+    ):
+        metric.read()
+
+
+def test_a_queue_without_statistics_yet_is_not_read_as_empty() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"name": "q"}))
+    with (
+        source("http://mgmt", "/", "q", transport=transport) as metric,
+        pytest.raises(MetricsUnavailable, match="no statistics"),
+    ):
+        metric.read()
+
+
+def _matching(metric: ManagementApiSource, *, ready: int, unacked: int) -> Observation | None:
+    try:
+        observation = metric.read()
+    except MetricsUnavailable:
+        return None  # a queue declared a moment ago has no statistics yet
+    if observation.ready == ready and observation.unacked == unacked:
+        return observation
+    return None
