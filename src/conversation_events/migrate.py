@@ -44,7 +44,9 @@ def wait_for_server(url: URL, timeout_s: float) -> None:
                 return
             except OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"PostgreSQL not reachable after {timeout_s:.0f}s: {exc.orig}")
+                    raise SystemExit(
+                        f"PostgreSQL not reachable after {timeout_s:.0f}s: {exc.orig}"
+                    ) from exc
                 log.info("waiting for PostgreSQL", extra={"host": url.host})
                 time.sleep(1)
     finally:
@@ -80,11 +82,17 @@ def migrate(url: str, *, create: bool = False, timeout_s: float = 60.0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--create-database", action="store_true", help="create it if missing")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the server"
+    )
     args = parser.parse_args()
     settings = CommonSettings()
     configure_logging("migrate", settings.log_level)
-    migrate(settings.database_url.get_secret_value(), create=args.create_database, timeout_s=args.timeout)
+    migrate(
+        settings.database_url.get_secret_value(),
+        create=args.create_database,
+        timeout_s=args.timeout,
+    )
 
 
 if __name__ == "__main__":

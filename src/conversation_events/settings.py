@@ -39,7 +39,9 @@ class CommonSettings(BaseSettings):
     )
     queue_name: str = Field(
         "conversation_events_processing",
-        description="Durable quorum queue the workers consume; the dead-letter names derive from it.",
+        description=(
+            "Durable quorum queue the workers consume; the dead-letter names derive from it."
+        ),
     )
     delivery_limit: int = Field(
         50,
@@ -62,12 +64,16 @@ class CommonSettings(BaseSettings):
     db_connect_timeout_s: float = Field(
         3.0,
         gt=0,
-        description="Seconds to wait for a PostgreSQL connection; short, so outages surface as 503.",
+        description=(
+            "Seconds to wait for a PostgreSQL connection; short, so outages surface as 503."
+        ),
     )
     db_statement_timeout_ms: int = Field(
         10_000,
         ge=0,
-        description="Server-side statement timeout in milliseconds (0 = none); bounds stuck queries.",
+        description=(
+            "Server-side statement timeout in milliseconds (0 = none); bounds stuck queries."
+        ),
     )
     log_level: str = Field("INFO", description="Root log level (Python logging names).")
 

@@ -7,7 +7,9 @@ from conversation_events.persistence.tables import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")
 if url is None:
-    raise RuntimeError("sqlalchemy.url is not set; run migrations through conversation_events.migrate")
+    raise RuntimeError(
+        "sqlalchemy.url is not set; run migrations through conversation_events.migrate"
+    )
 
 connectable = create_engine(url, poolclass=pool.NullPool)
 with connectable.connect() as connection:

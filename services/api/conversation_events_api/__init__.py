@@ -1,0 +1,1 @@
+"""HTTP API: accepts finished conversations (202), serves their status, runs the outbox relay."""

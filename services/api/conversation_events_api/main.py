@@ -1,0 +1,114 @@
+"""Builds the FastAPI application; every connection is opened in the lifespan, none at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
+from conversation_events.messaging.topology import Topology
+from conversation_events.persistence.db import make_engine
+from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
+from conversation_events_api.publisher import Publisher
+from conversation_events_api.relay import Relay
+from conversation_events_api.routes import conversations, friendship, health
+from conversation_events_api.settings import ApiSettings
+from conversation_events_api.state import AppState
+from conversation_events_api.writer import EventWriter
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The application for `settings`; its lifespan connects to PostgreSQL and RabbitMQ."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        topology = Topology(settings.exchange_name, settings.queue_name, settings.delivery_limit)
+        engine = make_engine(
+            settings.database_url.get_secret_value(),
+            pool_size=settings.db_pool_size,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            application_name="conversation-events-api",
+        )
+        writer = EventWriter(
+            engine, batch_size=settings.writer_batch_size, concurrency=settings.writer_concurrency
+        )
+        publisher = Publisher(
+            settings.amqp_url.get_secret_value(),
+            topology,
+            engine,
+            publish_timeout_s=settings.publish_timeout_s,
+        )
+        relay = Relay(
+            engine,
+            publisher,
+            interval_s=settings.relay_interval_s,
+            delay_s=settings.relay_delay_s,
+            batch_size=settings.relay_batch_size,
+        )
+        app.state.ce = AppState(
+            settings=settings,
+            topology=topology,
+            engine=engine,
+            writer=writer,
+            publisher=publisher,
+            relay=relay,
+            api_keys=[k.encode() for k in settings.key_list()],
+        )
+        if not settings.key_list():
+            log.warning("no API keys configured: every /v1 request will get 401")
+        await writer.start()
+        await publisher.start()
+        await relay.start()
+        log.info("api started", extra={"queue": settings.queue_name})
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await writer.stop()
+            await publisher.stop()
+            engine.dispose()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="conversation-events",
+        version="1.0.0",
+        summary="Accepts finished chatbot conversations and scores friendship asynchronously.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(conversations.router)
+    app.include_router(friendship.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(RetryableError)
+    async def unavailable(request: Request, exc: RetryableError) -> JSONResponse:
+        log.warning("dependency unavailable", extra={"error": str(exc), "path": request.url.path})
+        return JSONResponse(
+            {"detail": "storage temporarily unavailable, retry later", "code": "unavailable"},
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return Response(too_large_body(exc.limit), status_code=413, media_type="application/json")
+
+    @app.exception_handler(ConflictingEvent)
+    async def conflict(request: Request, exc: ConflictingEvent) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "code": "conflict", "event_id": exc.event_id}, status_code=409
+        )
+
+    @app.exception_handler(PermanentError)
+    async def permanent(request: Request, exc: PermanentError) -> JSONResponse:
+        log.error("request failed", extra={"error": str(exc), "path": request.url.path})
+        return JSONResponse({"detail": "internal error", "code": "internal"}, status_code=500)
+
+    return app

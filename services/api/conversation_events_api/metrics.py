@@ -1,0 +1,37 @@
+"""Prometheus metrics of the API process."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACCEPTED = Counter("conversation_events_accepted_total", "Events stored and answered 202 (new).")
+DUPLICATES = Counter(
+    "conversation_events_duplicates_total", "Idempotent re-sends answered 202 with the stored id."
+)
+CONFLICTS = Counter(
+    "conversation_events_conflicts_total", "Re-used conversation ids with other content (409)."
+)
+REJECTED = Counter(
+    "conversation_events_rejected_total", "Requests refused before storing.", ["reason"]
+)
+PUBLISHED = Counter(
+    "conversation_events_published_total", "Messages confirmed by the broker.", ["source"]
+)
+PUBLISH_FAILURES = Counter(
+    "conversation_events_publish_failures_total",
+    "Publishes the broker refused, timed out, or could not take (the relay retries them).",
+)
+RELAY_REPUBLISHED = Counter(
+    "conversation_events_relay_republished_total", "Unconfirmed events republished by the relay."
+)
+LEASES_RELEASED = Counter(
+    "conversation_events_leases_released_total",
+    "PROCESSING events whose lease expired, handed back to the queue.",
+)
+BROKER_CONNECTED = Gauge(
+    "conversation_events_publisher_connected", "1 while the publisher holds a broker channel."
+)
+REQUEST_SECONDS = Histogram(
+    "conversation_events_http_request_seconds",
+    "HTTP request latency by route template and status class.",
+    ["route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

@@ -1,0 +1,189 @@
+"""Long-lived, confirmed publishing to RabbitMQ that never blocks a request.
+
+Requests hand messages over with `submit()` and return; a background loop publishes whatever
+is waiting concurrently on one channel in confirm mode (the confirms pipeline), then records the
+confirmed event ids in PostgreSQL in one statement. What is not confirmed stays unpublished in
+the database, where the relay finds it: a broker outage costs latency, never an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, AbstractRobustExchange
+from sqlalchemy import Engine
+
+from conversation_events.errors import BrokerUnavailable
+from conversation_events.messaging.contract import CONTENT_TYPE, EventMessage
+from conversation_events.messaging.topology import Topology
+from conversation_events.persistence.db import translate_errors
+from conversation_events.persistence.events import mark_published
+from conversation_events_api import metrics
+
+log = logging.getLogger(__name__)
+
+_BROKER_ERRORS = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+async def declare_topology(
+    channel: aio_pika.abc.AbstractChannel, topology: Topology
+) -> AbstractRobustExchange:
+    """Declare exchanges, queues and bindings with the shared arguments; returns the exchange."""
+    exchange = await channel.declare_exchange(
+        topology.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    dlx = await channel.declare_exchange(
+        topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    queue = await channel.declare_queue(
+        topology.queue, durable=True, arguments=topology.queue_arguments
+    )
+    await queue.bind(exchange, routing_key=topology.routing_key)
+    dead = await channel.declare_queue(
+        topology.dead_letter_queue, durable=True, arguments=topology.dead_letter_queue_arguments
+    )
+    await dead.bind(dlx, routing_key=topology.dead_letter_queue)
+    return exchange  # type: ignore[return-value]
+
+
+class Publisher:
+    def __init__(
+        self,
+        amqp_url: str,
+        topology: Topology,
+        engine: Engine,
+        *,
+        publish_timeout_s: float,
+        max_batch: int = 500,
+    ) -> None:
+        self._url = amqp_url
+        self._topology = topology
+        self._engine = engine
+        self._timeout = publish_timeout_s
+        self._max_batch = max_batch
+        self._pending: deque[EventMessage] = deque()
+        self._wakeup = asyncio.Event()
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractRobustExchange | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def connected(self) -> bool:
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
+    async def start(self) -> None:
+        """Connect in the background: the API keeps storing events while the broker is down."""
+        self._tasks = [
+            asyncio.create_task(self._connect_forever(), name="publisher-connect"),
+            asyncio.create_task(self._run(), name="publisher"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+        metrics.BROKER_CONNECTED.set(0)
+
+    def submit(self, message: EventMessage) -> None:
+        """Queue a message for publishing; never blocks, never raises."""
+        self._pending.append(message)
+        self._wakeup.set()
+
+    async def publish_now(self, messages: Sequence[EventMessage]) -> list[str]:
+        """Publish and await the confirms; returns the ids the broker confirmed."""
+        exchange = self._exchange
+        if exchange is None or not self.connected:
+            raise BrokerUnavailable("no broker connection")
+        results = await asyncio.gather(
+            *(self._publish_one(exchange, m) for m in messages), return_exceptions=True
+        )
+        confirmed = [m.event_id for m, r in zip(messages, results, strict=True) if r is None]
+        failures = len(messages) - len(confirmed)
+        if failures:
+            metrics.PUBLISH_FAILURES.inc(failures)
+            first = next(r for r in results if r is not None)
+            log.warning("publishes not confirmed", extra={"count": failures, "error": repr(first)})
+        return confirmed
+
+    async def _publish_one(self, exchange: AbstractRobustExchange, message: EventMessage) -> None:
+        await exchange.publish(
+            aio_pika.Message(
+                message.to_bytes(),
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message.event_id,
+            ),
+            routing_key=self._topology.routing_key,
+            mandatory=True,
+            timeout=self._timeout,
+        )
+
+    async def mark_confirmed(self, event_ids: list[str]) -> None:
+        """Record the confirms so the relay leaves these events alone (best effort)."""
+        if not event_ids:
+            return
+        try:
+            await asyncio.to_thread(self._mark, event_ids)
+        except Exception as exc:
+            # Not fatal: the relay will republish them and the workers ignore the duplicates.
+            log.warning("could not record publish confirms", extra={"error": str(exc)})
+
+    def _mark(self, event_ids: list[str]) -> None:
+        with translate_errors(), self._engine.begin() as conn:
+            mark_published(conn, event_ids)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [
+                self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))
+            ]
+            try:
+                confirmed = await self.publish_now(batch)
+            except BrokerUnavailable:
+                # Left unpublished in PostgreSQL; the relay republishes them once we reconnect.
+                metrics.PUBLISH_FAILURES.inc(len(batch))
+                continue
+            metrics.PUBLISHED.labels("api").inc(len(confirmed))
+            await self.mark_confirmed(confirmed)
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while self._connection is None:
+            try:
+                connection = await aio_pika.connect_robust(self._url, timeout=5)
+                channel = await connection.channel(publisher_confirms=True)
+                self._exchange = await declare_topology(channel, self._topology)
+                self._connection, self._channel = connection, channel
+                connection.close_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(0))
+                connection.reconnect_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(1))
+                metrics.BROKER_CONNECTED.set(1)
+                log.info("publisher connected to the broker")
+            except _BROKER_ERRORS as exc:
+                log.warning(
+                    "broker unreachable; retrying", extra={"error": str(exc), "retry_in_s": delay}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

@@ -1,0 +1,109 @@
+"""Outbox relay: republishes events the broker never confirmed, and recovers expired leases.
+
+Safe with several API processes: rows are taken with `FOR UPDATE SKIP LOCKED`, so each pass of
+each process works on different events. The lock is held until the confirms are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from conversation_events.errors import ConversationEventsError
+from conversation_events.messaging.contract import EventMessage
+from conversation_events.persistence import events as event_repo
+from conversation_events.persistence.db import translate_errors
+from conversation_events_api import metrics
+from conversation_events_api.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: Publisher,
+        *,
+        interval_s: float,
+        delay_s: float,
+        batch_size: int,
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._interval = interval_s
+        self._delay = delay_s
+        self._batch = batch_size
+        # One thread keeps each pass's connection (and its row locks) on one thread.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                full = await self.run_once()
+            except ConversationEventsError as exc:
+                log.warning("relay pass failed", extra={"error": str(exc)})
+                full = False
+            except Exception:
+                log.exception("relay pass crashed")
+                full = False
+            if not full:
+                await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> bool:
+        """One pass; returns True when it hit the batch size (more work is waiting)."""
+        loop = asyncio.get_running_loop()
+        released = await loop.run_in_executor(self._executor, self._release_leases)
+        if released:
+            metrics.LEASES_RELEASED.inc(released)
+            log.warning("expired leases released", extra={"count": released})
+        if not self._publisher.connected:
+            return False
+        conn: Connection = await loop.run_in_executor(self._executor, self._engine.connect)
+        try:
+            rows = await loop.run_in_executor(self._executor, self._take, conn)
+            if not rows:
+                return False
+            messages = [
+                EventMessage.now(str(r["id"]), r["conversation_id"], r["user_id"], r["bot_id"])
+                for r in rows
+            ]
+            confirmed = await self._publisher.publish_now(messages)
+            await loop.run_in_executor(self._executor, self._finish, conn, confirmed)
+            metrics.RELAY_REPUBLISHED.inc(len(confirmed))
+            metrics.PUBLISHED.labels("relay").inc(len(confirmed))
+            log.info("relay republished events", extra={"count": len(confirmed)})
+            return len(rows) >= self._batch
+        except ConversationEventsError:
+            await loop.run_in_executor(self._executor, conn.rollback)
+            raise
+        finally:
+            await loop.run_in_executor(self._executor, conn.close)
+
+    def _release_leases(self) -> int:
+        with translate_errors(), self._engine.begin() as conn:
+            return len(event_repo.release_expired_leases(conn, self._batch))
+
+    def _take(self, conn: Connection) -> list[dict[str, Any]]:
+        with translate_errors():
+            conn.begin()
+            return [dict(r) for r in event_repo.take_unpublished(conn, self._delay, self._batch)]
+
+    def _finish(self, conn: Connection, confirmed: list[str]) -> None:
+        with translate_errors():
+            event_repo.mark_published(conn, confirmed)
+            conn.commit()

@@ -1,0 +1,109 @@
+"""`/v1/conversations`: accept a finished conversation, report an event's status."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Path, status
+from fastapi.responses import Response
+
+from conversation_events.errors import ConflictingEvent
+from conversation_events.messaging.contract import EventMessage
+from conversation_events.persistence import events as event_repo
+from conversation_events.persistence.db import translate_errors
+from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
+from conversation_events_api import metrics
+from conversation_events_api.deps import ApiKey, State
+from conversation_events_api.schemas import Accepted, ConversationEndRequest, ErrorBody, EventView
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"], dependencies=[ApiKey])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+    413: {"model": ErrorBody, "description": "Body larger than the configured limit."},
+    503: {"model": ErrorBody, "description": "PostgreSQL unreachable; retry after `Retry-After`."},
+}
+
+
+@router.post(
+    "/end",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={
+        **_ERRORS,
+        409: {"model": ErrorBody, "description": "Conversation id re-used with other content."},
+    },
+    summary="Accept a finished conversation for scoring",
+)
+async def conversation_end(payload: ConversationEndRequest, state: State) -> Response:
+    """Store the conversation durably (status PENDING), queue it, and answer 202.
+
+    Re-sending the same conversation is idempotent (202, same `event_id`, queued once).
+    """
+    if len(payload.conversation_log) > state.settings.max_log_items:
+        raise HTTPException(
+            422,
+            detail=[
+                {
+                    "loc": ["body", "conversation_log"],
+                    "msg": f"at most {state.settings.max_log_items} messages",
+                    "type": "too_long",
+                }
+            ],
+        )
+    canonical = payload.canonical()
+    event = NewEvent(
+        id=str(uuid.uuid4()),
+        conversation_id=payload.conversation_id,
+        user_id=payload.user_id,
+        bot_id=payload.bot_id,
+        bot_name=payload.bot_name,
+        bot_type=payload.bot_type,
+        agent_tag=payload.agent_tag,
+        start_time=payload.start_time,
+        end_time=payload.end_time,
+        conversation_log=canonical["conversation_log"],
+        metadata=canonical["metadata"],
+        content_hash=content_hash(canonical),
+    )
+    outcome = await state.writer.insert(event)
+    if outcome.status is InsertStatus.CONFLICT:
+        metrics.CONFLICTS.inc()
+        raise ConflictingEvent(payload.conversation_id, outcome.event_id)
+    if outcome.status is InsertStatus.CREATED:
+        metrics.ACCEPTED.inc()
+        state.publisher.submit(
+            EventMessage.now(event.id, event.conversation_id, event.user_id, event.bot_id)
+        )
+    else:
+        metrics.DUPLICATES.inc()
+    body = {
+        "status": "accepted",
+        "conversation_id": payload.conversation_id,
+        "event_id": outcome.event_id,
+        "status_url": f"/v1/conversations/{payload.conversation_id}",
+    }
+    return Response(orjson.dumps(body), status.HTTP_202_ACCEPTED, media_type="application/json")
+
+
+@router.get(
+    "/{conversation_id}",
+    response_model=EventView,
+    responses={**_ERRORS, 404: {"model": ErrorBody, "description": "Unknown conversation."}},
+    summary="Status and result of one conversation event",
+)
+async def get_conversation(
+    conversation_id: Annotated[str, Path(min_length=1, max_length=255)], state: State
+) -> EventView:
+    def load() -> dict[str, Any] | None:
+        with translate_errors(), state.engine.connect() as conn:
+            row = event_repo.get_by_conversation_id(conn, conversation_id)
+            return None if row is None else dict(row)
+
+    row = await asyncio.to_thread(load)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="unknown conversation_id")
+    return EventView(event_id=str(row["id"]), **{k: v for k, v in row.items() if k != "id"})

@@ -1,0 +1,51 @@
+"""`/v1/friendship`: a user's friendship status with the bot."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, status
+
+from conversation_events.domain.friendship import FriendshipStatus
+from conversation_events.persistence import friendship as friendship_repo
+from conversation_events.persistence.db import translate_errors
+from conversation_events_api.deps import ApiKey, State
+from conversation_events_api.schemas import ErrorBody, FriendshipView
+
+router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[ApiKey])
+
+
+@router.get(
+    "/status/{user_id}",
+    response_model=FriendshipView,
+    responses={
+        401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+        404: {"model": ErrorBody, "description": "The user has no friendship status yet."},
+        503: {"model": ErrorBody, "description": "PostgreSQL unreachable."},
+    },
+    summary="Friendship score, level, streak and per-topic metrics of a user",
+)
+async def friendship_status(
+    user_id: Annotated[str, Path(min_length=1, max_length=255)], state: State
+) -> FriendshipView:
+    def load() -> FriendshipStatus | None:
+        with translate_errors(), state.engine.connect() as conn:
+            return friendship_repo.get_status(conn, user_id)
+
+    found = await asyncio.to_thread(load)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no friendship status for user_id")
+    return FriendshipView.model_validate(view(found))
+
+
+def view(found: FriendshipStatus) -> dict[str, Any]:
+    return {
+        "user_id": found.user_id,
+        "friendship_score": found.friendship_score,
+        "friendship_level": found.friendship_level.value,
+        "streak_day": found.streak_day,
+        "last_interaction_date": found.last_interaction_date,
+        "last_emotion": None if found.last_emotion is None else found.last_emotion.value,
+        "topic_metrics": {k: v.to_json() for k, v in found.topic_metrics.items()},
+    }

@@ -1,0 +1,171 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+# PostgreSQL cannot store NUL in text or JSONB: refuse it at the door with a clear error.
+_NO_NUL = r"^[^\x00]*$"
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=_NO_NUL)
+]
+ShortText = Annotated[str, StringConstraints(max_length=255, pattern=_NO_NUL)]
+Emotion = Literal["interesting", "happy", "neutral", "sad", "angry", "boring"]
+
+#: Fields the server owns; a client that sends them gets a 422 rather than silent dropping.
+SERVER_OWNED = frozenset(
+    {
+        "event_id",
+        "status",
+        "attempts",
+        "last_error",
+        "friendship_score_change",
+        "new_friendship_level",
+        "score_calculation_details",
+        "processed_at",
+        "published_at",
+    }
+)
+
+
+class LogItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    character: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
+    content: Annotated[str, StringConstraints(max_length=20_000, pattern=_NO_NUL)]
+    timestamp: AwareDatetime | None = None
+
+
+class Metadata(BaseModel):
+    """Values computed upstream (e.g. by an LLM); when present they override our analysis."""
+
+    model_config = ConfigDict(extra="allow")
+
+    session_emotion: Emotion | None = None
+    user_initiated_questions: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    new_memories_count: Annotated[int, Field(ge=0, le=100_000)] | None = None
+
+    @model_validator(mode="after")
+    def _no_nul_in_extras(self) -> Metadata:
+        if self.model_extra and _contains_nul(self.model_extra):
+            raise ValueError("metadata must not contain NUL characters")
+        return self
+
+
+class ConversationEndRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    conversation_id: Id
+    user_id: Id
+    bot_id: Id
+    bot_name: ShortText | None = None
+    bot_type: ShortText | None = Field(
+        None, description="e.g. GREETING, TALK, GAME_ACTIVITY, NEXT_LESSON (not scored)"
+    )
+    agent_tag: ShortText | None = Field(None, description="The topic of this conversation.")
+    start_time: AwareDatetime = Field(description="RFC 3339 with offset.")
+    end_time: AwareDatetime = Field(description="RFC 3339 with offset; not before start_time.")
+    conversation_log: list[LogItem] = Field(
+        validation_alias=AliasChoices("conversation_log", "conversation_logs"),
+        description="The messages; may be empty. Also accepted as `conversation_logs`.",
+    )
+    metadata: Metadata | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_server_owned(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            owned = sorted(SERVER_OWNED & data.keys())
+            if owned:
+                raise ValueError(f"server-owned fields cannot be set: {', '.join(owned)}")
+        return data
+
+    @field_validator("end_time")
+    @classmethod
+    def _not_before_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start_time")
+        if start is not None and end < start:
+            raise ValueError("end_time must not be before start_time")
+        return end
+
+    def canonical(self) -> dict[str, Any]:
+        """The content that defines this conversation: instants in UTC, aliases resolved."""
+        data = self.model_dump(mode="python")
+        for key in ("start_time", "end_time"):
+            data[key] = _utc_iso(data[key])
+        for item in data["conversation_log"]:
+            if item["timestamp"] is not None:
+                item["timestamp"] = _utc_iso(item["timestamp"])
+        return data
+
+
+def _utc_iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    conversation_id: str
+    event_id: str
+    status_url: str
+
+
+class EventView(BaseModel):
+    event_id: str
+    conversation_id: str
+    user_id: str
+    bot_id: str
+    status: Literal["PENDING", "PROCESSING", "PROCESSED", "FAILED", "SKIPPED"]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    processed_at: datetime | None
+    friendship_score_change: float | None = None
+    new_friendship_level: str | None = None
+    score_calculation_details: dict[str, Any] | None = None
+
+
+class TopicView(BaseModel):
+    score: float
+    turns: int
+    last_date: date | None
+    agents_used: list[str]
+    friendship_level: str
+
+
+class FriendshipView(BaseModel):
+    user_id: str
+    friendship_score: float
+    friendship_level: str
+    streak_day: int
+    last_interaction_date: date | None
+    last_emotion: str | None
+    topic_metrics: dict[str, TopicView]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    code: str

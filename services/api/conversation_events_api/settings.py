@@ -1,0 +1,68 @@
+"""API settings (environment variables with the `CE_` prefix)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+
+from conversation_events.settings import CommonSettings
+
+
+class ApiSettings(CommonSettings):
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "Comma-separated API keys accepted on /v1 routes (header X-API-Key or Authorization: "
+            "Bearer). Empty: every /v1 request is refused with 401."
+        ),
+    )
+    host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 in containers.")
+    port: int = Field(8000, ge=0, le=65535, description="Listen port (0: pick a free one).")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body in bytes; larger ones get 413."
+    )
+    max_log_items: int = Field(
+        2000, ge=1, description="Most messages one conversation may carry (bounded work per event)."
+    )
+    db_pool_size: int = Field(
+        8, ge=2, description="PostgreSQL connections per API process (writer, reads, relay)."
+    )
+    writer_batch_size: int = Field(
+        200,
+        ge=1,
+        description="Most events inserted by one statement; concurrent requests share a batch.",
+    )
+    writer_concurrency: int = Field(
+        2, ge=1, description="Insert batches in flight at once (each on its own connection)."
+    )
+    publish_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds to wait for the broker's confirm of one publish."
+    )
+    relay_interval_s: float = Field(2.0, gt=0, description="Seconds between outbox relay passes.")
+    relay_delay_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Age in seconds after which an unconfirmed PENDING event is republished; longer "
+            "than a normal publish takes, so the relay does not race the publisher."
+        ),
+    )
+    relay_batch_size: int = Field(500, ge=1, description="Most events one relay pass republishes.")
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After seconds sent with 503 when PostgreSQL is unreachable."
+    )
+
+    def key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    def production_secrets(self) -> dict[str, str]:
+        secrets = super().production_secrets()
+        keys = self.key_list()
+        secrets["API key"] = "" if not keys else min(keys, key=len)
+        return secrets
+
+
+@lru_cache
+def get_settings() -> ApiSettings:
+    return ApiSettings()

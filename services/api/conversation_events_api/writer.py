@@ -1,0 +1,98 @@
+"""Micro-batching event writer: concurrent requests share one INSERT and one commit.
+
+Each request hands its event to the writer and awaits the outcome; a loop takes everything
+waiting (up to a batch size) and inserts it on a worker thread. Under load the batches grow by
+themselves, so the commit cost and the thread hand-off are paid once per batch, not per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+
+from conversation_events.errors import PermanentError
+from conversation_events.persistence.db import translate_errors
+from conversation_events.persistence.events import InsertOutcome, NewEvent, insert_events
+
+log = logging.getLogger(__name__)
+
+
+class EventWriter:
+    def __init__(self, engine: Engine, *, batch_size: int, concurrency: int) -> None:
+        self._engine = engine
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._pending: deque[tuple[NewEvent, asyncio.Future[InsertOutcome]]] = deque()
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="event-writer")
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._run(), name="event-writer") for _ in range(self._concurrency)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def insert(self, event: NewEvent) -> InsertOutcome:
+        """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable."""
+        future: asyncio.Future[InsertOutcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [
+                self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))
+            ]
+            items = [event for event, _ in batch]
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self._insert, items)
+            except Exception as exc:  # every waiter learns why its event was not stored
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _insert(self, items: list[NewEvent]) -> list[InsertOutcome | BaseException]:
+        try:
+            return list(self._insert_batch(items))
+        except PermanentError:
+            if len(items) == 1:
+                raise
+        # One bad row must not fail its neighbours: store them one by one.
+        log.warning(
+            "batch insert failed permanently; retrying row by row", extra={"rows": len(items)}
+        )
+        return [self._insert_one(item) for item in items]
+
+    def _insert_batch(self, items: list[NewEvent]) -> list[InsertOutcome]:
+        with translate_errors(), self._engine.begin() as conn:
+            return insert_events(conn, items)
+
+    def _insert_one(self, item: NewEvent) -> InsertOutcome | BaseException:
+        try:
+            return self._insert_batch([item])[0]
+        except PermanentError as exc:
+            return exc

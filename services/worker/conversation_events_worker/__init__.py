@@ -1,0 +1,1 @@
+"""Queue consumer: scores stored conversations and updates friendship status; operator CLI."""

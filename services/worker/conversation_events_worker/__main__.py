@@ -1,0 +1,55 @@
+"""`python -m conversation_events_worker`: consume until SIGTERM, drain, exit 0."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+from conversation_events.logs import configure_logging
+from conversation_events.persistence.db import make_engine
+from conversation_events.processing import ProcessingConfig
+from conversation_events_worker.consumer import Consumer
+from conversation_events_worker.http import serve
+from conversation_events_worker.settings import get_settings
+
+log = logging.getLogger("conversation_events_worker")
+
+
+def main() -> int:
+    settings = get_settings()
+    configure_logging("worker", settings.log_level)
+    engine = make_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.worker_prefetch + 1,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        application_name="conversation-events-worker",
+    )
+    config = ProcessingConfig(
+        zone=settings.zone, max_attempts=settings.max_attempts, lease_s=settings.worker_lease_s
+    )
+    consumer = Consumer(settings, engine, config)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal received; draining", extra={"signal": signal.Signals(signum).name})
+        consumer.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = (
+        serve(settings.worker_http_host, settings.worker_http_port, consumer.health)
+        if settings.worker_http_port
+        else None
+    )
+    try:
+        return consumer.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

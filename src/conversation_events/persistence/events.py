@@ -1,0 +1,289 @@
+"""Repository functions for the `conversation_events` table (the outbox and the results).
+
+Every function takes a SQLAlchemy `Connection` and leaves transaction control to the caller,
+except where the name says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, RowMapping, and_, case, func, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from conversation_events.persistence.tables import TERMINAL_STATUSES, EventStatus, events
+
+
+def content_hash(canonical: Mapping[str, Any]) -> str:
+    """sha256 of a request's canonical JSON (sorted keys): equal content, equal hash."""
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A validated request, ready to store."""
+
+    id: str
+    conversation_id: str
+    user_id: str
+    bot_id: str
+    bot_name: str | None
+    bot_type: str | None
+    agent_tag: str | None
+    start_time: datetime
+    end_time: datetime
+    conversation_log: list[dict[str, Any]]
+    metadata: dict[str, Any] | None
+    content_hash: str
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "user_id": self.user_id,
+            "bot_id": self.bot_id,
+            "bot_name": self.bot_name,
+            "bot_type": self.bot_type,
+            "agent_tag": self.agent_tag,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "conversation_log": self.conversation_log,
+            "metadata": self.metadata,
+            "content_hash": self.content_hash,
+        }
+
+
+class InsertStatus(StrEnum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"  # same conversation id, same content: idempotent re-send
+    CONFLICT = "conflict"  # same conversation id, other content
+
+
+@dataclass(frozen=True, slots=True)
+class InsertOutcome:
+    status: InsertStatus
+    event_id: str
+
+
+def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOutcome]:
+    """Insert a batch in one statement; classify each item as created, duplicate or conflict.
+
+    Duplicates inside the batch resolve like re-sends: the first one is created.
+    """
+    inserted = {
+        row.conversation_id: row.id
+        for row in conn.execute(
+            insert(events)
+            .values([item.row() for item in batch])
+            .on_conflict_do_nothing(index_elements=["conversation_id"])
+            .returning(events.c.conversation_id, events.c.id)
+        )
+    }
+    missing = {item.conversation_id for item in batch} - inserted.keys()
+    existing: dict[str, tuple[str, str]] = {}
+    if missing:
+        existing = {
+            row.conversation_id: (row.id, row.content_hash)
+            for row in conn.execute(
+                select(events.c.conversation_id, events.c.id, events.c.content_hash).where(
+                    events.c.conversation_id.in_(missing)
+                )
+            )
+        }
+    outcomes: list[InsertOutcome] = []
+    for item in batch:
+        event_id = inserted.get(item.conversation_id)
+        if event_id == item.id:
+            outcomes.append(InsertOutcome(InsertStatus.CREATED, event_id))
+            continue
+        if event_id is not None:  # an earlier item of this batch created the row
+            stored_id, stored_hash = event_id, _hash_of(batch, event_id)
+        else:
+            stored_id, stored_hash = existing[item.conversation_id]
+        status = (
+            InsertStatus.DUPLICATE if stored_hash == item.content_hash else InsertStatus.CONFLICT
+        )
+        outcomes.append(InsertOutcome(status, stored_id))
+    return outcomes
+
+
+def _hash_of(batch: Sequence[NewEvent], event_id: str) -> str:
+    return next(item.content_hash for item in batch if item.id == event_id)
+
+
+def mark_published(conn: Connection, event_ids: Sequence[str]) -> None:
+    """Record the broker's confirm, so the relay leaves these events alone."""
+    if event_ids:
+        conn.execute(
+            update(events)
+            .where(events.c.id.in_(event_ids), events.c.published_at.is_(None))
+            .values(published_at=func.now())
+        )
+
+
+def get_by_conversation_id(conn: Connection, conversation_id: str) -> RowMapping | None:
+    return (
+        conn.execute(select(events).where(events.c.conversation_id == conversation_id))
+        .mappings()
+        .first()
+    )
+
+
+def get_event(conn: Connection, event_id: str, *, lock: bool = False) -> RowMapping | None:
+    query = select(events).where(events.c.id == event_id)
+    if lock:
+        query = query.with_for_update()
+    return conn.execute(query).mappings().first()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a worker learned when it tried to take an event."""
+
+    found: bool
+    status: EventStatus | None
+    attempts: int
+
+
+def claim(conn: Connection, event_id: str, lease_s: float) -> Claim:
+    """Mark a PENDING (or lease-holding PROCESSING) event PROCESSING and count one attempt.
+
+    A terminal event is returned unchanged so the caller can ack a duplicate delivery.
+    """
+    row = conn.execute(
+        update(events)
+        .where(
+            events.c.id == event_id,
+            events.c.status.in_([EventStatus.PENDING, EventStatus.PROCESSING]),
+        )
+        .values(
+            status=EventStatus.PROCESSING,
+            attempts=events.c.attempts + 1,
+            lease_until=func.now() + text(f"interval '{float(lease_s)} seconds'"),
+        )
+        .returning(events.c.status, events.c.attempts)
+    ).first()
+    if row is not None:
+        return Claim(True, EventStatus(row.status), row.attempts)
+    current = conn.execute(
+        select(events.c.status, events.c.attempts).where(events.c.id == event_id)
+    ).first()
+    if current is None:
+        return Claim(False, None, 0)
+    return Claim(True, EventStatus(current.status), current.attempts)
+
+
+def complete(
+    conn: Connection,
+    event_id: str,
+    *,
+    status: EventStatus,
+    change: float | None,
+    level: str | None,
+    details: Mapping[str, Any] | None,
+    scoring_version: int | None,
+) -> None:
+    """Store the result and move the event to PROCESSED or SKIPPED."""
+    conn.execute(
+        update(events)
+        .where(events.c.id == event_id)
+        .values(
+            status=status,
+            processed_at=func.now(),
+            lease_until=None,
+            last_error=None,
+            friendship_score_change=change,
+            new_friendship_level=level,
+            score_calculation_details=details,
+            scoring_version=scoring_version,
+        )
+    )
+
+
+def record_failure(
+    conn: Connection, event_id: str, error: str, *, permanent: bool, max_attempts: int
+) -> EventStatus | None:
+    """Record a failed attempt.
+
+    The event becomes FAILED when the error is permanent or its attempts reached
+    `max_attempts`; otherwise it goes back to PENDING to await the retry. Returns the new
+    status, or None when the event is unknown or already terminal.
+    """
+    final = or_(literal(permanent), events.c.attempts >= max_attempts)
+    row = conn.execute(
+        update(events)
+        .where(events.c.id == event_id, events.c.status.not_in(TERMINAL_STATUSES))
+        .values(
+            status=case((final, EventStatus.FAILED.value), else_=EventStatus.PENDING.value),
+            last_error=error[:2000],
+            lease_until=None,
+        )
+        .returning(events.c.status)
+    ).first()
+    return None if row is None else EventStatus(row.status)
+
+
+def take_unpublished(conn: Connection, older_than_s: float, limit: int) -> list[RowMapping]:
+    """Lock PENDING events the broker never confirmed; other relays skip the locked rows."""
+    return list(
+        conn.execute(
+            select(events.c.id, events.c.conversation_id, events.c.user_id, events.c.bot_id)
+            .where(
+                events.c.status == EventStatus.PENDING,
+                events.c.published_at.is_(None),
+                events.c.created_at
+                < func.now() - text(f"interval '{float(older_than_s)} seconds'"),
+            )
+            .order_by(events.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).mappings()
+    )
+
+
+def release_expired_leases(conn: Connection, limit: int) -> list[str]:
+    """Send PROCESSING events whose lease ran out back to PENDING and unpublished.
+
+    The relay then republishes them: the worker that held them died without its message being
+    returned (or is hopelessly stuck; the row lock keeps a late finish from applying twice).
+    """
+    expired = (
+        select(events.c.id)
+        .where(events.c.status == EventStatus.PROCESSING, events.c.lease_until < func.now())
+        .order_by(events.c.lease_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return list(
+        conn.execute(
+            update(events)
+            .where(events.c.id.in_(expired))
+            .values(status=EventStatus.PENDING, published_at=None, lease_until=None)
+            .returning(events.c.id)
+        ).scalars()
+    )
+
+
+def requeue_failed(conn: Connection, conversation_ids: Sequence[str] | None = None) -> list[str]:
+    """Operator action: FAILED events back to PENDING with a fresh attempt budget.
+
+    They become unpublished, so the relay publishes them again. Returns their ids.
+    """
+    conditions = [events.c.status == EventStatus.FAILED]
+    if conversation_ids:
+        conditions.append(events.c.conversation_id.in_(conversation_ids))
+    return list(
+        conn.execute(
+            update(events)
+            .where(and_(*conditions))
+            .values(status=EventStatus.PENDING, attempts=0, published_at=None, lease_until=None)
+            .returning(events.c.id)
+        ).scalars()
+    )

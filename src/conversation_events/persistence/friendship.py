@@ -1,0 +1,74 @@
+"""Repository functions for `friendship_status`: load under a row lock, save."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from conversation_events.domain.analysis import Emotion
+from conversation_events.domain.friendship import FriendshipStatus, Level, TopicMetrics
+from conversation_events.persistence.tables import friendship_status
+
+
+def lock_status(conn: Connection, user_id: str) -> FriendshipStatus:
+    """The user's status, locked until the transaction ends; created on first use.
+
+    The row lock serialises concurrent workers updating the same user: each sees the other's
+    committed result, so no update is lost.
+    """
+    query = (
+        select(friendship_status).where(friendship_status.c.user_id == user_id).with_for_update()
+    )
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        conn.execute(
+            insert(friendship_status)
+            .values(user_id=user_id, friendship_level=Level.PHASE1_STRANGER.value)
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        row = conn.execute(query).mappings().one()
+    return to_domain(row)
+
+
+def get_status(conn: Connection, user_id: str) -> FriendshipStatus | None:
+    row = (
+        conn.execute(select(friendship_status).where(friendship_status.c.user_id == user_id))
+        .mappings()
+        .first()
+    )
+    return None if row is None else to_domain(row)
+
+
+def save_status(conn: Connection, status: FriendshipStatus) -> None:
+    conn.execute(
+        update(friendship_status)
+        .where(friendship_status.c.user_id == status.user_id)
+        .values(
+            friendship_score=status.friendship_score,
+            friendship_level=status.friendship_level.value,
+            streak_day=status.streak_day,
+            last_interaction_date=status.last_interaction_date,
+            last_interaction_at=status.last_interaction_at,
+            last_emotion=None if status.last_emotion is None else status.last_emotion.value,
+            topic_metrics={k: v.to_json() for k, v in status.topic_metrics.items()},
+            updated_at=func.now(),
+        )
+    )
+
+
+def to_domain(row: RowMapping | Mapping[str, Any]) -> FriendshipStatus:
+    return FriendshipStatus(
+        user_id=row["user_id"],
+        friendship_score=row["friendship_score"],
+        friendship_level=Level(row["friendship_level"]),
+        streak_day=row["streak_day"],
+        last_interaction_date=row["last_interaction_date"],
+        last_interaction_at=row["last_interaction_at"],
+        last_emotion=None if row["last_emotion"] is None else Emotion(row["last_emotion"]),
+        topic_metrics={
+            k: TopicMetrics.from_json(v) for k, v in (row["topic_metrics"] or {}).items()
+        },
+    )

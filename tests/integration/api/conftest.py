@@ -1,0 +1,71 @@
+"""The API app in-process (real lifespan: real PostgreSQL, real RabbitMQ), one per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.server import ServerThread
+from tests.support.services import wait_for
+
+from conversation_events_api.main import create_app
+from conversation_events_api.settings import ApiSettings
+
+API_KEY = "integration-test-key-0123456789"
+
+
+def make_settings(
+    database_url: str, amqp_url: str, names: tuple[str, str], **overrides: Any
+) -> ApiSettings:
+    exchange, queue = names
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "amqp_url": amqp_url,
+        "exchange_name": exchange,
+        "queue_name": queue,
+        "api_keys": API_KEY,
+        "relay_interval_s": 0.2,
+        "relay_delay_s": 1.0,
+        "db_connect_timeout_s": 1.0,
+        **overrides,
+    }
+    return ApiSettings(**values)
+
+
+@pytest.fixture
+def make_client(
+    database_url: str, amqp_url: str, names: tuple[str, str]
+) -> Iterator[Callable[..., httpx.Client]]:
+    """Start an app with optional settings overrides; waits until it is ready."""
+    servers: list[ServerThread] = []
+    clients: list[httpx.Client] = []
+
+    def factory(require_broker: bool = True, **overrides: Any) -> httpx.Client:
+        settings = make_settings(
+            overrides.pop("database_url", database_url),
+            overrides.pop("amqp_url", amqp_url),
+            names,
+            **overrides,
+        )
+        server = ServerThread(create_app(settings)).__enter__()
+        client = server.client(headers={"X-API-Key": API_KEY})
+        servers.append(server)
+        clients.append(client)
+        query = "" if require_broker else "?broker=optional"
+        wait_for(
+            lambda: client.get(f"/readyz{query}").status_code == 200, timeout=15, what="readyz"
+        )
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., httpx.Client]) -> httpx.Client:
+    return make_client()

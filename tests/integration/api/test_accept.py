@@ -1,0 +1,181 @@
+"""POST /v1/conversations/end against real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import orjson
+import pika
+from sqlalchemy import Engine, text
+from tests.support.payloads import conversation
+from tests.support.proxy import TcpProxy
+from tests.support.services import AMQP_URL, queue_counts, wait_for
+
+
+def stored(engine: Engine, conversation_id: str) -> dict | None:
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                text("SELECT * FROM conversation_events WHERE conversation_id = :c"),
+                {"c": conversation_id},
+            )
+            .mappings()
+            .first()
+        )
+    return None if row is None else dict(row)
+
+
+def get_messages(queue: str) -> list[tuple[pika.BasicProperties, dict]]:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    messages = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, props, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return messages
+            messages.append((props, orjson.loads(body)))
+    finally:
+        connection.close()
+
+
+def test_accepts_stores_pending_and_queues_ids_only(
+    client: httpx.Client, engine: Engine, names: tuple[str, str]
+) -> None:
+    body = conversation()
+    response = client.post("/v1/conversations/end", json=body)
+
+    assert response.status_code == 202
+    reply = response.json()
+    assert reply["status"] == "accepted"
+    assert reply["conversation_id"] == body["conversation_id"]
+    assert reply["status_url"] == f"/v1/conversations/{body['conversation_id']}"
+    row = stored(engine, body["conversation_id"])
+    assert row is not None and row["status"] == "PENDING" and str(row["id"]) == reply["event_id"]
+    assert row["conversation_log"][0]["content"] == "message 0"
+
+    wait_for(lambda: queue_counts(names[1])[0] == 1, timeout=10, what="one queued message")
+    [(props, message)] = get_messages(names[1])
+    assert props.message_id == reply["event_id"]
+    assert props.delivery_mode == 2
+    assert set(message) == {"event_id", "conversation_id", "user_id", "bot_id", "enqueued_at"}
+    assert message["user_id"] == body["user_id"]
+    wait_for(
+        lambda: stored(engine, body["conversation_id"])["published_at"] is not None,
+        timeout=5,
+        what="confirm recorded",
+    )
+
+
+def test_accepts_conversation_logs_alias(client: httpx.Client, engine: Engine) -> None:
+    body = conversation()
+    body["conversation_logs"] = body.pop("conversation_log")
+    assert client.post("/v1/conversations/end", json=body).status_code == 202
+    assert len(stored(engine, body["conversation_id"])["conversation_log"]) == 6
+
+
+def test_resend_is_idempotent_and_queued_once(client: httpx.Client, names: tuple[str, str]) -> None:
+    body = conversation()
+    first = client.post("/v1/conversations/end", json=body).json()
+    # The same instants written with another offset are the same content.
+    again = dict(body, end_time=body["end_time"].replace("+00:00", "Z"))
+    second = client.post("/v1/conversations/end", json=again)
+
+    assert second.status_code == 202
+    assert second.json()["event_id"] == first["event_id"]
+    wait_for(lambda: queue_counts(names[1])[0] >= 1, timeout=10, what="queued message")
+    assert len(get_messages(names[1])) == 1
+
+
+def test_same_id_other_content_is_a_conflict(client: httpx.Client, engine: Engine) -> None:
+    body = conversation()
+    first = client.post("/v1/conversations/end", json=body).json()
+    changed = dict(body, bot_name="Somebody else")
+
+    response = client.post("/v1/conversations/end", json=changed)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
+    assert response.json()["event_id"] == first["event_id"]
+    assert stored(engine, body["conversation_id"])["bot_name"] == "Pika"
+
+
+def test_concurrent_duplicates_in_one_batch_create_one_event(
+    client: httpx.Client, engine: Engine
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = conversation()
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(
+            pool.map(lambda _: client.post("/v1/conversations/end", json=body), range(8))
+        )
+
+    assert {r.status_code for r in replies} == {202}
+    assert len({r.json()["event_id"] for r in replies}) == 1
+    with engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM conversation_events WHERE conversation_id = :c"),
+            {"c": body["conversation_id"]},
+        ).scalar()
+    assert count == 1
+
+
+def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
+    make_client: Callable[..., httpx.Client], database_url: str, engine: Engine
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        client = make_client(
+            database_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+                hide_password=False
+            )
+        )
+        proxy.cut()
+        body = conversation()
+        response = client.post("/v1/conversations/end", json=body)
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) > 0
+        assert response.json()["code"] == "unavailable"
+        assert client.get("/readyz").status_code == 503
+        assert stored(engine, body["conversation_id"]) is None
+
+        proxy.restore()
+        assert client.post("/v1/conversations/end", json=body).status_code == 202
+        assert stored(engine, body["conversation_id"])["status"] == "PENDING"
+    finally:
+        proxy.close()
+
+
+def test_broker_outage_does_not_fail_requests_and_the_relay_catches_up(
+    make_client: Callable[..., httpx.Client], engine: Engine, names: tuple[str, str]
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    try:
+        client = make_client(amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+        proxy.cut()
+        wait_for(
+            lambda: client.get("/readyz").json()["broker"] == "unavailable",
+            timeout=10,
+            what="publisher to notice the outage",
+        )
+        assert client.get("/readyz?broker=optional").status_code == 200
+        bodies = [conversation() for _ in range(5)]
+        for body in bodies:
+            assert client.post("/v1/conversations/end", json=body).status_code == 202
+        assert all(stored(engine, b["conversation_id"])["published_at"] is None for b in bodies)
+
+        proxy.restore()
+        wait_for(
+            lambda: all(stored(engine, b["conversation_id"])["published_at"] for b in bodies),
+            timeout=30,
+            what="relay to republish after the outage",
+        )
+        ids = {m["conversation_id"] for _, m in get_messages(names[1])}
+        assert {b["conversation_id"] for b in bodies} <= ids
+    finally:
+        proxy.close()

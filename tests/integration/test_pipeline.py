@@ -1,0 +1,226 @@
+"""The whole pipeline as separate processes (API, workers) on real PostgreSQL and RabbitMQ.
+
+Faults are real: SIGKILL and SIGTERM to worker processes, and broker connections cut by a TCP
+proxy while the API accepts. Every scenario ends with the exactly-once check: each user's
+friendship score equals the sum of its events' changes, and every event is PROCESSED.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from tests.support.payloads import conversation, expected_change
+from tests.support.pipeline import score_sums, statuses
+from tests.support.processes import Service, common_env, start_api, start_worker
+from tests.support.proxy import TcpProxy
+from tests.support.services import AMQP_URL, wait_for
+
+pytestmark = pytest.mark.slow
+API_KEY = "pipeline-test-key-0123456789"
+
+
+@pytest.fixture
+def env(database_url: str, names: tuple[str, str]) -> dict[str, str]:
+    return common_env(database_url, AMQP_URL, *names) | {
+        "CE_RELAY_DELAY_S": "2",
+        "CE_RELAY_INTERVAL_S": "0.5",
+        "CE_WORKER_RETRY_BASE_S": "0.05",
+        "CE_WORKER_RETRY_CAP_S": "0.5",
+    }
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx.Response]:
+    with (
+        httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client,
+        ThreadPoolExecutor(concurrency) as pool,
+    ):
+        return list(pool.map(lambda b: client.post("/v1/conversations/end", json=b), bodies))
+
+
+def assert_exactly_once(engine: Engine, bodies: list[dict], timeout: float = 120) -> None:
+    ids = list({b["conversation_id"] for b in bodies})
+    wait_for(
+        lambda: statuses(engine, ids) == {"PROCESSED": len(ids)},
+        timeout=timeout,
+        interval=0.5,
+        what=f"{len(ids)} events PROCESSED",
+    )
+    users = list({b["user_id"] for b in bodies})
+    changes, scores = score_sums(engine, users)
+    expected: dict[str, float] = {}
+    for body in {b["conversation_id"]: b for b in bodies}.values():
+        expected[body["user_id"]] = expected.get(body["user_id"], 0.0) + expected_change(body)
+    assert scores == changes == expected
+
+
+def events_for(users: list[str], count: int) -> list[dict]:
+    rng = random.Random(7)
+    return [
+        conversation(
+            user_id=rng.choice(users),
+            emotion=rng.choice(["happy", "interesting", "neutral"]),
+            questions=rng.randint(0, 3),
+            memories=rng.randint(0, 2),
+            messages=rng.randint(0, 12),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_thousand_events_fifty_users_with_resends(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    services.extend(start_worker(env) for _ in range(2))
+    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(50)]
+    bodies = events_for(users, 1000)
+    resent = random.Random(1).sample(bodies, 100)
+
+    first = post_all(base, bodies)
+    again = post_all(base, resent)
+
+    assert [r.status_code for r in first + again] == [202] * 1100
+    event_ids = {
+        b["conversation_id"]: r.json()["event_id"] for b, r in zip(bodies, first, strict=True)
+    }
+    assert all(
+        r.json()["event_id"] == event_ids[b["conversation_id"]]
+        for b, r in zip(resent, again, strict=True)
+    )
+    assert_exactly_once(engine, bodies)
+
+
+def lock_friendship_rows(engine: Engine, users: list[str]) -> tuple[object, object]:
+    """Hold the users' status rows locked, so workers block mid-transaction on them."""
+    conn = engine.connect()
+    trans = conn.begin()
+    locked = conn.execute(
+        text("SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) FOR UPDATE"),
+        {"u": users},
+    ).all()
+    assert len(locked) == len(users)
+    return conn, trans
+
+
+def in_flight(engine: Engine, ids: list[str]) -> int:
+    return statuses(engine, ids).get("PROCESSING", 0)
+
+
+def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    victim = start_worker(env, CE_WORKER_PREFETCH="10")
+    services.append(victim)
+    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    warmup = [conversation(user_id=u) for u in users]
+    assert {r.status_code for r in post_all(base, warmup)} == {202}
+    assert_exactly_once(engine, warmup, timeout=30)
+
+    conn, trans = lock_friendship_rows(engine, users)
+    bodies = events_for(users, 300)
+    try:
+        assert {r.status_code for r in post_all(base, bodies)} == {202}
+        ids = [b["conversation_id"] for b in bodies]
+        wait_for(
+            lambda: in_flight(engine, ids) >= 5, timeout=20, what="events in flight in the worker"
+        )
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+    finally:
+        trans.rollback()  # type: ignore[attr-defined]
+        conn.close()  # type: ignore[attr-defined]
+    services.append(start_worker(env))
+    assert_exactly_once(engine, warmup + bodies)
+
+
+def test_broker_connection_cut_while_accepting(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    try:
+        api_env = env | {"CE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"}
+        api, base = start_api(api_env, API_KEY)
+        services.append(api)
+        services.append(start_worker(env))
+        users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(20)]
+        bodies = events_for(users, 600)
+        responses: list[httpx.Response] = []
+        poster = threading.Thread(
+            target=lambda: responses.extend(post_all(base, bodies, concurrency=8))
+        )
+        poster.start()
+        wait_for(
+            lambda: (
+                statuses(engine, [b["conversation_id"] for b in bodies[:600]]).get("PROCESSED", 0)
+                >= 50
+            ),
+            timeout=30,
+            what="stream under way",
+        )
+        proxy.cut()
+        wait_for(
+            lambda: (
+                statuses(engine, [b["conversation_id"] for b in bodies]).get("PENDING", 0) >= 50
+            ),
+            timeout=30,
+            what="events accepted during the outage",
+        )
+        proxy.restore()
+        poster.join(120)
+        assert len(responses) == 600
+        assert {r.status_code for r in responses} == {202}
+        assert_exactly_once(engine, bodies)
+    finally:
+        proxy.close()
+
+
+def test_sigterm_drains_in_flight_work_and_exits_zero(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    worker = start_worker(env, CE_WORKER_PREFETCH="8")
+    services.append(worker)
+    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    warmup = [conversation(user_id=u) for u in users]
+    post_all(base, warmup)
+    assert_exactly_once(engine, warmup, timeout=30)
+
+    conn, trans = lock_friendship_rows(engine, users)
+    bodies = events_for(users, 100)
+    ids = [b["conversation_id"] for b in bodies]
+    try:
+        post_all(base, bodies)
+        wait_for(lambda: in_flight(engine, ids) >= 4, timeout=20, what="busy worker")
+        busy = in_flight(engine, ids)
+        worker.signal(signal.SIGTERM)
+        wait_for(lambda: "draining" in worker.log(), timeout=10, what="drain to begin")
+        assert worker.alive()
+    finally:
+        trans.rollback()  # type: ignore[attr-defined]
+        conn.close()  # type: ignore[attr-defined]
+    assert worker.wait(30) == 0
+    done = statuses(engine, ids).get("PROCESSED", 0)
+    assert done >= busy  # the in-flight events finished before the exit
+    assert in_flight(engine, ids) == 0
+    services.append(start_worker(env))
+    assert_exactly_once(engine, warmup + bodies)

@@ -1,0 +1,244 @@
+"""The consumer in-process against real PostgreSQL and RabbitMQ: acks, retries, dead letters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from tests.support.payloads import conversation, expected_change
+from tests.support.pipeline import event_row, publish, score_sums, store
+from tests.support.proxy import TcpProxy
+from tests.support.services import queue_counts, wait_for
+
+from conversation_events.errors import PermanentError, RetryableError
+from conversation_events.messaging.topology import Topology
+from conversation_events.persistence.db import make_engine
+from conversation_events.processing import ProcessingConfig, ProcessResult, process_event
+from conversation_events_worker.consumer import Consumer
+from conversation_events_worker.settings import WorkerSettings
+
+MAX_ATTEMPTS = 3
+
+
+def retries() -> float:
+    return REGISTRY.get_sample_value("conversation_events_retried_total") or 0.0
+
+
+@pytest.fixture
+def topology(names: tuple[str, str]) -> Topology:
+    settings = WorkerSettings()
+    return Topology(names[0], names[1], settings.delivery_limit)
+
+
+@pytest.fixture
+def run_consumer(
+    database_url: str, amqp_url: str, names: tuple[str, str]
+) -> Iterator[Callable[..., Consumer]]:
+    """Start a consumer on a thread; stopped (drained) at teardown."""
+    running: list[tuple[Consumer, threading.Thread, Engine]] = []
+
+    def start(
+        processor: Callable[..., ProcessResult] = process_event, db_url: str | None = None
+    ) -> Consumer:
+        settings = WorkerSettings(
+            database_url=db_url or database_url,
+            amqp_url=amqp_url,
+            exchange_name=names[0],
+            queue_name=names[1],
+            max_attempts=MAX_ATTEMPTS,
+            worker_prefetch=4,
+            worker_retry_base_s=0.01,
+            worker_retry_cap_s=0.05,
+            db_connect_timeout_s=1.0,
+        )
+        engine = make_engine(
+            settings.database_url.get_secret_value(),
+            pool_size=5,
+            connect_timeout_s=1.0,
+            statement_timeout_ms=5000,
+            application_name="test-worker",
+        )
+        config = ProcessingConfig(
+            zone=ZoneInfo("Asia/Ho_Chi_Minh"), max_attempts=MAX_ATTEMPTS, lease_s=60
+        )
+        consumer = Consumer(settings, engine, config, processor=processor)
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        thread.start()
+        wait_for(lambda: consumer.health.consuming, timeout=10, what="consumer to start")
+        running.append((consumer, thread, engine))
+        return consumer
+
+    yield start
+    for consumer, thread, engine in running:
+        consumer.request_stop()
+        thread.join(timeout=30)
+        engine.dispose()
+
+
+def queue_empty(queue: str) -> bool:
+    return queue_counts(queue)[0] == 0
+
+
+def test_processes_event_updates_friendship_and_acks(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    body = conversation(emotion="interesting", questions=2, memories=1)
+    event_id = store(engine, body)
+    run_consumer()
+    publish(topology, event_id, body)
+
+    row = wait_for(
+        lambda: (r := event_row(engine, event_id))["status"] == "PROCESSED" and r,
+        timeout=15,
+        what="PROCESSED",
+    )
+    assert row["friendship_score_change"] == expected_change(body) == 1.5 + 6 + 15 + 5
+    assert row["score_calculation_details"]["scoring_version"] == 1
+    assert row["attempts"] == 1
+    changes, scores = score_sums(engine, [body["user_id"]])
+    assert scores[body["user_id"]] == changes[body["user_id"]] == expected_change(body)
+    wait_for(lambda: queue_counts(topology.queue) == (0, 1), timeout=5, what="message acked")
+
+
+def test_duplicate_deliveries_apply_once(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    body = conversation()
+    event_id = store(engine, body)
+    for _ in range(3):
+        publish(topology, event_id, body)
+    run_consumer()
+
+    wait_for(
+        lambda: event_row(engine, event_id)["status"] == "PROCESSED", timeout=15, what="PROCESSED"
+    )
+    wait_for(lambda: queue_empty(topology.queue), timeout=10, what="all copies acked")
+    _, scores = score_sums(engine, [body["user_id"]])
+    assert scores[body["user_id"]] == expected_change(body)
+
+
+def test_next_lesson_events_are_skipped(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    body = conversation(bot_type="NEXT_LESSON")
+    event_id = store(engine, body)
+    run_consumer()
+    publish(topology, event_id, body)
+    row = wait_for(
+        lambda: (r := event_row(engine, event_id))["status"] == "SKIPPED" and r,
+        timeout=15,
+        what="SKIPPED",
+    )
+    assert row["friendship_score_change"] is None
+    assert score_sums(engine, [body["user_id"]]) == ({}, {})
+
+
+def test_unknown_event_and_malformed_body_are_dead_lettered(
+    topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    run_consumer()
+    publish(topology, "00000000-0000-4000-8000-000000000000", conversation())
+    publish(topology, "", raw=b"not json at all")
+    wait_for(
+        lambda: queue_counts(topology.dead_letter_queue)[0] == 2,
+        timeout=15,
+        what="two dead letters",
+    )
+    assert queue_empty(topology.queue)
+
+
+def test_permanent_error_fails_event_once_and_dead_letters(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    calls: list[str] = []
+
+    def broken(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
+        calls.append(event_id)
+        raise PermanentError("conversation cannot be scored")
+
+    body = conversation()
+    event_id = store(engine, body)
+    run_consumer(processor=broken)
+    publish(topology, event_id, body)
+
+    row = wait_for(
+        lambda: (r := event_row(engine, event_id))["status"] == "FAILED" and r,
+        timeout=15,
+        what="FAILED",
+    )
+    assert row["last_error"] == "conversation cannot be scored"
+    wait_for(
+        lambda: queue_counts(topology.dead_letter_queue)[0] == 1, timeout=10, what="dead letter"
+    )
+    assert queue_empty(topology.queue)
+    assert calls == [event_id]
+
+
+def test_always_transient_event_fails_after_the_configured_attempts(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    calls: list[str] = []
+
+    def flaky(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
+        # Claims like the real processor (counting the attempt), then times out.
+        from conversation_events.persistence import events as repo
+
+        with engine.begin() as conn:
+            repo.claim(conn, event_id, config.lease_s)
+        calls.append(event_id)
+        raise RetryableError("scoring backend timed out")
+
+    body = conversation()
+    event_id = store(engine, body)
+    run_consumer(processor=flaky)
+    publish(topology, event_id, body)
+
+    row = wait_for(
+        lambda: (r := event_row(engine, event_id))["status"] == "FAILED" and r,
+        timeout=30,
+        what="FAILED",
+    )
+    assert row["attempts"] == MAX_ATTEMPTS
+    assert row["last_error"] == "scoring backend timed out"
+    wait_for(
+        lambda: queue_counts(topology.dead_letter_queue)[0] == 1, timeout=10, what="dead letter"
+    )
+    assert queue_empty(topology.queue)
+    assert len(calls) == MAX_ATTEMPTS
+
+
+def test_database_outage_is_retried_without_losing_the_event(
+    engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        run_consumer(
+            db_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        )
+        proxy.cut()
+        body = conversation()
+        event_id = store(engine, body)
+        publish(topology, event_id, body)
+        retried_before = retries()
+        # While PostgreSQL is unreachable the message keeps coming back; the event waits.
+        wait_for(
+            lambda: retries() >= retried_before + 2, timeout=15, what="retries during the outage"
+        )
+        assert event_row(engine, event_id)["status"] == "PENDING"
+        assert queue_counts(topology.dead_letter_queue)[0] == 0
+        proxy.restore()
+        wait_for(
+            lambda: event_row(engine, event_id)["status"] == "PROCESSED",
+            timeout=30,
+            what="PROCESSED after recovery",
+        )
+        assert score_sums(engine, [body["user_id"]])[1][body["user_id"]] == expected_change(body)
+        assert queue_counts(topology.dead_letter_queue)[0] == 0
+    finally:
+        proxy.close()

@@ -1,0 +1,72 @@
+"""Request bodies for tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def conversation(
+    *,
+    conversation_id: str | None = None,
+    user_id: str | None = None,
+    bot_id: str = "bot-1",
+    end_time: datetime | None = None,
+    emotion: str | None = "happy",
+    questions: int | None = 1,
+    memories: int | None = 0,
+    messages: int = 6,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A valid conversation; metadata pins the scoring inputs so the change is predictable."""
+    end = end_time or datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    log = []
+    for i in range(messages):
+        speaker = "USER" if i % 2 == 0 else "PIKA"
+        log.append({"character": speaker, "content": f"message {i}", "timestamp": end.isoformat()})
+    metadata = {
+        k: v
+        for k, v in {
+            "session_emotion": emotion,
+            "user_initiated_questions": questions,
+            "new_memories_count": memories,
+        }.items()
+        if v is not None
+    }
+    body: dict[str, Any] = {
+        "conversation_id": conversation_id or f"conv-{uuid.uuid4().hex}",
+        "user_id": user_id or f"user-{uuid.uuid4().hex[:12]}",
+        "bot_id": bot_id,
+        "bot_name": "Pika",
+        "bot_type": "TALK",
+        "agent_tag": "animals",
+        "start_time": (end - timedelta(minutes=5)).isoformat(),
+        "end_time": end.isoformat(),
+        "conversation_log": log,
+        "metadata": metadata or None,
+    }
+    body.update(fields)
+    return body
+
+
+EMOTION_BONUS = {
+    "interesting": 15,
+    "happy": 10,
+    "neutral": 0,
+    "sad": -5,
+    "angry": -10,
+    "boring": -15,
+}
+
+
+def expected_change(body: dict[str, Any]) -> float:
+    """SPEC section 3 for a body whose log alternates speakers and whose metadata is complete."""
+    turns = len([m for m in body["conversation_log"] if m["content"].strip()]) // 2
+    meta = body["metadata"]
+    return (
+        0.5 * turns
+        + 3 * meta["user_initiated_questions"]
+        + EMOTION_BONUS[meta["session_emotion"]]
+        + 5 * meta["new_memories_count"]
+    )

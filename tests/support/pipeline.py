@@ -1,0 +1,105 @@
+"""Helpers to put events in the database and the queue, and to read results back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pika
+from sqlalchemy import Engine, text
+
+from conversation_events.messaging.contract import EventMessage
+from conversation_events.messaging.topology import Topology
+from conversation_events.persistence.events import NewEvent, content_hash, insert_events
+from conversation_events_worker.broker import declare_topology, publish_confirmed
+from tests.support.services import AMQP_URL
+
+
+def store(engine: Engine, body: dict[str, Any]) -> str:
+    """Insert a request body as the API would; returns the event id."""
+    event = NewEvent(
+        id=str(uuid.uuid4()),
+        conversation_id=body["conversation_id"],
+        user_id=body["user_id"],
+        bot_id=body["bot_id"],
+        bot_name=body.get("bot_name"),
+        bot_type=body.get("bot_type"),
+        agent_tag=body.get("agent_tag"),
+        start_time=datetime.fromisoformat(body["start_time"]),
+        end_time=datetime.fromisoformat(body["end_time"]),
+        conversation_log=body["conversation_log"],
+        metadata=body.get("metadata"),
+        content_hash=content_hash(body),
+    )
+    with engine.begin() as conn:
+        [outcome] = insert_events(conn, [event])
+    return outcome.event_id
+
+
+def publish(
+    topology: Topology, event_id: str, body: dict[str, Any] | None = None, raw: bytes | None = None
+) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        declare_topology(channel, topology)
+        if raw is not None:
+            channel.basic_publish(topology.exchange, topology.routing_key, raw)
+            return
+        assert body is not None
+        message = EventMessage.now(
+            event_id, body["conversation_id"], body["user_id"], body["bot_id"]
+        )
+        publish_confirmed(channel, topology, message)
+    finally:
+        connection.close()
+
+
+def event_row(engine: Engine, event_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(text("SELECT * FROM conversation_events WHERE id = :id"), {"id": event_id})
+            .mappings()
+            .one()
+        )
+
+
+def statuses(engine: Engine, conversation_ids: list[str]) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, count(*) AS n FROM conversation_events "
+                "WHERE conversation_id = ANY(:ids) GROUP BY status"
+            ),
+            {"ids": conversation_ids},
+        )
+        return {r.status: r.n for r in rows}
+
+
+def score_sums(engine: Engine, user_ids: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """(sum of each user's event changes, each user's friendship_score)."""
+    with engine.connect() as conn:
+        changes = {
+            r.user_id: r.total
+            for r in conn.execute(
+                text(
+                    "SELECT user_id, sum(friendship_score_change) AS total "
+                    "FROM conversation_events "
+                    "WHERE user_id = ANY(:ids) AND status = 'PROCESSED' GROUP BY user_id"
+                ),
+                {"ids": user_ids},
+            )
+        }
+        scores = {
+            r.user_id: r.friendship_score
+            for r in conn.execute(
+                text(
+                    "SELECT user_id, friendship_score FROM friendship_status "
+                    "WHERE user_id = ANY(:ids)"
+                ),
+                {"ids": user_ids},
+            )
+        }
+    return changes, scores

@@ -1,0 +1,108 @@
+"""Real PostgreSQL and RabbitMQ for the tests: per-run databases, per-test queue names."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import pika
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+T = TypeVar("T")
+
+
+def require(reachable: bool, what: str) -> None:
+    """Skip locally when a service is absent; fail loudly in CI, where it must be there."""
+    if reachable:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is not reachable; scripts/services should have started it")
+    pytest.skip(f"{what} is not reachable")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def create_database(prefix: str = "ce_test") -> str:
+    """A fresh, migrated database; returns its SQLAlchemy URL."""
+    from conversation_events.migrate import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrate(url, create=True, timeout_s=10)
+    return url
+
+
+def drop_database(url: str) -> None:
+    name = make_url(url).database
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def unique_names(prefix: str = "test") -> tuple[str, str]:
+    """(exchange, queue) names no other test uses."""
+    suffix = uuid.uuid4().hex[:10]
+    return f"{prefix}.{suffix}.exchange", f"{prefix}.{suffix}.queue"
+
+
+def delete_topology(exchange: str, queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for q in (queue, f"{queue}.dead"):
+            channel.queue_delete(q)
+        for x in (exchange, f"{exchange}.dlx"):
+            channel.exchange_delete(x)
+    finally:
+        connection.close()
+
+
+def queue_counts(queue: str) -> tuple[int, int]:
+    """(messages ready, consumers) of a queue via a passive declare."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        result = connection.channel().queue_declare(queue, passive=True)
+        return result.method.message_count, result.method.consumer_count
+    finally:
+        connection.close()
+
+
+def wait_for(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}; last value {value!r}"
+            )
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
