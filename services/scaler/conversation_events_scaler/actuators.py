@@ -1,0 +1,403 @@
+"""Actuators: what the scaler acts on, behind one small interface (``current()``, ``scale(n)``).
+
+* :class:`KubernetesActuator` reads and patches the ``scale`` subresource of exactly one
+  Deployment with the official ``kubernetes`` client (RBAC: ``get`` and ``patch`` on
+  ``deployments/scale``, nothing else).
+* :class:`LocalProcessActuator` starts and stops worker processes on this machine; it stops them
+  with ``SIGTERM`` so they drain (finish and ack their in-flight messages) and kills only after
+  a grace period.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from conversation_events.errors import ConversationEventsError
+from conversation_events_scaler.errors import (
+    ActuatorUnavailable,
+    ScaleConflict,
+    ScaleForbidden,
+    ScaleTargetNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Actuator(abc.ABC):
+    """Where the replicas live."""
+
+    @abc.abstractmethod
+    def current(self) -> int:
+        """Replicas asked for and running (not counting ones that are draining away)."""
+
+    @abc.abstractmethod
+    def scale(self, replicas: int) -> None:
+        """Ask for ``replicas``; returns once the request is accepted, not when they run."""
+
+    def status(self) -> dict[str, Any]:
+        """Details for the status file."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release resources; the local actuator also stops its workers."""
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+
+class KubernetesActuator(Actuator):
+    """Scales one Deployment through its ``scale`` subresource; never touches anything else."""
+
+    def __init__(
+        self, apps: client.AppsV1Api, namespace: str, deployment: str, *, timeout_s: float = 10.0
+    ) -> None:
+        self._apps = apps
+        self.namespace = namespace
+        self.deployment = deployment
+        self._timeout_s = timeout_s
+
+    @property
+    def target(self) -> str:
+        return f"deployment {self.namespace}/{self.deployment}"
+
+    def current(self) -> int:
+        try:
+            scale = self._apps.read_namespaced_deployment_scale(
+                self.deployment, self.namespace, _request_timeout=self._timeout_s
+            )
+        except (ApiException, Urllib3HTTPError, OSError) as exc:
+            raise _translate(exc, f"read the scale of {self.target}") from exc
+        return int(scale.spec.replicas or 0) if scale.spec else 0
+
+    def scale(self, replicas: int) -> None:
+        if replicas < 0:
+            raise ValueError("replicas must not be negative")
+        try:
+            self._apps.patch_namespaced_deployment_scale(
+                self.deployment,
+                self.namespace,
+                {"spec": {"replicas": replicas}},
+                _request_timeout=self._timeout_s,
+            )
+        except (ApiException, Urllib3HTTPError, OSError) as exc:
+            raise _translate(exc, f"scale {self.target} to {replicas}") from exc
+
+    def status(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "deployment": self.deployment}
+
+
+def _translate(exc: Exception, action: str) -> ConversationEventsError:
+    """A kubernetes-client exception as the project's retryable / permanent error."""
+    if not isinstance(exc, ApiException) or exc.status in (None, 0):
+        return ActuatorUnavailable(f"could not {action}: Kubernetes API unreachable ({exc})")
+    status = int(exc.status)
+    detail = f"HTTP {status} {exc.reason or ''}".strip()
+    if status == 404:
+        return ScaleTargetNotFound(f"could not {action}: not found ({detail})")
+    if status in (401, 403):
+        return ScaleForbidden(
+            f"could not {action}: {detail}; the scaler's ServiceAccount needs `get` and "
+            "`patch` on `deployments/scale` (apps) in that namespace"
+        )
+    if status == 409:
+        return ScaleConflict(f"could not {action}: changed meanwhile ({detail})")
+    if status == 429 or status >= 500:
+        return ActuatorUnavailable(f"could not {action}: {detail}")
+    return ScaleForbidden(f"could not {action}: rejected ({detail})")
+
+
+# --- local processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    """One local worker: its slot (→ port), process, and when it started or began stopping."""
+
+    slot: int
+    port: int
+    process: subprocess.Popen[bytes]
+    started_at: float
+    stopping_since: float | None = None
+    killed: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+InFlightProbe = Callable[[WorkerProcess], "int | None"]
+
+_MIN_HEALTHY_UPTIME_S = 30.0
+
+_IN_FLIGHT = re.compile(r"^conversation_events_worker_in_flight(?:\{[^}]*\})?\s+(\S+)", re.M)
+
+
+def http_in_flight_probe(timeout_s: float = 0.5) -> InFlightProbe:
+    """Reads ``conversation_events_worker_in_flight`` from a worker's ``/metrics``.
+
+    ``None`` when the worker does not answer (still starting, or no fixed port), so such a
+    worker ranks as busy: an unknown worker is not assumed idle.
+    """
+
+    def probe(worker: WorkerProcess) -> int | None:
+        if not worker.port:
+            return None
+        try:
+            response = httpx.get(f"http://127.0.0.1:{worker.port}/metrics", timeout=timeout_s)
+        except httpx.HTTPError:
+            return None
+        match = _IN_FLIGHT.search(response.text) if response.status_code == 200 else None
+        return int(float(match.group(1))) if match else None
+
+    return probe
+
+
+class LocalProcessActuator(Actuator):
+    """Runs ``n`` worker processes of ``command`` on this machine.
+
+    * Worker ``i`` (its *slot*, the lowest free one) gets ``CE_WORKER_HTTP_PORT = base + i``
+      (``0`` when ``http_base_port`` is 0) so their ``/metrics`` never clash.
+    * Scale-in sends ``SIGTERM`` to the idlest workers (lowest in-flight count when a probe is
+      given), newest first among equals; they drain and exit by themselves, and get ``SIGKILL``
+      only after ``grace_s``. Draining workers no longer count in :meth:`current`.
+    * Workers that exit on their own are reaped and replaced (with a growing back-off when they
+      keep crashing right after start).
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+        http_base_port: int = 9100,
+        grace_s: float = 60.0,
+        log_dir: Path | None = None,
+        in_flight: InFlightProbe | None = None,
+        restart_backoff_s: float = 1.0,
+        max_restart_backoff_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not command:
+            raise ValueError("the worker command must not be empty")
+        self.command = list(command)
+        self._env = dict(env)
+        self._cwd = cwd
+        self._base_port = http_base_port
+        self._grace_s = grace_s
+        self._log_dir = log_dir
+        self._in_flight = in_flight
+        self._clock = clock
+        self._backoff_base = restart_backoff_s
+        self._backoff_max = max_restart_backoff_s
+        self._backoff = restart_backoff_s
+        self._restart_not_before = 0.0
+        self.running: list[WorkerProcess] = []
+        self.stopping: list[WorkerProcess] = []
+        self.target = 0
+        self.crashes = 0
+
+    # -- the interface --
+
+    def current(self) -> int:
+        self.reap()
+        return len(self.running)
+
+    def scale(self, replicas: int) -> None:
+        if replicas < 0:
+            raise ValueError("replicas must not be negative")
+        self.target = replicas
+        self.reap()
+        while len(self.running) > replicas:
+            self._stop(self._victim())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "crashes": self.crashes,
+            "workers": [self._describe(w, "running") for w in self.running]
+            + [self._describe(w, "stopping") for w in self.stopping],
+        }
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """SIGTERM every worker, wait for them to drain, kill what is left after the grace."""
+        self.target = 0
+        for worker in list(self.running):
+            self._stop(worker)
+        deadline = self._clock() + (self._grace_s if timeout_s is None else timeout_s)
+        while self.stopping and self._clock() < deadline:
+            self._wait_any(deadline)
+            self.reap()
+        for worker in list(self.stopping):
+            self._kill(worker)
+        for worker in list(self.stopping):
+            worker.process.wait()
+        self.reap()
+
+    # -- mechanics --
+
+    def reap(self) -> None:
+        """Collect exited workers, kill drained-too-long ones, replace crashed ones."""
+        now = self._clock()
+        for worker in list(self.running):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            self.running.remove(worker)
+            self.crashes += 1
+            lived = now - worker.started_at
+            log.warning(
+                "worker exited unexpectedly; replacing it",
+                extra={"pid": worker.pid, "exit_code": code, "lived_s": round(lived, 1)},
+            )
+            if lived < _MIN_HEALTHY_UPTIME_S:  # dies right after start: do not spin
+                self._restart_not_before = now + self._backoff
+                self._backoff = min(self._backoff * 2, self._backoff_max)
+            else:
+                self._backoff = self._backoff_base
+        for worker in list(self.stopping):
+            code = worker.process.poll()
+            if code is not None:
+                self.stopping.remove(worker)
+                log.info(
+                    "worker stopped",
+                    extra={
+                        "pid": worker.pid,
+                        "exit_code": code,
+                        "drained_s": round(now - (worker.stopping_since or now), 1),
+                        "killed": worker.killed,
+                    },
+                )
+            elif not worker.killed and now - (worker.stopping_since or now) >= self._grace_s:
+                self._kill(worker)
+        if len(self.running) < self.target and now >= self._restart_not_before:
+            while len(self.running) < self.target:
+                self._start()
+
+    def _start(self) -> WorkerProcess:
+        used = {w.slot for w in self.running + self.stopping}
+        slot = next(i for i in range(len(used) + 1) if i not in used)
+        port = self._base_port + slot if self._base_port else 0
+        env = dict(self._env)
+        env["CE_WORKER_HTTP_PORT"] = str(port)
+        output: IO[bytes] | int | None = None
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self._log_dir / f"worker-{slot}.log").open("ab")
+        try:
+            process = subprocess.Popen(  # noqa: S603 - the configured worker command
+                self.command,
+                env=env,
+                cwd=self._cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+            )
+        except OSError as exc:
+            raise ActuatorUnavailable(f"could not start worker {self.command!r}: {exc}") from exc
+        finally:
+            if output is not None and not isinstance(output, int):
+                output.close()  # the child holds its own descriptor
+        worker = WorkerProcess(slot=slot, port=port, process=process, started_at=self._clock())
+        self.running.append(worker)
+        log.info("worker started", extra={"pid": process.pid, "slot": slot, "http_port": port})
+        return worker
+
+    def _victim(self) -> WorkerProcess:
+        def rank(worker: WorkerProcess) -> tuple[float, float]:
+            busy: float = 0.0
+            if self._in_flight is not None:
+                count = self._in_flight(worker)
+                busy = float("inf") if count is None else float(count)
+            return (busy, -worker.started_at)
+
+        return min(self.running, key=rank)
+
+    def _stop(self, worker: WorkerProcess) -> None:
+        self.running.remove(worker)
+        worker.stopping_since = self._clock()
+        self.stopping.append(worker)
+        with contextlib.suppress(ProcessLookupError):  # exited meanwhile: reaped next time
+            worker.process.send_signal(signal.SIGTERM)
+        log.info("worker asked to drain (SIGTERM)", extra={"pid": worker.pid, "slot": worker.slot})
+
+    def _kill(self, worker: WorkerProcess) -> None:
+        if worker.process.poll() is None:
+            log.warning(
+                "worker did not drain within the grace period; killing it",
+                extra={"pid": worker.pid, "grace_s": self._grace_s},
+            )
+            worker.process.kill()
+        worker.killed = True
+
+    def _wait_any(self, deadline: float) -> None:
+        """Block until a stopping worker exits or a short slice passes (no busy loop)."""
+        remaining = max(0.0, deadline - self._clock())
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stopping[0].process.wait(timeout=min(0.2, remaining))
+
+    def _describe(self, worker: WorkerProcess, state: str) -> dict[str, Any]:
+        return {
+            "pid": worker.pid,
+            "slot": worker.slot,
+            "http_port": worker.port,
+            "state": state,
+            "age_s": round(self._clock() - worker.started_at, 1),
+        }
+
+
+def worker_environment(base: Mapping[str, str], *, pythonpath: str | None = None) -> dict[str, str]:
+    """The environment of local workers: the scaler's own (all ``CE_*`` settings pass through),
+    with the worker's ``PYTHONPATH`` when given."""
+    env = dict(base)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def default_worker_command(python: str | None = None) -> list[str]:
+    """This Python running the worker package."""
+    return [python or sys.executable, "-m", "conversation_events_worker"]
+
+
+def in_cluster_namespace(default: str = "default") -> str:
+    """The namespace of the pod this runs in, else ``default``."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    try:
+        return path.read_text().strip() or default
+    except OSError:
+        return default
+
+
+def kubernetes_api_client(kubeconfig: Path | None) -> client.ApiClient:
+    """An API client from the in-cluster service account, or from a kubeconfig (development)."""
+    from kubernetes import config
+
+    if kubeconfig is not None:
+        return config.new_client_from_config(config_file=str(kubeconfig))
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        if "KUBECONFIG" in os.environ or Path("~/.kube/config").expanduser().exists():
+            return config.new_client_from_config()
+        raise
+    return client.ApiClient(configuration)
