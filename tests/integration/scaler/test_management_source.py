@@ -57,6 +57,7 @@ def test_counts_ready_and_unacked_on_the_default_vhost(
                 interval=0.5,
                 what="management statistics to show 18 ready + 7 unacked",
             )
+        assert observation is not None
         assert observation.messages() == 25
         assert observation.messages(ready_only=True) == 18
         assert observation.consumers == 1
@@ -81,6 +82,7 @@ def test_finds_a_queue_in_a_vhost_whose_name_has_a_slash(
                 interval=0.5,
                 what="3 ready messages in the slashed vhost",
             )
+        assert observation is not None
         assert observation.total == 3
     finally:
         connection.close()
