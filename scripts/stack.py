@@ -1,0 +1,201 @@
+"""Process manager behind `scripts/stack` (see that script for the commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".stack"
+PIDS = STATE / "pids.json"
+ENV_FILE = STATE / "env"
+LOGS = STATE / "logs"
+SCALER_STATUS = STATE / "scaler-status.json"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault(
+        "CE_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/conversation_events"
+    )
+    env.setdefault("CE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def with_path(env: dict[str, str], service: str) -> dict[str, str]:
+    env = dict(env)
+    env["PYTHONPATH"] = f"{ROOT / 'src'}:{ROOT / 'services' / service}"
+    return env
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie of ours is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def load_pids() -> dict[str, int]:
+    return json.loads(PIDS.read_text()) if PIDS.exists() else {}
+
+
+def start(name: str, args: list[str], env: dict[str, str]) -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = (LOGS / f"{name}.log").open("ab")
+    proc = subprocess.Popen(  # noqa: S603
+        [str(PYTHON), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return proc.pid
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def up() -> int:
+    pids = {k: v for k, v in load_pids().items() if alive(v)}
+    if pids:
+        print(f"already running: {', '.join(pids)}; `scripts/stack down` first", file=sys.stderr)
+        return 1
+    STATE.mkdir(exist_ok=True)
+    port = int(os.environ.get("STACK_PORT", "8000"))
+    api_key = secrets.token_urlsafe(24)
+    env = base_env()
+    env.update(CE_API_KEYS=api_key, CE_PORT=str(port), CE_HOST="127.0.0.1")
+    subprocess.run(  # noqa: S603
+        [str(PYTHON), "-m", "conversation_events.migrate", "--create-database"],
+        cwd=ROOT,
+        env=with_path(env, "api"),
+        check=True,
+    )
+    pids = {"api": start("api", ["-m", "conversation_events_api"], with_path(env, "api"))}
+    scaler_env = with_path(env, "scaler")
+    scaler_env.update(
+        CE_SCALER_ACTUATOR="local",
+        CE_SCALER_MIN_REPLICAS=os.environ.get("STACK_MIN_WORKERS", "1"),
+        CE_SCALER_MAX_REPLICAS=os.environ.get("STACK_MAX_WORKERS", "4"),
+        CE_SCALER_STATUS_FILE=str(SCALER_STATUS),
+        CE_SCALER_HTTP_PORT=os.environ.get("STACK_SCALER_PORT", "9200"),
+        CE_SCALER_WORKER_PYTHONPATH=f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
+        CE_SCALER_WORKER_LOG_DIR=str(LOGS),
+    )
+    pids["scaler"] = start("scaler", ["-m", "conversation_events_scaler"], scaler_env)
+    PIDS.write_text(json.dumps(pids))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        code, _ = get(f"{base}/readyz")
+        if code == 200:
+            break
+        for name, pid in pids.items():
+            if not alive(pid):
+                print(f"{name} exited; see {LOGS / (name + '.log')}", file=sys.stderr)
+                down()
+                return 1
+        time.sleep(0.3)
+    else:
+        print(f"API not ready within 60 s; see {LOGS / 'api.log'}", file=sys.stderr)
+        down()
+        return 1
+    ENV_FILE.write_text(f"E2E_BASE_URL={base}\nE2E_API_KEY={api_key}\n")
+    ENV_FILE.chmod(0o600)
+    print(f"conversation-events is up at {base}  (docs: {base}/docs; key and URL in {ENV_FILE})")
+    return 0
+
+
+def down() -> int:
+    pids = load_pids()
+    for pid in pids.values():
+        if alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids.values():
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    PIDS.unlink(missing_ok=True)
+    ENV_FILE.unlink(missing_ok=True)
+    print("conversation-events stopped" if pids else "nothing was running")
+    return 0
+
+
+def status(as_json: bool) -> int:
+    pids = load_pids()
+    report: dict[str, object] = {
+        "processes": {n: {"pid": p, "alive": alive(p)} for n, p in pids.items()}
+    }
+    env = (
+        dict(line.split("=", 1) for line in ENV_FILE.read_text().splitlines())
+        if ENV_FILE.exists()
+        else {}
+    )
+    if "E2E_BASE_URL" in env:
+        code, body = get(f"{env['E2E_BASE_URL']}/readyz")
+        report["url"] = env["E2E_BASE_URL"]
+        report["ready"] = json.loads(body) if code else "unreachable"
+    if SCALER_STATUS.exists():
+        report["scaler"] = json.loads(SCALER_STATUS.read_text())
+    running = any(p["alive"] for p in report["processes"].values())  # type: ignore[union-attr]
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        if not running:
+            print("not running")
+        for name, info in report["processes"].items():  # type: ignore[union-attr]
+            print(f"{name:8} pid {info['pid']:<8} {'running' if info['alive'] else 'stopped'}")
+        if "url" in report:
+            print(f"url      {report['url']}  ready: {report['ready']}")
+        scaler = report.get("scaler")
+        if isinstance(scaler, dict):
+            workers, decision = scaler.get("current_replicas"), scaler.get("last_decision")
+            print(f"workers  {workers}  last decision: {decision}")
+    return 0 if running else 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="scripts/stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    st = sub.add_parser("status")
+    st.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.command == "up":
+        return up()
+    if args.command == "down":
+        return down()
+    return status(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
