@@ -58,7 +58,8 @@ def requeue_failed(
 
 def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) -> dict[str, int]:
     topology = Topology(settings.exchange_name, settings.queue_name, settings.delivery_limit)
-    replayed = dropped = malformed = 0
+    replayed = dropped = 0
+    kept: list[int] = []
     with _channel(settings, topology) as channel:
         for _ in range(limit):
             method, _props, body = channel.basic_get(topology.dead_letter_queue, auto_ack=False)
@@ -67,8 +68,9 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
             try:
                 message = EventMessage.from_bytes(body)
             except PermanentError:
-                malformed += 1  # kept in the dead-letter queue for a human to inspect
-                channel.basic_nack(method.delivery_tag, requeue=True)
+                # Kept for a human to inspect: held unacked until the end (a requeue now would
+                # hand the same message straight back), then returned to the dead-letter queue.
+                kept.append(method.delivery_tag)
                 continue
             with translate_errors(), engine.begin() as conn:
                 row = event_repo.get_event(conn, message.event_id, lock=True)
@@ -85,7 +87,9 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
             else:
                 dropped += 1  # unknown or already done: nothing left to do for it
             channel.basic_ack(method.delivery_tag)
-    return {"replayed": replayed, "dropped": dropped, "malformed_kept": malformed}
+        for tag in kept:
+            channel.basic_nack(tag, requeue=True)
+    return {"replayed": replayed, "dropped": dropped, "malformed_kept": len(kept)}
 
 
 class _channel:
