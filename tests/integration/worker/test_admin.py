@@ -9,15 +9,15 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Engine, text
+from tests.integration.worker.test_consumer import queue_empty
+from tests.support.payloads import conversation, expected_change
+from tests.support.pipeline import event_row, publish, score_sums, store
+from tests.support.services import AMQP_URL, queue_counts, wait_for
 
 from conversation_events.errors import PermanentError
 from conversation_events.messaging.topology import Topology
 from conversation_events.processing import ProcessingConfig, ProcessResult
 from conversation_events_worker.consumer import Consumer
-from tests.integration.worker.test_consumer import queue_empty, run_consumer, topology  # noqa: F401
-from tests.support.payloads import conversation, expected_change
-from tests.support.pipeline import event_row, publish, score_sums, store
-from tests.support.services import AMQP_URL, queue_counts, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -85,7 +85,7 @@ def test_requeue_failed_reprocesses_with_a_fresh_budget(
 def test_replay_dead_letters_moves_them_back_and_drops_finished_ones(
     engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
 ) -> None:
-    body, event_id, _ = fail_then_recover(engine, topology, run_consumer)
+    _, event_id, _ = fail_then_recover(engine, topology, run_consumer)
     publish(topology, "", raw=b"garbage")  # will be dead-lettered as malformed by the next worker
     run_consumer()
     wait_for(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from zoneinfo import ZoneInfo
+from collections.abc import Callable
 
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from tests.integration.worker.conftest import MAX_ATTEMPTS
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row, publish, score_sums, store
 from tests.support.proxy import TcpProxy
@@ -17,67 +15,12 @@ from tests.support.services import queue_counts, wait_for
 
 from conversation_events.errors import PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
-from conversation_events.persistence.db import make_engine
-from conversation_events.processing import ProcessingConfig, ProcessResult, process_event
+from conversation_events.processing import ProcessingConfig, ProcessResult
 from conversation_events_worker.consumer import Consumer
-from conversation_events_worker.settings import WorkerSettings
-
-MAX_ATTEMPTS = 3
 
 
 def retries() -> float:
     return REGISTRY.get_sample_value("conversation_events_retried_total") or 0.0
-
-
-@pytest.fixture
-def topology(names: tuple[str, str]) -> Topology:
-    settings = WorkerSettings()
-    return Topology(names[0], names[1], settings.delivery_limit)
-
-
-@pytest.fixture
-def run_consumer(
-    database_url: str, amqp_url: str, names: tuple[str, str]
-) -> Iterator[Callable[..., Consumer]]:
-    """Start a consumer on a thread; stopped (drained) at teardown."""
-    running: list[tuple[Consumer, threading.Thread, Engine]] = []
-
-    def start(
-        processor: Callable[..., ProcessResult] = process_event, db_url: str | None = None
-    ) -> Consumer:
-        settings = WorkerSettings(
-            database_url=db_url or database_url,
-            amqp_url=amqp_url,
-            exchange_name=names[0],
-            queue_name=names[1],
-            max_attempts=MAX_ATTEMPTS,
-            worker_prefetch=4,
-            worker_retry_base_s=0.01,
-            worker_retry_cap_s=0.05,
-            db_connect_timeout_s=1.0,
-        )
-        engine = make_engine(
-            settings.database_url.get_secret_value(),
-            pool_size=5,
-            connect_timeout_s=1.0,
-            statement_timeout_ms=5000,
-            application_name="test-worker",
-        )
-        config = ProcessingConfig(
-            zone=ZoneInfo("Asia/Ho_Chi_Minh"), max_attempts=MAX_ATTEMPTS, lease_s=60
-        )
-        consumer = Consumer(settings, engine, config, processor=processor)
-        thread = threading.Thread(target=consumer.run, daemon=True)
-        thread.start()
-        wait_for(lambda: consumer.health.consuming, timeout=10, what="consumer to start")
-        running.append((consumer, thread, engine))
-        return consumer
-
-    yield start
-    for consumer, thread, engine in running:
-        consumer.request_stop()
-        thread.join(timeout=30)
-        engine.dispose()
 
 
 def queue_empty(queue: str) -> bool:
