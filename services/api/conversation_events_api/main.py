@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
@@ -96,6 +100,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             headers={"Retry-After": str(settings.retry_after_s)},
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        body = orjson.dumps({"detail": validation_details(exc.errors())})
+        return Response(body, status_code=422, media_type="application/json")
+
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
         return Response(too_large_body(exc.limit), status_code=413, media_type="application/json")
@@ -112,3 +121,55 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return JSONResponse({"detail": "internal error", "code": "internal"}, status_code=500)
 
     return app
+
+
+_MAX_ECHO_CHARS = 200
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's field-level 422 details, made safe to render whatever the client sent.
+
+    The default handler echoes each invalid input in full, and fails (a 500) on what JSON
+    cannot carry: unpaired surrogates, NaN, integers beyond 64 bits, very deep nesting. Here
+    scalar inputs are echoed (long strings cut short), containers are not, and every string is
+    made valid UTF-8.
+    """
+    details = []
+    for error in errors:
+        item: dict[str, Any] = {
+            "type": _text(str(error.get("type", "value_error"))),
+            "loc": [p if isinstance(p, int) else _text(str(p)) for p in error.get("loc", ())],
+            "msg": _text(str(error.get("msg", ""))),
+        }
+        if "input" in error and _is_scalar(error["input"]):
+            item["input"] = _scalar(error["input"])
+        ctx = error.get("ctx")
+        if isinstance(ctx, dict):
+            item["ctx"] = {
+                _text(str(k)): _scalar(v) if _is_scalar(v) else _text(str(v))
+                for k, v in ctx.items()
+            }
+        details.append(item)
+    return details
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else _text(str(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _text(value: str) -> str:
+    if len(value) > _MAX_ECHO_CHARS:
+        value = value[:_MAX_ECHO_CHARS] + "…"
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

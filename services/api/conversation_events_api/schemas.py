@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     AwareDatetime,
     BaseModel,
@@ -18,11 +20,27 @@ from pydantic import (
 )
 
 # PostgreSQL cannot store NUL in text or JSONB: refuse it at the door with a clear error.
-_NO_NUL = r"^[^\x00]*$"
+NO_NUL = r"^[^\x00]*$"
 Id = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=_NO_NUL)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=NO_NUL)
 ]
-ShortText = Annotated[str, StringConstraints(max_length=255, pattern=_NO_NUL)]
+ShortText = Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)]
+#: Deepest nesting accepted inside `metadata` (each object or array is one level). Stored
+#: metadata is re-serialised (content hash, JSONB), so unbounded depth would exhaust recursion.
+MAX_METADATA_DEPTH = 32
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _utc_representable(value: datetime) -> datetime:
+    # "0001-01-01T00:00:00+05:00" is a valid RFC 3339 instant that Python cannot express in UTC.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("instant out of range once converted to UTC") from None
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
 Emotion = Literal["interesting", "happy", "neutral", "sad", "angry", "boring"]
 
 #: Fields the server owns; a client that sends them gets a 422 rather than silent dropping.
@@ -44,9 +62,9 @@ SERVER_OWNED = frozenset(
 class LogItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    character: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
-    content: Annotated[str, StringConstraints(max_length=20_000, pattern=_NO_NUL)]
-    timestamp: AwareDatetime | None = None
+    character: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
+    content: Annotated[str, StringConstraints(max_length=20_000, pattern=NO_NUL)]
+    timestamp: Instant | None = None
 
 
 class Metadata(BaseModel):
@@ -59,9 +77,10 @@ class Metadata(BaseModel):
     new_memories_count: Annotated[int, Field(ge=0, le=100_000)] | None = None
 
     @model_validator(mode="after")
-    def _no_nul_in_extras(self) -> Metadata:
-        if self.model_extra and _contains_nul(self.model_extra):
-            raise ValueError("metadata must not contain NUL characters")
+    def _storable_extras(self) -> Metadata:
+        problem = _json_problem(self.model_extra) if self.model_extra else None
+        if problem:
+            raise ValueError(f"metadata {problem}")
         return self
 
 
@@ -76,8 +95,8 @@ class ConversationEndRequest(BaseModel):
         None, description="e.g. GREETING, TALK, GAME_ACTIVITY, NEXT_LESSON (not scored)"
     )
     agent_tag: ShortText | None = Field(None, description="The topic of this conversation.")
-    start_time: AwareDatetime = Field(description="RFC 3339 with offset.")
-    end_time: AwareDatetime = Field(description="RFC 3339 with offset; not before start_time.")
+    start_time: Instant = Field(description="RFC 3339 with offset.")
+    end_time: Instant = Field(description="RFC 3339 with offset; not before start_time.")
     conversation_log: list[LogItem] = Field(
         validation_alias=AliasChoices("conversation_log", "conversation_logs"),
         description="The messages; may be empty. Also accepted as `conversation_logs`.",
@@ -116,14 +135,45 @@ def _utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
+def _json_problem(value: Any) -> str | None:
+    """Why `value` cannot be stored and hashed as JSON, or None when it can.
+
+    Iterative, so a deeply nested value is refused instead of exhausting the recursion limit.
+    PostgreSQL refuses NUL and unpaired surrogates; the hash (orjson) refuses integers beyond
+    64 bits; JSON itself has no NaN or infinity.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                return f"must not nest deeper than {MAX_METADATA_DEPTH} levels"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "must not contain NUL characters"
+            if not _valid_unicode(item):
+                return "must not contain unpaired surrogates"
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if not _INT64[0] <= item <= _INT64[1]:
+                return "integers must fit in 64 bits"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "numbers must be finite"
+    return None
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Accepted(BaseModel):

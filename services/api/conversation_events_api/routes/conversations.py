@@ -17,7 +17,13 @@ from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
 from conversation_events_api import metrics
 from conversation_events_api.deps import ApiKey, State
-from conversation_events_api.schemas import Accepted, ConversationEndRequest, ErrorBody, EventView
+from conversation_events_api.schemas import (
+    NO_NUL,
+    Accepted,
+    ConversationEndRequest,
+    ErrorBody,
+    EventView,
+)
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"], dependencies=[ApiKey])
 
@@ -96,7 +102,8 @@ async def conversation_end(payload: ConversationEndRequest, state: State) -> Res
     summary="Status and result of one conversation event",
 )
 async def get_conversation(
-    conversation_id: Annotated[str, Path(min_length=1, max_length=255)], state: State
+    conversation_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
+    state: State,
 ) -> EventView:
     def load() -> dict[str, Any] | None:
         with translate_errors(), state.engine.connect() as conn:

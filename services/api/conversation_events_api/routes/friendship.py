@@ -11,7 +11,7 @@ from conversation_events.domain.friendship import FriendshipStatus
 from conversation_events.persistence import friendship as friendship_repo
 from conversation_events.persistence.db import translate_errors
 from conversation_events_api.deps import ApiKey, State
-from conversation_events_api.schemas import ErrorBody, FriendshipView
+from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView
 
 router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[ApiKey])
 
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[A
     summary="Friendship score, level, streak and per-topic metrics of a user",
 )
 async def friendship_status(
-    user_id: Annotated[str, Path(min_length=1, max_length=255)], state: State
+    user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)], state: State
 ) -> FriendshipView:
     def load() -> FriendshipStatus | None:
         with translate_errors(), state.engine.connect() as conn:

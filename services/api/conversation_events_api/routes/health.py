@@ -22,7 +22,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="PostgreSQL and RabbitMQ are reachable")
+@router.get(
+    "/readyz",
+    summary="PostgreSQL and RabbitMQ are reachable",
+    responses={503: {"description": "Not ready: the body says which dependency is down."}},
+)
 async def readyz(
     state: State,
     broker: Literal["required", "optional"] = Query(
