@@ -127,8 +127,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 CE_ENVIRONMENT: {{ .Values.config.environment | quote }}
 CE_EXCHANGE_NAME: {{ .Values.config.exchangeName | quote }}
 CE_QUEUE_NAME: {{ .Values.config.queueName | quote }}
-CE_MAX_ATTEMPTS: {{ .Values.config.maxAttempts | quote }}
-CE_DELIVERY_LIMIT: {{ .Values.config.deliveryLimit | quote }}
+CE_MAX_ATTEMPTS: {{ .Values.config.maxAttempts | int64 | quote }}
+CE_DELIVERY_LIMIT: {{ .Values.config.deliveryLimit | int64 | quote }}
 CE_TIMEZONE: {{ .Values.config.timezone | quote }}
 CE_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 {{- end }}
@@ -273,4 +273,9 @@ podSelector:
 {{- $_ := include "conversation-events.postgresqlHost" . }}
 {{- $_ := include "conversation-events.rabbitmqHost" . }}
 {{- $_ := include "conversation-events.managementUrl" . }}
+{{- end }}
+
+{{/* A number as plain decimal text: YAML numbers arrive as floats, which print as 1e+06. */}}
+{{- define "conversation-events.number" -}}
+{{- if eq (float64 (int64 .)) (float64 .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- end }}
