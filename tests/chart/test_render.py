@@ -1,0 +1,68 @@
+"""`helm lint --strict` and offline validation of every object of every supported combination.
+
+Kubernetes kinds are validated with kubernetes-validate in strict mode (unknown fields fail)
+against the oldest Kubernetes the chart supports and a current one; KEDA and Prometheus
+Operator objects against their CRD models, also rejecting unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from cloudcoil.models.keda import v1alpha1 as keda
+from cloudcoil.models.prometheus_operator import v1 as monitoring
+
+from tests.chart.rendering import CHART, COMBINATIONS, run_helm
+
+KUBERNETES_VERSIONS = ["1.27.0", "1.35.0"]  # Chart.yaml's kubeVersion floor, and a current one
+CRD_MODELS = {
+    "keda.sh/v1alpha1": keda,
+    "monitoring.coreos.com/v1": monitoring,
+}
+
+
+def _validate_crd(doc: dict[str, Any]) -> None:
+    module = CRD_MODELS[doc["apiVersion"]]
+    model = getattr(module, doc["kind"]).model_validate(doc)
+    # The models ignore unknown fields; a round trip that loses one means the CRD has no such field.
+    assert model.model_dump(mode="json", by_alias=True, exclude_unset=True) == doc, (
+        f"{doc['kind']}/{doc['metadata']['name']} has fields the CRD does not define"
+    )
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_lint_strict(helm, combination):
+    # `helm lint` cannot simulate API versions; "keda-forced" lints the KEDA templates.
+    args = [a for a in COMBINATIONS[combination] if not a.startswith("--api-versions")]
+    result = run_helm(helm, "lint", "--strict", str(CHART), *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_every_object_validates(render, combination):
+    docs = render(combination)
+    kinds = set()
+    for doc in docs:
+        kinds.add(doc["kind"])
+        if doc["apiVersion"] in CRD_MODELS:
+            _validate_crd(doc)
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} on {version}: {exc}")
+    assert {"Deployment", "StatefulSet", "Service", "ConfigMap"} & kinds
+
+
+def test_crd_check_rejects_unknown_fields():
+    doc = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "w"},
+        "spec": {"scaleTargetRef": {"name": "w"}, "triggers": [], "replicas": 3},
+    }
+    with pytest.raises(AssertionError, match="fields the CRD does not define"):
+        _validate_crd(doc)
