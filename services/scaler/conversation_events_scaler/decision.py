@@ -292,7 +292,12 @@ def _without_metrics(state: ScalerState, policy: ScalingPolicy, now: float) -> D
         desired = _clamp(current, policy)
         why = (
             f"queue metrics unavailable ({failures} of {policy.fallback_after_failures} "
-            f"failures before fallback): holding"
+            "failures before fallback): "
+        )
+        why += (
+            "holding"
+            if desired == current
+            else f"only bringing {current} into [{policy.min_replicas}, {policy.max_replicas}]"
         )
         fallback = False
     new_state = replace(

@@ -92,6 +92,8 @@ class ManagementApiSource:
 
 
 def _observation(body: Any, queue: str) -> Observation:
+    if body == []:  # what `columns=` yields while the queue has no statistics yet
+        raise MetricsUnavailable(f"no statistics for queue {queue!r} yet")
     if not isinstance(body, dict):
         raise MetricsUnavailable(f"unexpected management API answer for queue {queue!r}")
     ready = body.get("messages_ready")

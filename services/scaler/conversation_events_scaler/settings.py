@@ -222,6 +222,20 @@ class ScalerSettings(CommonSettings):
         default=None,
         description="Local only: working directory of the workers; unset: the scaler's own.",
     )
+    scaler_worker_pythonpath: str | None = Field(
+        default=None,
+        description=(
+            "Local only: PYTHONPATH of the workers (e.g. `src:services/worker`); unset: the "
+            "scaler's own environment is passed through unchanged."
+        ),
+    )
+    scaler_worker_log_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Local only: directory for `worker-<slot>.log` (appended); unset: the workers "
+            "write to the scaler's own stdout and stderr."
+        ),
+    )
     scaler_worker_http_base_port: int = Field(
         default=9100,
         ge=0,

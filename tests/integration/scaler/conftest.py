@@ -14,7 +14,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from tests.integration.scaler.scaler_helpers import AMQP_HOST, AMQP_PORT, AUTH
+from tests.integration.scaler.scaler_helpers import (
+    AMQP_HOST,
+    AMQP_PORT,
+    AUTH,
+    Cluster,
+    kubernetes_emulator,
+)
 from tests.support.services import port_open, require
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,3 +68,10 @@ def vhost(management: httpx.Client) -> Iterator[str]:
 @pytest.fixture
 def unique_name() -> str:
     return f"ce-scaler-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """An in-memory Kubernetes API (kmock) on a real local port."""
+    with kubernetes_emulator() as emulated:
+        yield emulated

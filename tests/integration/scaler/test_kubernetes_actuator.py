@@ -7,16 +7,12 @@ and a PATCH of ``.../scale`` merges into the Deployment's ``spec.replicas``, as 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import kmock
 import pytest
 from kubernetes import client
+from tests.integration.scaler.scaler_helpers import Cluster
 from tests.support.services import free_port
 
 from conversation_events.errors import PermanentError, RetryableError
@@ -28,75 +24,7 @@ from conversation_events_scaler.errors import (
     ScaleTargetNotFound,
 )
 
-DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 NAMESPACE = "ce"
-
-
-@dataclass
-class Cluster:
-    """An in-memory Kubernetes API on a real local port."""
-
-    emulator: kmock.KubernetesEmulator
-    url: str
-
-    def add_deployment(self, name: str, replicas: int, namespace: str = NAMESPACE) -> None:
-        self.emulator.objects[DEPLOYMENTS, namespace, name] = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
-            "status": {"replicas": replicas},
-        }
-
-    def replicas(self, name: str, namespace: str = NAMESPACE) -> int:
-        return int(self.emulator.objects[DEPLOYMENTS, namespace, name]["spec"]["replicas"])
-
-    def requests(self) -> list[tuple[str, str]]:
-        """(method, path) of every request served so far."""
-        return [(str(r.method.value).upper(), r.url.path) for r in self.emulator]
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """kmock's Kubernetes emulator served from its own event loop in a background thread
-    (the kubernetes client is synchronous and would block a shared loop)."""
-    ready: concurrent.futures.Future[Cluster] = concurrent.futures.Future()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-
-            def scale_of(request: kmock.Request) -> dict[str, Any]:
-                assert request.name is not None
-                key = (DEPLOYMENTS, request.namespace, request.name)
-                if key not in emulator.objects or emulator.objects[key].deleted:
-                    raise kmock.KubernetesObjectNotFoundError()
-                deployment = emulator.objects[key]
-                return {
-                    "apiVersion": "autoscaling/v1",
-                    "kind": "Scale",
-                    "metadata": {"name": request.name, "namespace": request.namespace},
-                    "spec": {"replicas": deployment["spec"]["replicas"]},
-                    "status": {
-                        "replicas": deployment.get("status", {}).get("replicas", 0),
-                        "selector": f"app={request.name}",
-                    },
-                }
-
-            # Below the tests' own reactions (priority 0), above the emulator's fallbacks.
-            (emulator**-1)["get", DEPLOYMENTS, kmock.subresource("scale")] << scale_of
-            ready.set_result(Cluster(emulator, str(server.url).rstrip("/")))
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    try:
-        yield ready.result(timeout=10)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        loop.close()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.scaler.scaler_helpers import STAND_IN
 from tests.support.services import free_port, wait_for
 
 from conversation_events_scaler.actuators import (
@@ -25,29 +26,6 @@ from conversation_events_scaler.actuators import (
     WorkerProcess,
     http_in_flight_probe,
 )
-
-STAND_IN = r"""
-import json, os, signal, sys, time
-out, mode = sys.argv[1], sys.argv[2]
-
-def record(event):
-    with open(os.path.join(out, f"{os.getpid()}.jsonl"), "a") as f:
-        f.write(json.dumps({"event": event, "port": os.environ["CE_WORKER_HTTP_PORT"],
-                            "marker": os.environ.get("MARKER"), "cwd": os.getcwd()}) + "\n")
-
-def on_term(signum, frame):
-    record("sigterm")
-    if mode == "stubborn":
-        return
-    time.sleep(float(os.environ.get("DRAIN_S", "0")))  # finishing in-flight work
-    record("drained")
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, on_term)
-record("started")
-while True:
-    signal.pause()
-"""
 
 BASE_PORT = 19100
 

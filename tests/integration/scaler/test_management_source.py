@@ -114,8 +114,10 @@ def test_unreachable_api_is_a_metric_failure() -> None:
         metric.read()
 
 
-def test_a_queue_without_statistics_yet_is_not_read_as_empty() -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"name": "q"}))
+@pytest.mark.parametrize("answer", [{"name": "q"}, []])
+def test_a_queue_without_statistics_yet_is_not_read_as_empty(answer: object) -> None:
+    # A queue declared a moment ago: no message fields, or `[]` when `columns=` is asked.
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
     with (
         source("http://mgmt", "/", "q", transport=transport) as metric,
         pytest.raises(MetricsUnavailable, match="no statistics"),
