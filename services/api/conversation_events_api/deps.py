@@ -18,13 +18,17 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
+def unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid API key",
+        headers={"WWW-Authenticate": 'Bearer realm="conversation-events"'},
+    )
+
+
 def require_api_key(request: Request, state: State) -> None:
     if not key_is_valid(presented_key(request), state.api_keys):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API key",
-            headers={"WWW-Authenticate": 'Bearer realm="conversation-events"'},
-        )
+        raise unauthorized()
 
 
 ApiKey = Depends(require_api_key)

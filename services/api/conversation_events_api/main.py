@@ -10,16 +10,19 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.db import make_engine
+from conversation_events_api.deps import unauthorized
 from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
 from conversation_events_api.routes import conversations, friendship, health
+from conversation_events_api.security import key_is_valid, presented_key
 from conversation_events_api.settings import ApiSettings
 from conversation_events_api.state import AppState
 from conversation_events_api.writer import EventWriter
@@ -102,6 +105,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI parses a JSON body before it runs the key dependency: without this check an
+        # unauthenticated client would learn the validation rules from a 422.
+        if request.url.path.startswith("/v1/") and not key_is_valid(
+            presented_key(request), request.app.state.ce.api_keys
+        ):
+            return await http_exception_handler(request, unauthorized())
         body = orjson.dumps({"detail": validation_details(exc.errors())})
         return Response(body, status_code=422, media_type="application/json")
 
