@@ -1,0 +1,49 @@
+"""Ceiling of the HTTP layer: our endpoint with the storage and the publish taken out.
+
+Same FastAPI, uvicorn (uvloop, httptools), middleware, API-key check, request validation,
+canonical form, content hash and orjson response as `POST /v1/conversations/end`; no
+database, no broker. No implementation of the endpoint can beat it on this machine.
+
+Run: `uvicorn bench.baselines.ceilings.noio:app` with BENCH_API_KEY in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import Response
+
+from conversation_events.persistence.events import content_hash
+from conversation_events_api.middleware import EdgeMiddleware
+from conversation_events_api.schemas import ConversationEndRequest
+from conversation_events_api.security import key_is_valid, presented_key
+
+_KEYS = [os.environ.get("BENCH_API_KEY", "").encode()]
+app = FastAPI()
+app.add_middleware(EdgeMiddleware, max_body_bytes=1_048_576)
+
+
+def check_key(request: Request) -> None:
+    if not key_is_valid(presented_key(request), _KEYS):
+        raise HTTPException(401)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/v1/conversations/end", status_code=202, dependencies=[Depends(check_key)])
+async def conversation_end(payload: ConversationEndRequest) -> Response:
+    canonical = payload.canonical()
+    content_hash(canonical)
+    body = {
+        "status": "accepted",
+        "conversation_id": payload.conversation_id,
+        "event_id": str(uuid.uuid4()),
+        "status_url": f"/v1/conversations/{payload.conversation_id}",
+    }
+    return Response(orjson.dumps(body), 202, media_type="application/json")

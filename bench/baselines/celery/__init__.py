@@ -1,0 +1,1 @@
+"""See bench/baselines/celery/README.md."""

@@ -1,0 +1,75 @@
+"""The Celery build's API: the same endpoint and row as ours, then `task.delay(event_id)`.
+
+A plain `def` endpoint (FastAPI runs it in its thread pool) with a pooled engine: one INSERT
+and commit per request, then Celery publishes the task message through its broker pool.
+
+Run: `uvicorn bench.baselines.celery.app:app` with BENCH_DATABASE_URL, BENCH_AMQP_URL,
+BENCH_QUEUE and BENCH_API_KEY in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from fastapi import Depends, FastAPI, Header, HTTPException
+
+from bench.baselines.celery.tasks import process_conversation_event
+from conversation_events.persistence.db import make_engine
+from conversation_events.persistence.events import (
+    InsertStatus,
+    NewEvent,
+    content_hash,
+    insert_events,
+)
+from conversation_events_api.schemas import ConversationEndRequest
+
+engine = make_engine(
+    os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/postgres"),
+    pool_size=20,
+    connect_timeout_s=3,
+    statement_timeout_ms=10_000,
+    application_name="bench-celery-api",
+)
+app = FastAPI()
+
+
+def check_key(x_api_key: str = Header("")) -> None:
+    if x_api_key != os.environ.get("BENCH_API_KEY"):
+        raise HTTPException(401)
+
+
+@app.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/v1/conversations/end", status_code=202, dependencies=[Depends(check_key)])
+def conversation_end(payload: ConversationEndRequest) -> dict[str, str]:
+    canonical = payload.canonical()
+    event = NewEvent(
+        id=str(uuid.uuid4()),
+        conversation_id=payload.conversation_id,
+        user_id=payload.user_id,
+        bot_id=payload.bot_id,
+        bot_name=payload.bot_name,
+        bot_type=payload.bot_type,
+        agent_tag=payload.agent_tag,
+        start_time=payload.start_time,
+        end_time=payload.end_time,
+        conversation_log=canonical["conversation_log"],
+        metadata=canonical["metadata"],
+        content_hash=content_hash(canonical),
+    )
+    with engine.begin() as conn:
+        [outcome] = insert_events(conn, [event])
+    if outcome.status is InsertStatus.CONFLICT:
+        raise HTTPException(409, "conversation id re-used with other content")
+    if outcome.status is InsertStatus.CREATED:
+        process_conversation_event.delay(outcome.event_id)
+    return {
+        "status": "accepted",
+        "conversation_id": payload.conversation_id,
+        "event_id": outcome.event_id,
+        "status_url": f"/v1/conversations/{payload.conversation_id}",
+    }

@@ -1,0 +1,265 @@
+"""A cheap HTTP/1.1 load generator: keep-alive connections on uvloop, no HTTP library.
+
+It shares the machine's cores with what it measures, so it does as little as it can: bodies
+are pre-built templates with the ids spliced in, responses are parsed only for their status
+line and Content-Length. Two modes:
+
+- closed loop (`--connections N`): each connection sends its next request as soon as the
+  previous answer arrives (saturation throughput);
+- open loop (`--rate R`): requests are due on a fixed schedule whatever the server does;
+  latency counts from the due time, so a stalled server cannot hide its queueing delay
+  (no coordinated omission).
+
+`python -m bench.loadgen --url http://127.0.0.1:8000 --key K --duration 20 --out result.json`
+Prints nothing but errors; the JSON holds counts per status, latency percentiles (ms) of the
+measured window (after `--warmup` seconds) and the generator's own CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from bench.payloads import templates
+
+PATH = "/v1/conversations/end"
+
+
+def percentiles(values: list[float], points: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles of `values` (already in ms), plus max and count."""
+    if not values:
+        return {f"p{p:g}": float("nan") for p in points} | {"max": float("nan"), "n": 0}
+    ordered = sorted(values)
+    out = {f"p{p:g}": ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] for p in points}
+    return out | {"max": ordered[-1], "n": len(ordered)}
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; `request()` sends and resolves with the status code."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        i = head.find(b"content-length:")
+        length = 0
+        if i >= 0:
+            j = head.find(b"\r\n", i)
+            length = int(head[i + 15 : j if j >= 0 else len(head)])
+        if len(self.buffer) < end + 4 + length:
+            return
+        status = int(head[9:12])
+        del self.buffer[: end + 4 + length]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(status)
+
+    def request(self, data: bytes) -> asyncio.Future[int]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
+
+
+class Generator:
+    def __init__(self, args: argparse.Namespace) -> None:
+        url = urlsplit(args.url)
+        self.hosts = [(url.hostname or "127.0.0.1", url.port or 80)]
+        self.hosts += [(url.hostname or "127.0.0.1", int(p)) for p in args.extra_ports]
+        self.templates = templates(args.templates)
+        self.prefix = args.prefix.encode()
+        self.users = args.users
+        self.counter = itertools.count()
+        self.rng = random.Random(args.seed)
+        self.head = (
+            f"POST {PATH} HTTP/1.1\r\nHost: {url.hostname}\r\nX-API-Key: {args.key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
+        self.timeout = args.timeout
+        self.statuses: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self.measure_from = 0.0
+        self.measure_to = 0.0
+        self.measured = 0
+        self.measured_ok = 0
+
+    def next_request(self) -> bytes:
+        n = next(self.counter)
+        head, middle, tail = self.templates[n % len(self.templates)]
+        user = str(self.rng.randrange(self.users)).encode()
+        body = b"".join(
+            (head, self.prefix, b"-", str(n).encode(), middle, self.prefix, b"-u", user, tail)
+        )
+        return b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+
+    async def connect(self, index: int) -> Connection:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(Connection, *self.hosts[index % len(self.hosts)])
+        return proto
+
+    def record(self, status: str, due: float, done: float) -> None:
+        self.statuses[status] += 1
+        if self.measure_from <= due < self.measure_to:
+            self.measured += 1
+            if status.startswith("2"):
+                self.measured_ok += 1
+            self.latencies.append((done - due) * 1000)
+
+    async def send(self, conn: Connection, due: float) -> Connection | None:
+        """One request on `conn`; returns the connection if it is still usable."""
+        try:
+            status = await asyncio.wait_for(conn.request(self.next_request()), self.timeout)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            self.record(type(exc).__name__, due, time.perf_counter())
+            if conn.transport is not None:
+                conn.transport.abort()
+            return None
+        self.record(str(status), due, time.perf_counter())
+        return conn
+
+    async def closed_loop(self, connections: int, until: float) -> None:
+        async def run(index: int) -> None:
+            conn: Connection | None = None
+            while time.perf_counter() < until:
+                if conn is None:
+                    try:
+                        conn = await self.connect(index)
+                    except OSError as exc:
+                        self.statuses[type(exc).__name__] += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                conn = await self.send(conn, time.perf_counter())
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+
+        await asyncio.gather(*(run(i) for i in range(connections)))
+
+    async def open_loop(self, rate: float, connections: int, started: float, until: float) -> None:
+        idle: asyncio.Queue[Connection | None] = asyncio.Queue()
+        for _ in range(connections):
+            idle.put_nowait(None)  # a slot; connected on first use
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(due: float) -> None:
+            conn = await idle.get()  # waiting here counts: latency runs from `due`
+            if conn is None:
+                try:
+                    conn = await self.connect(len(tasks))
+                except OSError as exc:
+                    self.record(type(exc).__name__, due, time.perf_counter())
+                    idle.put_nowait(None)
+                    return
+            idle.put_nowait(await self.send(conn, due))
+
+        interval = 1.0 / rate
+        n = 0
+        while True:
+            due = started + n * interval
+            if due >= until:
+                break
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            task = asyncio.create_task(one(due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout + 1)
+        while not idle.empty():
+            conn = idle.get_nowait()
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    gen = Generator(args)
+    started = time.perf_counter()
+    gen.measure_from = started + args.warmup
+    gen.measure_to = started + args.warmup + args.duration
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    if args.rate:
+        await gen.open_loop(args.rate, args.connections, started, gen.measure_to)
+    else:
+        await gen.closed_loop(args.connections, gen.measure_to)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    sent = sum(gen.statuses.values())
+    ok = [s for s in gen.statuses if s.startswith("2")]
+    return {
+        "mode": "open" if args.rate else "closed",
+        "connections": args.connections,
+        "offered_rate": args.rate,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "sent": sent,
+        "statuses": dict(gen.statuses),
+        "accepted": sum(gen.statuses[s] for s in ok),
+        "errors": sent - sum(gen.statuses[s] for s in ok),
+        "measured": gen.measured,
+        "measured_ok": gen.measured_ok,
+        "rate": gen.measured_ok / args.duration,
+        "latency_ms": percentiles(gen.latencies),
+        "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+    }
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--extra-ports", nargs="*", default=[], help="more ports on the same host")
+    p.add_argument("--key", default="bench-key", help="API key (X-API-Key)")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--rate", type=float, default=0.0, help="requests/s (open loop); 0: closed")
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--prefix", default="bench", help="conversation ids are <prefix>-<n>")
+    p.add_argument("--users", type=int, default=5000, help="distinct user ids")
+    p.add_argument("--templates", type=int, default=256, help="distinct bodies")
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--out", type=Path, help="write the JSON result here (default: stdout)")
+    return p.parse_args(argv)
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    try:
+        import uvloop
+
+        result = uvloop.run(main_async(args))
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        result = asyncio.run(main_async(args))
+    data = orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    if args.out:
+        args.out.write_bytes(data)
+    else:
+        print(data.decode())
+
+
+if __name__ == "__main__":
+    run()
