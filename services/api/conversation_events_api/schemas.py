@@ -31,16 +31,20 @@ MAX_METADATA_DEPTH = 32
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def _utc_representable(value: datetime) -> datetime:
-    # "0001-01-01T00:00:00+05:00" is a valid RFC 3339 instant that Python cannot express in UTC.
+def _in_utc(value: datetime) -> datetime:
+    """The same instant with UTC as its zone.
+
+    RFC 3339 allows offsets up to ±23:59, PostgreSQL only up to ±15:59, and an instant such as
+    "0001-01-01T00:00:00+05:00" has no UTC form at all: normalising here stores every instant
+    the same way and refuses the unrepresentable ones with a 422.
+    """
     try:
-        value.astimezone(UTC)
+        return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("instant out of range once converted to UTC") from None
-    return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Emotion = Literal["interesting", "happy", "neutral", "sad", "angry", "boring"]
 
 #: Fields the server owns; a client that sends them gets a 422 rather than silent dropping.
