@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".stack"
+# STACK_DIR lets several stacks (e.g. a test's) live side by side; each has its own state.
+STATE = Path(os.environ.get("STACK_DIR", ROOT / ".stack")).resolve()
 PIDS = STATE / "pids.json"
 ENV_FILE = STATE / "env"
 LOGS = STATE / "logs"
@@ -105,6 +106,11 @@ def up() -> int:
         CE_SCALER_MAX_REPLICAS=os.environ.get("STACK_MAX_WORKERS", "4"),
         CE_SCALER_STATUS_FILE=str(SCALER_STATUS),
         CE_SCALER_HTTP_PORT=os.environ.get("STACK_SCALER_PORT", "9200"),
+        CE_SCALER_WORKER_HTTP_BASE_PORT=os.environ.get("STACK_WORKER_BASE_PORT", "9100"),
+        CE_SCALER_LOCK_FILE=str(STATE / "scaler.lock"),
+        # Quicker than the cluster defaults, so a burst visibly scales out and back here.
+        CE_SCALER_POLLING_INTERVAL_S=os.environ.get("STACK_POLLING_INTERVAL_S", "5"),
+        CE_SCALER_SCALE_DOWN_STABILIZATION_S=os.environ.get("STACK_STABILIZATION_S", "60"),
         CE_SCALER_WORKER_PYTHONPATH=f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
         CE_SCALER_WORKER_LOG_DIR=str(LOGS),
     )
