@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.support.payloads import conversation
 from tests.support.services import delete_topology, drop_database, free_port, wait_for
 
