@@ -103,3 +103,38 @@ def score_sums(engine: Engine, user_ids: list[str]) -> tuple[dict[str, float], d
             )
         }
     return changes, scores
+
+
+def preload(engine: Engine, topology: Topology, bodies: list[dict[str, Any]]) -> list[str]:
+    """Store and publish many events quickly (one statement per 500, one channel)."""
+    events = [
+        NewEvent(
+            id=str(uuid.uuid4()),
+            conversation_id=b["conversation_id"],
+            user_id=b["user_id"],
+            bot_id=b["bot_id"],
+            bot_name=b.get("bot_name"),
+            bot_type=b.get("bot_type"),
+            agent_tag=b.get("agent_tag"),
+            start_time=datetime.fromisoformat(b["start_time"]),
+            end_time=datetime.fromisoformat(b["end_time"]),
+            conversation_log=b["conversation_log"],
+            metadata=b.get("metadata"),
+            content_hash=content_hash(b),
+        )
+        for b in bodies
+    ]
+    with engine.begin() as conn:
+        for i in range(0, len(events), 500):
+            insert_events(conn, events[i : i + 500])
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        declare_topology(channel, topology)
+        for event in events:
+            message = EventMessage.now(event.id, event.conversation_id, event.user_id, event.bot_id)
+            publish_confirmed(channel, topology, message)
+    finally:
+        connection.close()
+    return [e.id for e in events]
