@@ -25,7 +25,7 @@ SCALER = f"{FULLNAME}-scaler"
 LONG_RUNNING = ("Deployment", "StatefulSet")
 APP_PROBES = {
     # component: (port, liveness path, readiness path)
-    "api": (8000, "/healthz", "/readyz"),
+    "api": (8000, "/healthz", "/readyz?broker=optional"),  # outages of the broker: see the chart
     "worker": (9100, "/healthz", "/readyz"),
     "scaler": (9200, "/healthz", "/healthz"),
 }
