@@ -142,3 +142,11 @@ def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack):
         podman.podman("stop", "--time=30", name, timeout=60)
         state = podman.podman("inspect", "--format={{.State.ExitCode}}", name).stdout.strip()
         assert state == "0", f"{component} exited {state}\n{podman.logs(name)}"
+
+
+def test_scaler_image_starts_its_entry_point_module(images):
+    image = podman.build("scaler", podman.base_image())
+    out = podman.run_once(
+        image, {}, "-c", "import conversation_events_scaler.__main__, kubernetes; print('ok')"
+    )
+    assert out.strip().endswith("ok"), out
