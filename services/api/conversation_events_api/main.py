@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
@@ -110,9 +110,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         if request.url.path.startswith("/v1/") and not key_is_valid(
             presented_key(request), request.app.state.ce.api_keys
         ):
-            return await http_exception_handler(request, unauthorized())
+            return http_error_response(unauthorized())
         body = orjson.dumps({"detail": validation_details(exc.errors())})
         return Response(body, status_code=422, media_type="application/json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return http_error_response(exc)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
@@ -133,6 +137,30 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
 
 _MAX_ECHO_CHARS = 200
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid",
+    503: "unavailable",
+}
+
+
+def http_error_response(exc: StarletteHTTPException) -> Response:
+    """An HTTP error as the documented `ErrorBody` (`detail` and `code`).
+
+    Structured details (a list of field errors) keep FastAPI's `{"detail": [...]}` shape.
+    """
+    headers = dict(exc.headers or {})
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=headers)
+    body: dict[str, Any] = {"detail": exc.detail}
+    if isinstance(exc.detail, str):
+        body["code"] = _ERROR_CODES.get(exc.status_code, "error")
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -40,6 +40,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=Accepted,
     responses={
         **_ERRORS,
+        400: {
+            "model": ErrorBody,
+            "description": "Body not parseable: not UTF-8, or nested too deeply.",
+        },
         409: {"model": ErrorBody, "description": "Conversation id re-used with other content."},
     },
     summary="Accept a finished conversation for scoring",
