@@ -1,0 +1,88 @@
+"""`python -m bench [--quick] [--only accept,ceilings,processing,lag,autoscaling]`.
+
+Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
+`bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from bench import infra, report, scenarios
+
+ALL = ("accept", "ceilings", "processing", "lag", "autoscaling")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (< 3 minutes in all)")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios")
+    parser.add_argument("--repeats", type=int, help="accept-path runs per configuration")
+    parser.add_argument("--out", type=Path, help="results folder")
+    args = parser.parse_args()
+    cfg = scenarios.Config.make(args.quick)
+    if args.repeats:
+        cfg = scenarios.Config(**{**cfg.__dict__, "repeats": args.repeats})
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    out_dir = args.out or (infra.ROOT / "bench" / "results" / ("quick" if args.quick else ""))
+    started = time.monotonic()
+    infra.drop_stale_databases()
+    infra.delete_stale_queues()
+    results: dict[str, object] = {
+        "mode": "quick" if args.quick else "full",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": infra.machine_info(),
+        "config": cfg.__dict__,
+        "command": " ".join(["scripts/bench", *sys.argv[1:]]),
+    }
+    empty = infra.create_database("empty")
+    backlog = None
+    try:
+        if "accept" in only:
+            results["accept"] = scenarios.accept_path(cfg, empty)
+        if "ceilings" in only:
+            results["ceilings"] = scenarios.ceilings(cfg, empty)
+        if {"processing", "autoscaling"} & set(only):
+            infra.log(f"pre-loading {cfg.backlog} events")
+            backlog = scenarios.preload_template(cfg.backlog, users=max(100, cfg.backlog // 10))
+        if "processing" in only and backlog:
+            results["processing"] = scenarios.processing(cfg, backlog, cfg.backlog)
+        if "lag" in only:
+            results["lag"] = scenarios.lag(cfg, empty)
+        if "autoscaling" in only and backlog:
+            results["autoscaling"] = scenarios.autoscaling(cfg, backlog, cfg.backlog)
+    finally:
+        infra.drop_database(empty)
+        if backlog:
+            infra.drop_database(backlog)
+    results["load_after"] = os.getloadavg()
+    results["seconds"] = time.monotonic() - started
+    results["targets"] = report.targets(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
+    plotted = report.plot(results, out_dir / "autoscale.png")
+    text = report.table(results)
+    (out_dir / "latest.txt").write_text(text + "\n")
+    print(text)
+    print(
+        f"\n{results['mode']} run took {results['seconds']:.0f} s; results in "
+        f"{out_dir.relative_to(infra.ROOT)}/latest.json"
+        + (", plot autoscale.png" if plotted else "")
+    )
+    if not args.quick:
+        shutil.rmtree(infra.TMP, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

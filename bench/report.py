@@ -1,0 +1,242 @@
+"""The one table (our figures, baselines, ratios, targets), the JSON and the PNG plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _m(stat: dict[str, float] | None, fmt: str = "{:.0f}") -> str:
+    if not stat or stat.get("n", 0) == 0 or math.isnan(stat["median"]):
+        return "n/a"
+    if stat["n"] == 1:
+        return fmt.format(stat["median"])
+    return f"{fmt.format(stat['median'])} ({fmt.format(stat['min'])}–{fmt.format(stat['max'])})"
+
+
+def _ratio(a: float | None, b: float | None) -> float:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return float("nan")
+    return a / b
+
+
+def _med(stat: dict[str, float] | None) -> float:
+    return float("nan") if not stat or stat.get("n", 0) == 0 else float(stat["median"])
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 5 with the measured value and whether it is met."""
+    out: list[dict[str, Any]] = []
+    acc = results.get("accept", {}).get("summary", {})
+
+    def add(name: str, value: float, goal: str, met: bool) -> None:
+        out.append({"target": name, "value": value, "goal": goal, "met": bool(met)})
+
+    for procs in (1, 2):
+        ours, seed, noio = (acc.get(f"{s}x{procs}") for s in ("ours", "seed", "noio"))
+        if not ours:
+            continue
+        ratio = _ratio(_med(ours["rate"]), _med(seed["rate"] if seed else None))
+        add(f"accept req/s vs seed ({procs} API proc)", ratio, "≥ 10×", ratio >= 10)
+        p99 = _med(ours["p99_ms"])
+        add(f"accept p99 at 64 connections ({procs} API proc), ms", p99, "≤ 100", p99 <= 100)
+        cpu = _med(ours["cpu_ms_per_event"])
+        add(f"CPU per accepted event ({procs} API proc), ms", cpu, "≤ 0.8", cpu <= 0.8)
+        share = _ratio(_med(ours["rate"]), _med(noio["rate"] if noio else None))
+        add(
+            f"share of the no-I/O ceiling ({procs} API proc) [stretch]",
+            share,
+            "≥ 25 %",
+            share >= 0.25,
+        )
+    lag = results.get("lag", {})
+    if "500" in lag:
+        p99 = lag["500"]["api_latency_ms"]["p99"]
+        add("accept p99 at an offered 500 req/s, ms", p99, "≤ 20", p99 <= 20)
+        add(
+            "lag accept→PROCESSED p99 at 500 events/s, ms",
+            lag["500"]["lag_p99_ms"],
+            "≤ 500",
+            lag["500"]["lag_p99_ms"] <= 500,
+        )
+    if "1000" in lag:
+        r = lag["1000"]
+        ok = r["accepted_rate"] >= 950 and r["processed_rate"] >= 950 and r["lag_p99_ms"] <= 5000
+        add(
+            "whole system at 1,000 events/s: processed/s",
+            r["processed_rate"],
+            "≥ 1,000 accepted and processed, lag bounded",
+            ok,
+        )
+    proc = results.get("processing", {}).get("summary", {})
+    if proc:
+        ours = _med(proc.get("ours", {}).get("events_per_s"))
+        for base, goal in (("seed", 3.0), ("celery", 1.5)):
+            ratio = _ratio(ours, _med(proc.get(base, {}).get("events_per_s")))
+            add(
+                f"processing vs {base} worker (defaults, 1 process)",
+                ratio,
+                f"≥ {goal}×",
+                ratio >= goal,
+            )
+    auto = results.get("autoscaling", {})
+    scaled, static = auto.get("scaled", {}), auto.get("static", {})
+    if scaled.get("time_to_max_s") is not None or "drain_s" in scaled:
+        t = scaled.get("time_to_max_s")
+        add(
+            "autoscaling: reaches max after the burst, s",
+            t if t is not None else float("nan"),
+            "≤ 15",
+            t is not None and t <= 15,
+        )
+        ratio = _ratio(scaled.get("drain_s"), static.get("drain_s"))
+        add("autoscaling: drain time vs static N", ratio, "≤ 1.3×", ratio <= 1.3)
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    acc = results.get("accept", {}).get("summary", {})
+    if acc:
+        lines.append("ACCEPT PATH  POST /v1/conversations/end, 64 connections, closed loop")
+        lines.append(
+            f"{'system':<22}{'req/s':>22}{'p50 ms':>20}{'p99 ms':>22}{'err':>6}"
+            f"{'CPU ms/ev':>20}{'vs seed':>9}{'vs celery':>10}{'of no-I/O':>10}"
+        )
+        for procs in sorted({int(k.rsplit("x", 1)[1]) for k in acc}):
+            seed = _med(acc.get(f"seedx{procs}", {}).get("rate"))
+            celery = _med(acc.get(f"celeryx{procs}", {}).get("rate"))
+            noio = _med(acc.get(f"noiox{procs}", {}).get("rate"))
+            for system in ("ours", "seed", "celery", "noio"):
+                s = acc.get(f"{system}x{procs}")
+                if not s:
+                    continue
+                rate = _med(s["rate"])
+                label = {"noio": "no-I/O ceiling"}.get(system, system) + f" ×{procs} proc"
+                lines.append(
+                    f"{label:<22}{_m(s['rate']):>22}{_m(s['p50_ms'], '{:.1f}'):>20}"
+                    f"{_m(s['p99_ms'], '{:.0f}'):>22}{s['errors']:>6}"
+                    f"{_m(s['cpu_ms_per_event'], '{:.2f}') if system != 'noio' else '':>20}"
+                    f"{_ratio(rate, seed):>8.1f}×{_ratio(rate, celery):>9.2f}×"
+                    f"{100 * _ratio(rate, noio):>9.0f}%"
+                )
+        lost = sum(s["lost"] for s in acc.values())
+        lines.append(f"  accepted but missing from PostgreSQL or the queue: {lost}")
+        lg = [_med(s.get("loadgen_cpu_ms_per_request")) for s in acc.values()]
+        lg = [v for v in lg if not math.isnan(v)]
+        if lg:
+            lines.append(
+                f"  load generator CPU: {min(lg):.3f}–{max(lg):.3f} ms per request (not counted)"
+            )
+    ceil = results.get("ceilings", {})
+    if ceil:
+        lines.append("")
+        lines.append("CEILINGS")
+        for key, label, field in (
+            ("postgres_batch1", "PostgreSQL INSERT+COMMIT, 8 conns, 1 row/commit", "rows_per_s"),
+            (
+                "postgres_batch100",
+                "PostgreSQL INSERT+COMMIT, 8 conns, 100 rows/commit",
+                "rows_per_s",
+            ),
+            ("amqp_confirmed", "RabbitMQ pipelined confirmed publishes (quorum)", "messages_per_s"),
+        ):
+            if key in ceil:
+                lines.append(f"  {label:<55}{ceil[key][field]:>10.0f} /s")
+    proc = results.get("processing", {}).get("summary", {})
+    if proc:
+        lines.append("")
+        lines.append(f"PROCESSING  pre-loaded backlog of {results['processing']['events']} events")
+        lines.append(
+            f"{'worker':<28}{'events/s':>24}{'CPU ms/ev':>22}{'vs seed':>9}{'vs celery':>10}"
+        )
+        seed = _med(proc.get("seed", {}).get("events_per_s"))
+        celery = _med(proc.get("celery", {}).get("events_per_s"))
+        for name, s in proc.items():
+            rate = _med(s["events_per_s"])
+            lines.append(
+                f"{name:<28}{_m(s['events_per_s']):>24}{_m(s['cpu_ms_per_event'], '{:.2f}'):>22}"
+                f"{_ratio(rate, seed):>8.1f}×{_ratio(rate, celery):>9.2f}×"
+            )
+    lag = results.get("lag", {})
+    rates = [k for k in lag if k.isdigit()]
+    if rates:
+        lines.append("")
+        lines.append("WHOLE SYSTEM  API + scaler + workers, open-loop offered rate")
+        lines.append(
+            f"{'offered/s':>10}{'accepted/s':>12}{'processed/s':>13}{'API p50':>9}{'API p99':>9}"
+            f"{'lag p50':>9}{'lag p99':>9}{'workers':>9}{'CPU ms/ev':>11}"
+        )
+        for k in rates:
+            r = lag[k]
+            lines.append(
+                f"{r['offered_rate']:>10}{r['accepted_rate']:>12.0f}{r['processed_rate']:>13.0f}"
+                f"{r['api_latency_ms']['p50']:>7.1f}ms{r['api_latency_ms']['p99']:>7.1f}ms"
+                f"{r['lag_p50_ms']:>7.0f}ms{r['lag_p99_ms']:>7.0f}ms{r['max_workers']:>9}"
+                f"{r['cpu_ms_per_event']:>11.2f}"
+            )
+    auto = results.get("autoscaling", {})
+    if auto:
+        lines.append("")
+        sc, st = auto.get("scaled", {}), auto.get("static", {})
+        if "error" in sc or "error" in st:
+            lines.append(f"AUTOSCALING  failed: {sc.get('error') or st.get('error')}")
+        else:
+            lines.append(
+                f"AUTOSCALING  burst of {sc['events']} events, min 1 / max {sc['max_workers']}"
+            )
+
+            def f(v: float | None) -> str:
+                return "n/a" if v is None else f"{v:.1f} s"
+
+            lines.append(
+                f"  first new worker {f(sc['first_new_worker_s'])}, max reached "
+                f"{f(sc['time_to_max_s'])}, drained {f(sc['drain_s'])} vs static "
+                f"{sc['max_workers']}: {f(st.get('drain_s'))} "
+                f"({_ratio(sc['drain_s'], st.get('drain_s')):.2f}×), back to min "
+                f"{f(sc['back_to_min_s'])} after the drain"
+            )
+    tg = targets(results)
+    if tg:
+        lines.append("")
+        lines.append("TARGETS")
+        for t in tg:
+            v = t["value"]
+            shown = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+            lines.append(
+                f"  [{'met ' if t['met'] else 'MISS'}] {t['target']:<58} {shown:>10}"
+                f"  (goal {t['goal']})"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    auto = results.get("autoscaling", {})
+    if not auto or any("samples" not in auto.get(m, {}) for m in ("scaled", "static")):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for mode, style in (("scaled", "-"), ("static", "--")):
+        s = auto[mode]["samples"]
+        t = [x["t"] for x in s]
+        label = "autoscaled (min 1)" if mode == "scaled" else f"static {auto[mode]['max_workers']}"
+        ax1.plot(t, [x["backlog"] for x in s], style, label=f"{label}: queued + in flight")
+        ax2.step(t, [x["workers"] for x in s], style, where="post", label=label)
+    ax1.set_ylabel("messages")
+    ax1.set_title(f"Burst of {auto['scaled']['events']} events: queue depth and workers over time")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.set_ylabel("worker processes")
+    ax2.set_xlabel("seconds since the burst started")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
