@@ -52,7 +52,7 @@ def test_route_refuses_missing_or_wrong_key(
     headers = {k: v.format(key=target.api_key) for k, v in BAD_CREDENTIALS[case].items()}
     response = _request(anonymous, method, path, headers)
     assert response.status_code == 401, response.text
-    assert response.json()["detail"]
+    assert response.json()["code"] == "unauthorized"
     assert response.headers["www-authenticate"].lower().startswith("bearer")
     assert target.api_key not in response.text
 

@@ -230,12 +230,14 @@ def test_a_body_just_under_the_limit_is_accepted(api: Api) -> None:
 def test_unknown_conversation_is_404(api: Api) -> None:
     response = api.event(unique("never-sent"))
     assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
     assert response.json()["detail"]
 
 
 def test_user_without_status_is_404(api: Api) -> None:
     response = api.http.get(f"/v1/friendship/status/{unique('stranger')}")
     assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
     assert response.json()["detail"]
 
 
