@@ -16,9 +16,9 @@ from conversation_events_worker.broker import declare_topology, publish_confirme
 from tests.support.services import AMQP_URL
 
 
-def store(engine: Engine, body: dict[str, Any]) -> str:
-    """Insert a request body as the API would; returns the event id."""
-    event = NewEvent(
+def new_event(body: dict[str, Any]) -> NewEvent:
+    """A request body as the API would store it."""
+    return NewEvent(
         id=str(uuid.uuid4()),
         conversation_id=body["conversation_id"],
         user_id=body["user_id"],
@@ -32,8 +32,12 @@ def store(engine: Engine, body: dict[str, Any]) -> str:
         metadata=body.get("metadata"),
         content_hash=content_hash(body),
     )
+
+
+def store(engine: Engine, body: dict[str, Any]) -> str:
+    """Insert a request body as the API would; returns the event id."""
     with engine.begin() as conn:
-        [outcome] = insert_events(conn, [event])
+        [outcome] = insert_events(conn, [new_event(body)])
     return outcome.event_id
 
 
@@ -107,23 +111,7 @@ def score_sums(engine: Engine, user_ids: list[str]) -> tuple[dict[str, float], d
 
 def preload(engine: Engine, topology: Topology, bodies: list[dict[str, Any]]) -> list[str]:
     """Store and publish many events quickly (one statement per 500, one channel)."""
-    events = [
-        NewEvent(
-            id=str(uuid.uuid4()),
-            conversation_id=b["conversation_id"],
-            user_id=b["user_id"],
-            bot_id=b["bot_id"],
-            bot_name=b.get("bot_name"),
-            bot_type=b.get("bot_type"),
-            agent_tag=b.get("agent_tag"),
-            start_time=datetime.fromisoformat(b["start_time"]),
-            end_time=datetime.fromisoformat(b["end_time"]),
-            conversation_log=b["conversation_log"],
-            metadata=b.get("metadata"),
-            content_hash=content_hash(b),
-        )
-        for b in bodies
-    ]
+    events = [new_event(b) for b in bodies]
     with engine.begin() as conn:
         for i in range(0, len(events), 500):
             insert_events(conn, events[i : i + 500])
