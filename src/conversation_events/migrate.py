@@ -33,8 +33,13 @@ def alembic_config(url: str) -> Config:
 
 
 def wait_for_server(url: URL, timeout_s: float) -> None:
-    """Poll the server (its `postgres` database) until it accepts connections."""
-    engine = create_engine(url.set(database="postgres"), connect_args={"connect_timeout": 2})
+    """Poll until the server accepts connections.
+
+    Connects to the target database itself, so it works where the application's user may not
+    open the `postgres` database (managed services); a target that does not exist yet still
+    proves the server is up.
+    """
+    engine = create_engine(url, connect_args={"connect_timeout": 2})
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -43,6 +48,8 @@ def wait_for_server(url: URL, timeout_s: float) -> None:
                     conn.execute(text("SELECT 1"))
                 return
             except OperationalError as exc:
+                if "does not exist" in str(exc.orig):
+                    return
                 if time.monotonic() > deadline:
                     raise SystemExit(
                         f"PostgreSQL not reachable after {timeout_s:.0f}s: {exc.orig}"
