@@ -154,6 +154,28 @@ def test_scaled_object_follows_the_autoscaling_values(render):
     )
 
 
+def test_keda_and_the_scaler_read_the_same_fallback_values(render):
+    values = [
+        "--set=autoscaling.fallback.failureThreshold=5",
+        "--set=autoscaling.fallback.replicas=2",
+    ]
+    so = one(render("keda", *values), "ScaledObject", WORKER)["spec"]
+    assert so["fallback"] == {"failureThreshold": 5, "replicas": 2}
+    scaler = next(
+        d
+        for d in render("defaults", *values)
+        if d["kind"] == "Deployment" and "scaler" in d["metadata"]["name"]
+    )
+    env = {
+        e["name"]: e.get("value")
+        for e in scaler["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (env["CE_SCALER_FALLBACK_AFTER_FAILURES"], env["CE_SCALER_FALLBACK_REPLICAS"]) == (
+        "5",
+        "2",
+    )
+
+
 @pytest.mark.parametrize("combination", ["defaults", "external-services"])
 def test_scaler_role_grants_only_the_worker_scale_subresource(render, combination):
     docs = render(combination)
