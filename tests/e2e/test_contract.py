@@ -167,7 +167,9 @@ def test_end_before_start_is_refused(api: Api) -> None:
     ["status", "attempts", "event_id", "friendship_score_change", "score_calculation_details"],
 )
 def test_server_owned_fields_cannot_be_set(api: Api, field: str) -> None:
-    response = api.post(conversation(**{field: "PROCESSED"}))
+    body = conversation()
+    body[field] = "PROCESSED"
+    response = api.post(body)
     error_locations(response)
     assert field in response.text
 

@@ -1,0 +1,323 @@
+"""The machinery of the fault scenarios: a steady event stream, recovery timing, the verdict.
+
+A scenario starts its own API and workers (subprocesses, as in production) on its own queue,
+pushes events at a fixed rate while it injects a fault, then checks from PostgreSQL that every
+accepted event was processed exactly once: each user's friendship score equals the sum of its
+events' changes, computed here from the request bodies. The client behaves as a well-behaved
+producer would: it retries a 503 after its `Retry-After`, and counts every response.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, text
+
+from tests.chaos.report import ScenarioReport
+from tests.support.payloads import conversation, expected_change
+
+#: Events per scenario and their rate; sized for a two-core machine that also runs PostgreSQL,
+#: RabbitMQ and other test runs: 2,400 events at 60/s is a 40 s stream.
+EVENTS = int(os.environ.get("CHAOS_EVENTS", "2400"))
+RATE = float(os.environ.get("CHAOS_RATE", "60"))
+#: Seconds after the stream ends for the backlog to drain before events count as lost.
+DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "120"))
+#: A producer gives up on one event after this long (then it counts as sent, not accepted).
+GIVE_UP_S = 60.0
+
+#: Settings for every process a scenario starts: fast relay and retries, a short Retry-After.
+FAST = {
+    "CE_RELAY_DELAY_S": "2",
+    "CE_RELAY_INTERVAL_S": "0.5",
+    "CE_RETRY_AFTER_S": "1",
+    "CE_DB_CONNECT_TIMEOUT_S": "2",
+    "CE_WORKER_RETRY_BASE_S": "0.05",
+    "CE_WORKER_RETRY_CAP_S": "1",
+    "CE_LOG_LEVEL": "INFO",
+}
+
+
+def make_events(count: int, users: int, seed: int) -> list[dict[str, Any]]:
+    """Bodies for `users` users; only non-negative changes, so the score floor never applies
+    and a user's score must equal the plain sum of its events' changes."""
+    rng = random.Random(seed)
+    people = [f"chaos-{uuid.uuid4().hex[:12]}" for _ in range(users)]
+    return [
+        conversation(
+            user_id=rng.choice(people),
+            emotion=rng.choice(["happy", "interesting", "neutral"]),
+            questions=rng.randint(0, 3),
+            memories=rng.randint(0, 2),
+            messages=rng.randint(0, 10),
+        )
+        for _ in range(count)
+    ]
+
+
+@dataclass
+class Stream:
+    """Posts events at a steady rate from a pool of threads; thread-safe tallies."""
+
+    base_url: str
+    api_key: str
+    bodies: list[dict[str, Any]]
+    rate: float = RATE
+    #: Seconds after the start at which each body is due; default: evenly at `rate`.
+    schedule: list[float] | None = None
+    accepted: dict[str, float] = field(default_factory=dict)  # conversation id → accepted at
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Stream:
+        self._thread = threading.Thread(target=self._run, name="chaos-stream", daemon=True)
+        self.started_at = time.monotonic()
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the event stream did not finish in time"
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def sent(self) -> int:
+        return len(self.bodies)
+
+    def accepted_ids(self) -> list[str]:
+        with self._lock:
+            return list(self.accepted)
+
+    def accepted_count(self) -> int:
+        with self._lock:
+            return len(self.accepted)
+
+    def server_errors(self) -> int:
+        """5xx answers other than 503 with Retry-After: each one breaks the contract."""
+        with self._lock:
+            return (
+                sum(
+                    n for code, n in self.statuses.items() if code.startswith("5") and code != "503"
+                )
+                + self.errors["503 without Retry-After"]
+            )
+
+    def _run(self) -> None:
+        limits = httpx.Limits(max_connections=48, max_keepalive_connections=48)
+        with (
+            httpx.Client(
+                base_url=self.base_url,
+                headers={"X-API-Key": self.api_key},
+                timeout=httpx.Timeout(30.0, connect=5.0),
+                limits=limits,
+            ) as client,
+            ThreadPoolExecutor(48, thread_name_prefix="producer") as pool,
+        ):
+            for i, body in enumerate(self.bodies):
+                offset = self.schedule[i] if self.schedule else i / self.rate
+                due = self.started_at + offset
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the stream, not waiting for a result
+                pool.submit(self._deliver, client, body)
+        self.finished_at = time.monotonic()
+
+    def _deliver(self, client: httpx.Client, body: dict[str, Any]) -> None:
+        deadline = time.monotonic() + GIVE_UP_S
+        while time.monotonic() < deadline:
+            try:
+                response = client.post("/v1/conversations/end", json=body)
+            except httpx.HTTPError as exc:
+                with self._lock:
+                    self.errors[type(exc).__name__] += 1
+                time.sleep(0.5)  # a producer's back-off before it retries
+                continue
+            code = str(response.status_code)
+            with self._lock:
+                self.statuses[code] += 1
+            if response.status_code == 202:
+                with self._lock:
+                    self.accepted[body["conversation_id"]] = time.monotonic()
+                return
+            if response.status_code == 503:
+                retry_after = response.headers.get("retry-after")
+                if retry_after is None:
+                    with self._lock:
+                        self.errors["503 without Retry-After"] += 1
+                time.sleep(float(retry_after or 1))  # honour Retry-After, as clients must
+                continue
+            return  # any other answer is final (and counted)
+
+
+def processed_count(engine: Engine, conversation_ids: list[str]) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM conversation_events "
+                    "WHERE conversation_id = ANY(:ids) AND status = 'PROCESSED'"
+                ),
+                {"ids": conversation_ids},
+            ).scalar_one()
+        )
+
+
+class RecoveryClock:
+    """Seconds from the end of a fault until every event accepted by then is PROCESSED.
+
+    Runs in its own thread so the stream goes on meanwhile.
+    """
+
+    def __init__(self, engine: Engine, stream: Stream, timeout: float) -> None:
+        self.engine = engine
+        self.stream = stream
+        self.timeout = timeout
+        self.seconds: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> RecoveryClock:
+        fault_ended = time.monotonic()
+        ids = self.stream.accepted_ids()
+
+        def measure() -> None:
+            deadline = fault_ended + self.timeout
+            while time.monotonic() < deadline:
+                if processed_count(self.engine, ids) >= len(ids):
+                    self.seconds = time.monotonic() - fault_ended
+                    return
+                time.sleep(0.25)  # polling the database with a deadline
+
+        self._thread = threading.Thread(target=measure, name="recovery-clock", daemon=True)
+        self._thread.start()
+        return self
+
+    def result(self) -> float | None:
+        if self._thread is not None:
+            self._thread.join(self.timeout + 5)
+        return self.seconds
+
+
+@dataclass
+class Verdict:
+    """What the database says after the drain."""
+
+    accepted: int
+    processed: int
+    not_processed: dict[str, int]
+    users_over: int  # users whose score exceeds the sum of their events' changes
+    users_under: int  # users whose score misses part of that sum
+    redelivered: int  # events that took more than one attempt (faults had an effect)
+    max_lag_s: float  # longest time from stored (202) to PROCESSED
+    mismatches: dict[str, tuple[float, float]]
+
+
+def wait_and_judge(
+    engine: Engine, bodies: list[dict[str, Any]], accepted: list[str], timeout: float
+) -> Verdict:
+    """Wait (with a deadline) until every accepted event is PROCESSED, then compare scores."""
+    deadline = time.monotonic() + timeout
+    while processed_count(engine, accepted) < len(accepted) and time.monotonic() < deadline:
+        time.sleep(0.5)  # polling the database with a deadline
+    accepted_set = set(accepted)
+    by_id = {b["conversation_id"]: b for b in bodies}
+    expected: dict[str, float] = {}
+    for cid in accepted_set:
+        body = by_id[cid]
+        expected[body["user_id"]] = expected.get(body["user_id"], 0.0) + expected_change(body)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT status, count(*) AS n, count(*) FILTER (WHERE attempts > 1) AS again, "
+                "max(extract(epoch FROM processed_at - created_at)) AS lag "
+                "FROM conversation_events WHERE conversation_id = ANY(:ids) GROUP BY status"
+            ),
+            {"ids": accepted},
+        ).all()
+        scores = {
+            r.user_id: float(r.friendship_score)
+            for r in conn.execute(
+                text(
+                    "SELECT user_id, friendship_score FROM friendship_status "
+                    "WHERE user_id = ANY(:u)"
+                ),
+                {"u": list(expected)},
+            )
+        }
+    counts = {r.status: int(r.n) for r in rows}
+    processed = counts.pop("PROCESSED", 0)
+    missing = len(accepted_set) - processed - sum(counts.values())
+    if missing:
+        counts["missing"] = missing
+    mismatches = {
+        user: (scores.get(user, 0.0), want)
+        for user, want in expected.items()
+        if abs(scores.get(user, 0.0) - want) > 1e-6
+    }
+    return Verdict(
+        accepted=len(accepted_set),
+        processed=processed,
+        not_processed=counts,
+        users_over=sum(1 for got, want in mismatches.values() if got > want),
+        users_under=sum(1 for got, want in mismatches.values() if got < want),
+        redelivered=sum(int(r.again) for r in rows),
+        max_lag_s=max((float(r.lag) for r in rows if r.lag is not None), default=0.0),
+        mismatches=mismatches,
+    )
+
+
+def finish(
+    name: str,
+    streams: list[Stream],
+    verdict: Verdict,
+    recovery_s: float | None,
+    recovery_meaning: str,
+    **extra: Any,
+) -> ScenarioReport:
+    """Build and record the report row (printed in pytest's terminal summary)."""
+    report = ScenarioReport(
+        scenario=name,
+        sent=sum(s.sent() for s in streams),
+        accepted=sum(s.accepted_count() for s in streams),
+        processed=verdict.processed,
+        lost=verdict.accepted - verdict.processed + verdict.users_under,
+        applied_twice=verdict.users_over,
+        server_errors=sum(s.server_errors() for s in streams),
+        retried_503=sum(s.statuses.get("503", 0) for s in streams),
+        redelivered=verdict.redelivered,
+        max_lag_s=verdict.max_lag_s,
+        recovery_s=recovery_s,
+        recovery_meaning=recovery_meaning,
+        stream_s=streams[-1].finished_at - streams[-1].started_at,
+        extra={k: str(v) for k, v in extra.items()},
+    )
+    report.record()
+    return report
+
+
+def assert_exactly_once(report: ScenarioReport, streams: list[Stream], verdict: Verdict) -> None:
+    details = (
+        f"{report.scenario}: statuses {[dict(s.statuses) for s in streams]}, client errors "
+        f"{[dict(s.errors) for s in streams]}, not processed {verdict.not_processed}, "
+        f"score mismatches {dict(list(verdict.mismatches.items())[:5])}"
+    )
+    assert report.accepted == report.sent, details  # every producer got its 202 in the end
+    assert report.lost == 0, details
+    assert report.applied_twice == 0, details
+    assert not verdict.mismatches, details
+    assert report.server_errors == 0, details
+    # No reset connections or timeouts from the API either.
+    assert not any(s.errors for s in streams), details

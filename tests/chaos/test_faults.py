@@ -1,0 +1,393 @@
+"""Fault injection under a steady stream: zero loss, zero double effect, no 5xx but 503.
+
+Four scenarios, each with its own API and workers on its own queue (the shared PostgreSQL and
+RabbitMQ stay up for everyone else on the machine; outages are TCP proxies cut in front of
+them), each ending with the exactly-once verdict and a row of the report table printed in the
+pytest summary (tests/chaos/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from tests.chaos.harness import (
+    DRAIN_TIMEOUT_S,
+    EVENTS,
+    FAST,
+    RATE,
+    RecoveryClock,
+    Stream,
+    assert_exactly_once,
+    finish,
+    make_events,
+    processed_count,
+    wait_and_judge,
+)
+from tests.support.processes import ROOT, Service, common_env, start_api, start_worker
+from tests.support.proxy import TcpProxy
+from tests.support.services import AMQP_URL, free_port, port_open, require
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
+API_KEY = "chaos-test-key-0123456789"
+USERS = 150
+GIVE_UP = 180.0  # seconds for a stream to finish (it is paced to take ~40 s)
+
+
+@pytest.fixture
+def env(database_url: str, names: tuple[str, str]) -> dict[str, str]:
+    return common_env(database_url, AMQP_URL, *names) | FAST
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in reversed(started):
+        service.stop(timeout=40)
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def api_metric(base: str, name: str) -> float:
+    """Sum of one counter's samples on the API's /metrics (0 when absent)."""
+    text_ = httpx.get(f"{base}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text_.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+# --- 1. workers killed ---------------------------------------------------------------------------
+
+
+def test_workers_killed_with_sigkill_at_random(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    workers = [start_worker(env) for _ in range(3)]
+    services.extend(workers)
+    bodies = make_events(EVENTS, USERS, seed=1)
+    rng = random.Random(11)
+    stream = Stream(base, API_KEY, bodies).start()
+
+    kills = 0
+    pause = threading.Event()
+    while stream.running():
+        pause.wait(rng.uniform(2.0, 4.0))  # the fault schedule: a kill every 2-4 s
+        if not stream.running():
+            break
+        alive = [w for w in workers if w.alive()]
+        victim = rng.choice(alive)
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+        kills += 1
+        workers.remove(victim)
+        replacement = start_worker(env)  # what a Deployment or the local scaler would do
+        workers.append(replacement)
+        services.append(replacement)
+    clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
+    stream.join(GIVE_UP)
+    verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S)
+    report = finish(
+        "1. worker SIGKILL every 2-4 s",
+        [stream],
+        verdict,
+        clock.result(),
+        "last kill → every event accepted by then PROCESSED",
+        kills=kills,
+    )
+    assert kills >= 5
+    assert_exactly_once(report, [stream], verdict)
+
+
+# --- 2. broker unavailable -----------------------------------------------------------------------
+
+
+def test_broker_unreachable_for_ten_seconds(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5672)
+    try:
+        proxied = env | {"CE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"}
+        api, base = start_api(proxied, API_KEY)
+        services.append(api)
+        services.extend(start_worker(proxied) for _ in range(2))
+        bodies = make_events(EVENTS, USERS, seed=2)
+        stream = Stream(base, API_KEY, bodies).start()
+
+        wait_until(lambda: stream.accepted_count() >= EVENTS // 4, 60, "the stream under way")
+        before = stream.accepted_count()
+        proxy.cut()
+        threading.Event().wait(10.0)  # the outage itself
+        during = stream.accepted_count() - before
+        proxy.restore()
+        clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
+
+        stream.join(GIVE_UP)
+        verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S)
+        report = finish(
+            "2. broker cut 10 s",
+            [stream],
+            verdict,
+            clock.result(),
+            "broker back → every event accepted by then PROCESSED",
+            accepted_during_outage=during,
+            relay_republished=int(api_metric(base, "conversation_events_relay_republished_total")),
+        )
+        assert during >= RATE * 5, "the API must keep answering 202 while the broker is away"
+        assert_exactly_once(report, [stream], verdict)
+    finally:
+        proxy.close()
+
+
+# --- 3. PostgreSQL restarted ---------------------------------------------------------------------
+
+
+def test_postgresql_dropped_and_refusing_for_six_seconds(
+    env: dict[str, str], engine: Engine, services: list[Service], database_url: str
+) -> None:
+    pg = make_url(database_url)
+    proxy = TcpProxy(pg.host or "127.0.0.1", pg.port or 5432)
+    try:
+        url = pg.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        proxied = env | {"CE_DATABASE_URL": url}
+        api, base = start_api(proxied, API_KEY)
+        services.append(api)
+        services.extend(start_worker(proxied) for _ in range(2))
+        bodies = make_events(EVENTS, USERS, seed=3)
+        stream = Stream(base, API_KEY, bodies).start()
+
+        wait_until(lambda: stream.accepted_count() >= EVENTS // 4, 60, "the stream under way")
+        refused_before = stream.statuses.get("503", 0)
+        proxy.cut()
+        threading.Event().wait(6.0)  # the outage: open connections dropped, new ones refused
+        refused = stream.statuses.get("503", 0) - refused_before
+        proxy.restore()
+        clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
+
+        stream.join(GIVE_UP)
+        verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S)
+        report = finish(
+            "3. PostgreSQL cut 6 s",
+            [stream],
+            verdict,
+            clock.result(),
+            "database back → every event accepted by then PROCESSED",
+            answered_503_during_outage=refused,
+        )
+        assert refused > 0, "requests during the outage must get 503 + Retry-After"
+        assert_exactly_once(report, [stream], verdict)
+    finally:
+        proxy.close()
+
+
+# --- 4. scale-in while busy ----------------------------------------------------------------------
+
+HOT_USERS = 12
+
+
+class RowLocks:
+    """Holds some users' friendship rows locked, on demand.
+
+    A worker processing one of those users' events waits on the lock mid-transaction, as it
+    would on a slow database: that is how work is kept in flight while the scaler decides.
+    """
+
+    def __init__(self, engine: Engine, users: list[str]) -> None:
+        self.engine = engine
+        self.users = users
+        self._conn: Any = None
+        self._trans: Any = None
+
+    def hold(self) -> None:
+        self._conn = self.engine.connect()
+        self._trans = self._conn.begin()
+        locked = self._conn.execute(
+            text(
+                "SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) "
+                "ORDER BY user_id FOR UPDATE"
+            ),
+            {"u": self.users},
+        ).all()
+        assert len(locked) == len(self.users)
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._trans.rollback()
+            self._conn.close()
+            self._conn = self._trans = None
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            lines.append(record)
+    return lines
+
+
+def mixed(normal: list[dict[str, Any]], hot_users: list[str], every: int, seed: int) -> list[dict]:
+    """`normal` with every `every`-th event moved to one of the hot users."""
+    rng = random.Random(seed)
+    return [
+        body | {"user_id": rng.choice(hot_users)} if i % every == every - 1 else body
+        for i, body in enumerate(normal)
+    ]
+
+
+def test_scaler_scales_in_while_work_is_in_flight(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    """A burst makes the scaler scale out; during the slow tail that follows it scales in.
+
+    The hot users' rows are locked during the burst (so the backlog builds and the scaler sees
+    it) and again during the tail until the scaler has sent its SIGTERMs: the workers it stops
+    hold events waiting on those locks, which must finish (drain) and be acked before they exit.
+    """
+    require(port_open("127.0.0.1", 15672), "RabbitMQ management API at 127.0.0.1:15672")
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    work = Path(tempfile.mkdtemp(prefix="chaos-scaler-"))
+    status_file = work / "status.json"
+    scaler = Service(
+        "conversation_events_scaler",
+        "scaler",
+        env
+        | {
+            "CE_SCALER_ACTUATOR": "local",
+            "CE_SCALER_MIN_REPLICAS": "1",
+            "CE_SCALER_MAX_REPLICAS": "4",
+            "CE_SCALER_TARGET_PER_REPLICA": "40",
+            "CE_SCALER_POLLING_INTERVAL_S": "1",
+            "CE_SCALER_FAST_POLLING_INTERVAL_S": "0.5",
+            "CE_SCALER_STATS_LAG_S": "2",
+            "CE_SCALER_SCALE_DOWN_STABILIZATION_S": "4",
+            "CE_SCALER_COOLDOWN_S": "0",
+            "CE_SCALER_HTTP_PORT": str(free_port()),
+            "CE_SCALER_STATUS_FILE": str(status_file),
+            "CE_SCALER_LOCK_FILE": str(work / "scaler.lock"),
+            "CE_SCALER_WORKER_PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
+            "CE_SCALER_WORKER_LOG_DIR": str(work),
+            "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
+            "CE_SCALER_WORKER_GRACE_S": "40",
+            # Passed through to the workers: waits on the locks must not time out.
+            "CE_WORKER_DRAIN_TIMEOUT_S": "30",
+            "CE_DB_STATEMENT_TIMEOUT_MS": "60000",
+        },
+    )
+    services.append(scaler)
+
+    def replicas() -> int:
+        try:
+            return int(json.loads(status_file.read_text()).get("current_replicas") or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def scaler_records() -> list[dict[str, Any]]:
+        return json_lines(scaler.log_path)
+
+    # Warm-up: the hot users' rows must exist before they can be locked.
+    warmup = make_events(HOT_USERS * 3, HOT_USERS, seed=40)
+    hot = sorted({b["user_id"] for b in warmup})
+    warm = Stream(base, API_KEY, warmup, rate=100).start()
+    warm.join(60)
+    wait_until(lambda: processed_count(engine, warm.accepted_ids()) == len(warmup), 60, "warm-up")
+    locks = RowLocks(engine, hot)
+
+    # Burst: 70 % of the events at 200/s, one in four for a hot user, rows locked.
+    burst_size = int(EVENTS * 0.7)
+    burst_bodies = mixed(make_events(burst_size, USERS, seed=41), hot, every=4, seed=42)
+    locks.hold()
+    try:
+        burst = Stream(base, API_KEY, burst_bodies, rate=200).start()
+        wait_until(lambda: replicas() >= 3, 90, "the scaler to scale out")
+    finally:
+        locks.release()
+    burst.join(GIVE_UP)
+
+    # Tail: the rest at 16/s, one in eight for a hot user, rows locked until the scale-in.
+    tail_bodies = mixed(make_events(EVENTS - burst_size, USERS, seed=43), hot, every=8, seed=44)
+    wait_until(
+        lambda: processed_count(engine, burst.accepted_ids()) == burst_size, 90, "burst drained"
+    )
+    locks.hold()
+    try:
+        tail = Stream(base, API_KEY, tail_bodies, rate=16).start()
+        wait_until(
+            lambda: any(
+                r.get("msg") == "worker asked to drain (SIGTERM)" for r in scaler_records()
+            ),
+            60,
+            "the scaler to scale in",
+        )
+        threading.Event().wait(1.0)  # the stopped workers sit on their locked events a moment
+    finally:
+        locks.release()
+    tail.join(GIVE_UP)
+    clock = RecoveryClock(engine, tail, DRAIN_TIMEOUT_S).start()
+    streams = [warm, burst, tail]
+    verdict = wait_and_judge(
+        engine,
+        warmup + burst_bodies + tail_bodies,
+        [cid for stream in streams for cid in stream.accepted_ids()],
+        DRAIN_TIMEOUT_S,
+    )
+    scaler.stop(timeout=60)
+
+    records = scaler_records()
+    # Up to the scaler's own shutdown, which stops the last workers too.
+    end = next((i for i, r in enumerate(records) if r.get("msg") == "stopping"), None)
+    records = records[:end]
+    scales = [r for r in records if r.get("event") == "scale"]
+    decisions = " ".join(f"{r.get('replicas_from')}→{r.get('replicas_to')}" for r in scales)
+    asked = [r for r in records if r.get("msg") == "worker asked to drain (SIGTERM)"]
+    stopped = [r for r in records if r.get("msg") == "worker stopped"]
+    drains = [
+        r
+        for log in sorted(work.glob("worker-*.log"))
+        for r in json_lines(log)
+        if r.get("msg") == "draining"
+    ]
+    busy = [int(r.get("in_flight", 0)) for r in drains if int(r.get("in_flight", 0)) > 0]
+    report = finish(
+        "4. scale-in while busy",
+        streams,
+        verdict,
+        clock.result(),
+        "tail end → every event PROCESSED (drain)",
+        scaling=decisions,
+        stopped_by_scale_in=len(asked),
+        stopped_with_work_in_flight=len(busy),
+        in_flight_at_sigterm=busy,
+        killed_after_grace=sum(1 for r in stopped if r.get("killed")),
+    )
+    assert any(r.get("direction") == "up" for r in scales), decisions
+    assert asked, f"the scaler never scaled in; decisions: {decisions}"
+    assert busy, "no worker was stopped while it had work in flight"
+    assert stopped and all(r.get("exit_code") == 0 and not r.get("killed") for r in stopped)
+    assert_exactly_once(report, streams, verdict)
