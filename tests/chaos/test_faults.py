@@ -67,6 +67,11 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def assert_key_never_logged(services: list[Service]) -> None:
+    for service in services:
+        assert API_KEY not in service.log(), f"the API key appears in {service.log_path}"
+
+
 def api_metric(base: str, name: str) -> float:
     """Sum of one counter's samples on the API's /metrics (0 when absent)."""
     text_ = httpx.get(f"{base}/metrics", timeout=10).text
@@ -119,6 +124,7 @@ def test_workers_killed_with_sigkill_at_random(
     )
     assert kills >= 5
     assert_exactly_once(report, [stream], verdict)
+    assert_key_never_logged(services)
 
 
 # --- 2. broker unavailable -----------------------------------------------------------------------
@@ -157,6 +163,7 @@ def test_broker_unreachable_for_ten_seconds(
         )
         assert during >= RATE * 5, "the API must keep answering 202 while the broker is away"
         assert_exactly_once(report, [stream], verdict)
+        assert_key_never_logged(services)
     finally:
         proxy.close()
 
@@ -198,6 +205,7 @@ def test_postgresql_dropped_and_refusing_for_six_seconds(
         )
         assert refused > 0, "requests during the outage must get 503 + Retry-After"
         assert_exactly_once(report, [stream], verdict)
+        assert_key_never_logged(services)
     finally:
         proxy.close()
 
@@ -391,3 +399,4 @@ def test_scaler_scales_in_while_work_is_in_flight(
     assert busy, "no worker was stopped while it had work in flight"
     assert stopped and all(r.get("exit_code") == 0 and not r.get("killed") for r in stopped)
     assert_exactly_once(report, streams, verdict)
+    assert_key_never_logged(services)
