@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Path, status
 from fastapi.responses import Response
 
 from conversation_events.errors import ConflictingEvent
@@ -16,7 +16,7 @@ from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
 from conversation_events_api import metrics
-from conversation_events_api.deps import unauthorized
+from conversation_events_api.deps import ApiKey, State
 from conversation_events_api.schemas import (
     NO_NUL,
     Accepted,
@@ -24,29 +24,8 @@ from conversation_events_api.schemas import (
     ErrorBody,
     EventView,
 )
-from conversation_events_api.security import key_is_valid, presented_key
-from conversation_events_api.state import AppState
 
-
-# The accept path's dependencies are coroutines: FastAPI runs a plain-function dependency on
-# its thread pool, and on this path those two hand-offs per request cost more CPU than the
-# checks themselves (they do no I/O). Same behaviour as `deps.get_state`/`require_api_key`.
-async def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.ce
-    return state
-
-
-State = Annotated[AppState, Depends(_state)]
-
-
-async def _require_api_key(request: Request, state: State) -> None:
-    if not key_is_valid(presented_key(request), state.api_keys):
-        raise unauthorized()
-
-
-router = APIRouter(
-    prefix="/v1/conversations", tags=["conversations"], dependencies=[Depends(_require_api_key)]
-)
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"], dependencies=[ApiKey])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
