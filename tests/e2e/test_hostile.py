@@ -357,7 +357,8 @@ def test_wrong_methods_are_405(api: Api) -> None:
 def test_odd_path_ids_are_refused_or_unknown(api: Api, path_id: str) -> None:
     for route in ("/v1/conversations/", "/v1/friendship/status/"):
         response = api.http.get(route + path_id)
-        assert response.status_code in (404, 422), (route, path_id, response.text)
+        # 400: a proxy in front of the API may refuse an encoded NUL itself.
+        assert response.status_code in (400, 404, 422), (route, path_id, response.text)
 
 
 def test_an_oversized_request_id_is_cut_short(api: Api) -> None:
