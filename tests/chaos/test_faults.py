@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -269,7 +268,7 @@ def mixed(normal: list[dict[str, Any]], hot_users: list[str], every: int, seed: 
 
 
 def test_scaler_scales_in_while_work_is_in_flight(
-    env: dict[str, str], engine: Engine, services: list[Service]
+    env: dict[str, str], engine: Engine, services: list[Service], tmp_path: Path
 ) -> None:
     """A burst makes the scaler scale out; during the slow tail that follows it scales in.
 
@@ -280,7 +279,7 @@ def test_scaler_scales_in_while_work_is_in_flight(
     require(port_open("127.0.0.1", 15672), "RabbitMQ management API at 127.0.0.1:15672")
     api, base = start_api(env, API_KEY)
     services.append(api)
-    work = Path(tempfile.mkdtemp(prefix="chaos-scaler-"))
+    work = tmp_path  # status file, lock file and worker logs (pytest keeps the last runs)
     status_file = work / "status.json"
     scaler = Service(
         "conversation_events_scaler",
