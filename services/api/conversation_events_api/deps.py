@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from conversation_events_api.security import key_is_valid, presented_key
 from conversation_events_api.state import AppState
@@ -30,7 +31,18 @@ def unauthorized() -> HTTPException:
     )
 
 
-async def require_api_key(request: Request, state: State) -> None:
+# Declared for the OpenAPI document (clients and tools discover both ways to send the key);
+# the check itself reads the headers through `presented_key`.
+_API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
+_BEARER = HTTPBearer(auto_error=False)
+
+
+async def require_api_key(
+    request: Request,
+    state: State,
+    _header: Annotated[str | None, Security(_API_KEY_HEADER)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> None:
     if not key_is_valid(presented_key(request), state.api_keys):
         raise unauthorized()
 

@@ -37,6 +37,12 @@ def too_large_body(limit: int) -> bytes:
     )
 
 
+ACCEPT_PATH = "/v1/conversations/end"
+#: Refusals of the accept path, by status, counted in `conversation_events_rejected_total`.
+_REJECTIONS = {400: "unparseable", 401: "unauthorized", 413: "too_large", 422: "invalid"}
+_BAD_LENGTH = orjson.dumps({"detail": "Content-Length is not a number", "code": "bad_request"})
+
+
 class EdgeMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -61,10 +67,11 @@ class EdgeMiddleware:
 
         try:
             declared = headers.get(b"content-length")
-            if declared is not None and (
-                not declared.isdigit() or int(declared) > self.max_body_bytes
-            ):
-                await _too_large(send_wrapper, self.max_body_bytes)
+            if declared is not None and not declared.isdigit():
+                await _reply(send_wrapper, 400, _BAD_LENGTH)
+                return
+            if declared is not None and int(declared) > self.max_body_bytes:
+                await _reply(send_wrapper, 413, too_large_body(self.max_body_bytes))
                 return
             received = 0
 
@@ -80,22 +87,24 @@ class EdgeMiddleware:
             try:
                 await self.app(scope, limited_receive, send_wrapper)
             except BodyTooLarge:
-                await _too_large(send_wrapper, self.max_body_bytes)
+                await _reply(send_wrapper, 413, too_large_body(self.max_body_bytes))
         finally:
             logs.request_id.reset(token)
             route: Any = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            metrics.REQUEST_SECONDS.labels(template, f"{status_holder['status'] // 100}xx").observe(
+            status = status_holder["status"]
+            metrics.REQUEST_SECONDS.labels(template, f"{status // 100}xx").observe(
                 time.perf_counter() - started
             )
+            if status in _REJECTIONS and scope["path"] == ACCEPT_PATH:
+                metrics.REJECTED.labels(_REJECTIONS[status]).inc()
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = too_large_body(limit)
+async def _reply(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

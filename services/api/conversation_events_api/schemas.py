@@ -11,8 +11,10 @@ from pydantic import (
     AliasChoices,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -44,7 +46,14 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("instant out of range once converted to UTC") from None
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+def _rfc3339_text(value: Any) -> Any:
+    """Only text: a bare number would otherwise be taken as a Unix timestamp, silently."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string with an offset")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
 Emotion = Literal["interesting", "happy", "neutral", "sad", "angry", "boring"]
 
 #: Fields the server owns; a client that sends them gets a 422 rather than silent dropping.
@@ -77,8 +86,9 @@ class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     session_emotion: Emotion | None = None
-    user_initiated_questions: Annotated[int, Field(ge=0, le=100_000)] | None = None
-    new_memories_count: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    # Strict: "3" or true are refused instead of silently becoming 3 or 1.
+    user_initiated_questions: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
+    new_memories_count: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
 
     @model_validator(mode="after")
     def _storable_extras(self) -> Metadata:

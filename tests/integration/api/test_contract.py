@@ -43,6 +43,15 @@ def error_locs(response: httpx.Response) -> list[tuple]:
             ("body", "metadata", "user_initiated_questions"),
         ),
         (lambda b: b.update(status="PROCESSED"), ("body",)),
+        (lambda b: b.update(start_time=1700000000), ("body", "start_time")),
+        (
+            lambda b: b["metadata"].update(new_memories_count="3"),
+            ("body", "metadata", "new_memories_count"),
+        ),
+        (
+            lambda b: b["metadata"].update(user_initiated_questions=True),
+            ("body", "metadata", "user_initiated_questions"),
+        ),
     ],
     ids=[
         "missing-id",
@@ -60,6 +69,9 @@ def error_locs(response: httpx.Response) -> list[tuple]:
         "unknown-emotion",
         "negative-count",
         "server-owned-field",
+        "unix-timestamp",
+        "count-as-text",
+        "count-as-bool",
     ],
 )
 def test_invalid_bodies_get_field_level_422(
@@ -181,3 +193,38 @@ def test_api_keys_never_reach_the_logs(
     client.post(END, json=conversation())
     assert API_KEY not in caplog.text
     assert "not-the-key-secret" not in caplog.text
+
+
+def test_refusals_are_counted_by_reason(client: httpx.Client) -> None:
+    def rejected(reason: str) -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(f'conversation_events_rejected_total{{reason="{reason}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = {r: rejected(r) for r in ("invalid", "unauthorized")}
+    client.post(END, json={"conversation_id": "x"})
+    client.post(END, json=conversation(), headers={"X-API-Key": "wrong"})
+    assert rejected("invalid") == before["invalid"] + 1
+    assert rejected("unauthorized") == before["unauthorized"] + 1
+
+
+def test_non_numeric_content_length_is_400(client: httpx.Client) -> None:
+    import socket
+
+    host, port = client.base_url.host, client.base_url.port
+    request = (
+        f"POST {END} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: abc\r\nConnection: close\r\n\r\n{}"
+    )
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        status_line = sock.recv(1024).split(b"\r\n", 1)[0]
+    assert b" 400 " in status_line
+
+
+def test_openapi_declares_both_ways_to_send_the_key(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"apiKey", "http"}
+    assert document["paths"][END]["post"]["security"]
