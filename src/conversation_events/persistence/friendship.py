@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation_events.domain.analysis import Emotion
 from conversation_events.domain.friendship import FriendshipStatus, Level, TopicMetrics
 from conversation_events.persistence.tables import friendship_status
+
+_LOCK = (
+    select(friendship_status)
+    .where(friendship_status.c.user_id == bindparam("user_id"))
+    .with_for_update()
+)
+_CREATE = (
+    insert(friendship_status)
+    .values(user_id=bindparam("user_id"), friendship_level=Level.PHASE1_STRANGER.value)
+    .on_conflict_do_nothing(index_elements=["user_id"])
+)
 
 
 def lock_status(conn: Connection, user_id: str) -> FriendshipStatus:
@@ -19,17 +30,11 @@ def lock_status(conn: Connection, user_id: str) -> FriendshipStatus:
     The row lock serialises concurrent workers updating the same user: each sees the other's
     committed result, so no update is lost.
     """
-    query = (
-        select(friendship_status).where(friendship_status.c.user_id == user_id).with_for_update()
-    )
-    row = conn.execute(query).mappings().first()
+    params = {"user_id": user_id}
+    row = conn.execute(_LOCK, params).mappings().first()
     if row is None:
-        conn.execute(
-            insert(friendship_status)
-            .values(user_id=user_id, friendship_level=Level.PHASE1_STRANGER.value)
-            .on_conflict_do_nothing(index_elements=["user_id"])
-        )
-        row = conn.execute(query).mappings().one()
+        conn.execute(_CREATE, params)
+        row = conn.execute(_LOCK, params).mappings().one()
     return to_domain(row)
 
 
@@ -42,20 +47,35 @@ def get_status(conn: Connection, user_id: str) -> FriendshipStatus | None:
     return None if row is None else to_domain(row)
 
 
+_SAVE = (
+    update(friendship_status)
+    .where(friendship_status.c.user_id == bindparam("b_user_id"))
+    .values(
+        friendship_score=bindparam("friendship_score"),
+        friendship_level=bindparam("friendship_level"),
+        streak_day=bindparam("streak_day"),
+        last_interaction_date=bindparam("last_interaction_date"),
+        last_interaction_at=bindparam("last_interaction_at"),
+        last_emotion=bindparam("last_emotion"),
+        topic_metrics=bindparam("topic_metrics", type_=friendship_status.c.topic_metrics.type),
+        updated_at=func.now(),
+    )
+)
+
+
 def save_status(conn: Connection, status: FriendshipStatus) -> None:
     conn.execute(
-        update(friendship_status)
-        .where(friendship_status.c.user_id == status.user_id)
-        .values(
-            friendship_score=status.friendship_score,
-            friendship_level=status.friendship_level.value,
-            streak_day=status.streak_day,
-            last_interaction_date=status.last_interaction_date,
-            last_interaction_at=status.last_interaction_at,
-            last_emotion=None if status.last_emotion is None else status.last_emotion.value,
-            topic_metrics={k: v.to_json() for k, v in status.topic_metrics.items()},
-            updated_at=func.now(),
-        )
+        _SAVE,
+        {
+            "b_user_id": status.user_id,
+            "friendship_score": status.friendship_score,
+            "friendship_level": status.friendship_level.value,
+            "streak_day": status.streak_day,
+            "last_interaction_date": status.last_interaction_date,
+            "last_interaction_at": status.last_interaction_at,
+            "last_emotion": None if status.last_emotion is None else status.last_emotion.value,
+            "topic_metrics": {k: v.to_json() for k, v in status.topic_metrics.items()},
+        },
     )
 
 
