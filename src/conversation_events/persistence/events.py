@@ -86,19 +86,22 @@ class InsertOutcome:
     event_id: str
 
 
+_INSERT = (
+    insert(events)
+    .on_conflict_do_nothing(index_elements=["conversation_id"])
+    .returning(events.c.conversation_id, events.c.id)
+)
+
+
 def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOutcome]:
     """Insert a batch in one statement; classify each item as created, duplicate or conflict.
 
     Duplicates inside the batch resolve like re-sends: the first one is created.
     """
+    # One prebuilt statement run as an executemany: SQLAlchemy's "insertmanyvalues" turns it
+    # into multi-row INSERTs with a cached compiled form, whatever the batch size.
     inserted = {
-        row.conversation_id: row.id
-        for row in conn.execute(
-            insert(events)
-            .values([item.row() for item in batch])
-            .on_conflict_do_nothing(index_elements=["conversation_id"])
-            .returning(events.c.conversation_id, events.c.id)
-        )
+        row.conversation_id: row.id for row in conn.execute(_INSERT, [item.row() for item in batch])
     }
     missing = {item.conversation_id for item in batch} - inserted.keys()
     existing: dict[str, tuple[str, str]] = {}
