@@ -1,4 +1,4 @@
-"""The worker's unit of work: score one stored event and update its user's friendship status.
+"""The worker's unit of work: score stored events and update their users' friendship status.
 
 Exactly-once effect under at-least-once delivery: the event row is locked and re-checked inside
 the transaction that also updates the status and marks the event done, so a redelivered or
@@ -8,16 +8,22 @@ republished message finds the event terminal and changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RowMapping
 
 from conversation_events.domain.conversation import is_scored_bot_type, normalise_log, topic_for
 from conversation_events.domain.friendship import Interaction, apply_interaction
-from conversation_events.domain.scoring import DEFAULT_WEIGHTS, ScoringWeights, score_conversation
-from conversation_events.errors import EventNotFound
+from conversation_events.domain.scoring import (
+    DEFAULT_WEIGHTS,
+    ScoreResult,
+    ScoringWeights,
+    score_conversation,
+)
+from conversation_events.errors import ConversationEventsError, EventNotFound, RetryableError
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence import friendship as friendship_repo
 from conversation_events.persistence.db import translate_errors
@@ -47,71 +53,135 @@ class ProcessResult:
     accepted_at: datetime | None = None  # when the API stored the event (for lag metrics)
 
 
+#: What a batch yields per event: its result, or the error that stopped it alone.
+Outcomes = dict[str, "ProcessResult | ConversationEventsError"]
+
+
 def process_event(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
     """Process one event; raise `RetryableError` or `PermanentError` when it cannot be done."""
-    with translate_errors():
-        with engine.begin() as conn:
-            claimed = event_repo.claim(conn, event_id, config.lease_s)
+    result = process_batch(engine, [event_id], config)[event_id]
+    if isinstance(result, ConversationEventsError):
+        raise result
+    return result
+
+
+def process_batch(engine: Engine, event_ids: Sequence[str], config: ProcessingConfig) -> Outcomes:
+    """Process several events with a fixed number of transactions, whatever their count.
+
+    1. claim them all (status PROCESSING, attempts + 1), committed on its own, so attempts
+       survive a crash;
+    2. in one transaction: lock the events (id order) and their users' statuses (user id
+       order), re-check that each event is still not terminal, apply the scores in order of
+       `end_time`, store statuses and results, commit.
+
+    An error that belongs to one event (bad data, a bug) never fails its neighbours: the batch
+    is then redone event by event and that event alone gets the error. `RetryableError` (the
+    database is unavailable) is raised for the whole batch.
+    """
+    ids = list(dict.fromkeys(event_ids))
+    results: Outcomes = {}
+    with translate_errors(), engine.begin() as conn:
+        claims = event_repo.claim_many(conn, ids, config.lease_s)
+    todo: list[str] = []
+    exhausted: list[str] = []
+    for event_id, claimed in claims.items():
         if not claimed.found:
-            raise EventNotFound(f"event {event_id} is not in the database")
-        if claimed.status in TERMINAL_STATUSES:
-            return ProcessResult(Outcome.DUPLICATE)
-        if claimed.attempts > config.max_attempts:
-            with engine.begin() as conn:
+            results[event_id] = EventNotFound(f"event {event_id} is not in the database")
+        elif claimed.status in TERMINAL_STATUSES:
+            results[event_id] = ProcessResult(Outcome.DUPLICATE)
+        elif claimed.attempts > config.max_attempts:
+            exhausted.append(event_id)
+        else:
+            todo.append(event_id)
+    if exhausted:
+        with translate_errors(), engine.begin() as conn:
+            for event_id in exhausted:
                 event_repo.record_failure(
                     conn,
                     event_id,
-                    f"gave up after {claimed.attempts - 1} attempts",
+                    f"gave up after {claims[event_id].attempts - 1} attempts",
                     permanent=True,
                     max_attempts=config.max_attempts,
                 )
-            return ProcessResult(Outcome.EXHAUSTED)
-        with engine.begin() as conn:
-            return _apply(conn, event_id, config)
+                results[event_id] = ProcessResult(Outcome.EXHAUSTED)
+    if todo:
+        results.update(_apply_isolating(engine, todo, config))
+    return results
 
 
-def _apply(conn: Connection, event_id: str, config: ProcessingConfig) -> ProcessResult:
-    row = event_repo.get_event(conn, event_id, lock=True)
-    if row is None:
-        raise EventNotFound(f"event {event_id} is not in the database")
-    if row["status"] in TERMINAL_STATUSES:
-        return ProcessResult(Outcome.DUPLICATE)
-    if not is_scored_bot_type(row["bot_type"]):
-        event_repo.complete(
-            conn,
-            event_id,
-            status=EventStatus.SKIPPED,
-            change=None,
-            level=None,
-            details={"skipped": f"bot_type {row['bot_type']} is not scored"},
-            scoring_version=None,
+def _apply_isolating(engine: Engine, ids: list[str], config: ProcessingConfig) -> Outcomes:
+    try:
+        with translate_errors(), engine.begin() as conn:
+            return _apply(conn, ids, config)
+    except RetryableError:
+        raise
+    except Exception as exc:
+        if len(ids) == 1:
+            return {ids[0]: _as_project_error(exc)}
+        log.warning("batch failed; processing its events one by one", extra={"events": len(ids)})
+        results: Outcomes = {}
+        for event_id in ids:
+            results.update(_apply_isolating(engine, [event_id], config))
+        return results
+
+
+def _as_project_error(exc: Exception) -> ConversationEventsError:
+    """A bug or bad data in one event: kept retryable, so the attempt budget decides."""
+    if isinstance(exc, ConversationEventsError):
+        return exc
+    return RetryableError(f"{type(exc).__name__}: {exc}")
+
+
+def _apply(conn: Connection, ids: list[str], config: ProcessingConfig) -> Outcomes:
+    results: Outcomes = {}
+    completions: list[event_repo.Completion] = []
+    scored: list[tuple[RowMapping, ScoreResult]] = []
+    rows = event_repo.lock_many(conn, ids)
+    for missing in set(ids) - {str(row["id"]) for row in rows}:
+        results[missing] = EventNotFound(f"event {missing} is not in the database")
+    for row in rows:
+        event_id = str(row["id"])
+        if row["status"] in TERMINAL_STATUSES:
+            results[event_id] = ProcessResult(Outcome.DUPLICATE)
+        elif not is_scored_bot_type(row["bot_type"]):
+            completions.append(
+                event_repo.Completion(
+                    event_id,
+                    EventStatus.SKIPPED,
+                    details={"skipped": f"bot_type {row['bot_type']} is not scored"},
+                )
+            )
+            results[event_id] = ProcessResult(Outcome.SKIPPED, row["created_at"])
+        else:
+            log_ = normalise_log(row["conversation_log"])
+            scored.append((row, score_conversation(log_, row["metadata"], config.weights)))
+    statuses = friendship_repo.lock_many(conn, (row["user_id"] for row, _ in scored))
+    for row, score in sorted(scored, key=lambda item: item[0]["end_time"]):
+        user_id = row["user_id"]
+        statuses[user_id] = apply_interaction(
+            statuses[user_id],
+            Interaction(
+                end_time=row["end_time"],
+                topic=topic_for(row["agent_tag"], row["bot_type"], row["bot_id"]),
+                bot_id=row["bot_id"],
+                score=score,
+            ),
+            config.zone,
         )
-        return ProcessResult(Outcome.SKIPPED, row["created_at"])
-    score = score_conversation(
-        normalise_log(row["conversation_log"]), row["metadata"], config.weights
-    )
-    status = friendship_repo.lock_status(conn, row["user_id"])
-    updated = apply_interaction(
-        status,
-        Interaction(
-            end_time=row["end_time"],
-            topic=topic_for(row["agent_tag"], row["bot_type"], row["bot_id"]),
-            bot_id=row["bot_id"],
-            score=score,
-        ),
-        config.zone,
-    )
-    friendship_repo.save_status(conn, updated)
-    event_repo.complete(
-        conn,
-        event_id,
-        status=EventStatus.PROCESSED,
-        change=score.change,
-        level=updated.friendship_level.value,
-        details=score.details,
-        scoring_version=config.weights.version,
-    )
-    return ProcessResult(Outcome.PROCESSED, row["created_at"])
+        completions.append(
+            event_repo.Completion(
+                str(row["id"]),
+                EventStatus.PROCESSED,
+                change=score.change,
+                level=statuses[user_id].friendship_level.value,
+                details=score.details,
+                scoring_version=config.weights.version,
+            )
+        )
+        results[str(row["id"])] = ProcessResult(Outcome.PROCESSED, row["created_at"])
+    friendship_repo.save_many(conn, statuses.values())
+    event_repo.complete_many(conn, completions)
+    return results
 
 
 def fail_event(

@@ -176,7 +176,7 @@ _SECONDS = literal_column("interval '1 second'", Interval)
 _CLAIM = (
     update(events)
     .where(
-        events.c.id == bindparam("event_id"),
+        events.c.id.in_(bindparam("event_ids", expanding=True)),
         events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value]),
     )
     .values(
@@ -184,23 +184,45 @@ _CLAIM = (
         attempts=events.c.attempts + 1,
         lease_until=func.now() + bindparam("lease_s", type_=Double) * _SECONDS,
     )
-    .returning(events.c.status, events.c.attempts)
+    .returning(events.c.id, events.c.status, events.c.attempts)
 )
-_STATUS = select(events.c.status, events.c.attempts).where(events.c.id == bindparam("event_id"))
+_STATUSES = select(events.c.id, events.c.status, events.c.attempts).where(
+    events.c.id.in_(bindparam("event_ids", expanding=True))
+)
+
+
+def claim_many(conn: Connection, event_ids: Sequence[str], lease_s: float) -> dict[str, Claim]:
+    """Mark PENDING (or lease-holding PROCESSING) events PROCESSING, one attempt each.
+
+    Terminal events are reported unchanged so the caller can ack duplicate deliveries.
+    """
+    claims = {
+        str(row.id): Claim(True, EventStatus(row.status), row.attempts)
+        for row in conn.execute(_CLAIM, {"event_ids": list(event_ids), "lease_s": float(lease_s)})
+    }
+    rest = [event_id for event_id in event_ids if event_id not in claims]
+    if rest:
+        for row in conn.execute(_STATUSES, {"event_ids": rest}):
+            claims[str(row.id)] = Claim(True, EventStatus(row.status), row.attempts)
+    return {event_id: claims.get(event_id, Claim(False, None, 0)) for event_id in event_ids}
 
 
 def claim(conn: Connection, event_id: str, lease_s: float) -> Claim:
-    """Mark a PENDING (or lease-holding PROCESSING) event PROCESSING and count one attempt.
+    """`claim_many` for one event."""
+    return claim_many(conn, [event_id], lease_s)[event_id]
 
-    A terminal event is returned unchanged so the caller can ack a duplicate delivery.
-    """
-    row = conn.execute(_CLAIM, {"event_id": event_id, "lease_s": float(lease_s)}).first()
-    if row is not None:
-        return Claim(True, EventStatus(row.status), row.attempts)
-    current = conn.execute(_STATUS, {"event_id": event_id}).first()
-    if current is None:
-        return Claim(False, None, 0)
-    return Claim(True, EventStatus(current.status), current.attempts)
+
+_LOCK_MANY = (
+    select(events)
+    .where(events.c.id.in_(bindparam("event_ids", expanding=True)))
+    .order_by(events.c.id)
+    .with_for_update()
+)
+
+
+def lock_many(conn: Connection, event_ids: Sequence[str]) -> list[RowMapping]:
+    """The events, locked until the transaction ends, always in id order (no lock cycles)."""
+    return list(conn.execute(_LOCK_MANY, {"event_ids": list(event_ids)}).mappings())
 
 
 _COMPLETE = (
@@ -221,28 +243,35 @@ _COMPLETE = (
 )
 
 
-def complete(
-    conn: Connection,
-    event_id: str,
-    *,
-    status: EventStatus,
-    change: float | None,
-    level: str | None,
-    details: Mapping[str, Any] | None,
-    scoring_version: int | None,
-) -> None:
-    """Store the result and move the event to PROCESSED or SKIPPED."""
-    conn.execute(
-        _COMPLETE,
-        {
-            "event_id": event_id,
-            "status": status.value,
-            "change": change,
-            "level": level,
-            "details": details,
-            "scoring_version": scoring_version,
-        },
-    )
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The result of one event, stored by `complete_many`."""
+
+    event_id: str
+    status: EventStatus
+    change: float | None = None
+    level: str | None = None
+    details: Mapping[str, Any] | None = None
+    scoring_version: int | None = None
+
+
+def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
+    """Store the results and move the events to PROCESSED or SKIPPED (one executemany)."""
+    if completions:
+        conn.execute(
+            _COMPLETE,
+            [
+                {
+                    "event_id": c.event_id,
+                    "status": c.status.value,
+                    "change": c.change,
+                    "level": c.level,
+                    "details": c.details,
+                    "scoring_version": c.scoring_version,
+                }
+                for c in completions
+            ],
+        )
 
 
 def record_failure(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
@@ -14,7 +14,8 @@ from conversation_events.persistence.tables import friendship_status
 
 _LOCK = (
     select(friendship_status)
-    .where(friendship_status.c.user_id == bindparam("user_id"))
+    .where(friendship_status.c.user_id.in_(bindparam("user_ids", expanding=True)))
+    .order_by(friendship_status.c.user_id)
     .with_for_update()
 )
 _CREATE = (
@@ -24,18 +25,25 @@ _CREATE = (
 )
 
 
-def lock_status(conn: Connection, user_id: str) -> FriendshipStatus:
-    """The user's status, locked until the transaction ends; created on first use.
+def lock_many(conn: Connection, user_ids: Iterable[str]) -> dict[str, FriendshipStatus]:
+    """The users' statuses, locked until the transaction ends; created on first use.
 
-    The row lock serialises concurrent workers updating the same user: each sees the other's
-    committed result, so no update is lost.
+    Row locks serialise concurrent workers updating the same user: each sees the other's
+    committed result, so no update is lost. Rows are locked in user id order, so two workers
+    never wait on each other in a cycle (PostgreSQL would abort one as a deadlock, which the
+    worker retries, in the rare case that both create new users at once).
     """
-    params = {"user_id": user_id}
-    row = conn.execute(_LOCK, params).mappings().first()
-    if row is None:
-        conn.execute(_CREATE, params)
-        row = conn.execute(_LOCK, params).mappings().one()
-    return to_domain(row)
+    wanted = sorted(set(user_ids))
+    found = {
+        row["user_id"]: to_domain(row)
+        for row in conn.execute(_LOCK, {"user_ids": wanted}).mappings()
+    }
+    missing = [user_id for user_id in wanted if user_id not in found]
+    if missing:
+        conn.execute(_CREATE, [{"user_id": user_id} for user_id in missing])
+        for row in conn.execute(_LOCK, {"user_ids": missing}).mappings():
+            found[row["user_id"]] = to_domain(row)
+    return found
 
 
 def get_status(conn: Connection, user_id: str) -> FriendshipStatus | None:
@@ -63,9 +71,9 @@ _SAVE = (
 )
 
 
-def save_status(conn: Connection, status: FriendshipStatus) -> None:
-    conn.execute(
-        _SAVE,
+def save_many(conn: Connection, statuses: Iterable[FriendshipStatus]) -> None:
+    """Write the statuses back (one executemany)."""
+    params = [
         {
             "b_user_id": status.user_id,
             "friendship_score": status.friendship_score,
@@ -75,8 +83,11 @@ def save_status(conn: Connection, status: FriendshipStatus) -> None:
             "last_interaction_at": status.last_interaction_at,
             "last_emotion": None if status.last_emotion is None else status.last_emotion.value,
             "topic_metrics": {k: v.to_json() for k, v in status.topic_metrics.items()},
-        },
-    )
+        }
+        for status in statuses
+    ]
+    if params:
+        conn.execute(_SAVE, params)
 
 
 def to_domain(row: RowMapping | Mapping[str, Any]) -> FriendshipStatus:
