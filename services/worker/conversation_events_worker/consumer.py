@@ -1,9 +1,11 @@
-"""The consumer: prefetch C, a pool of C threads, acks on the connection's own thread.
+"""The consumer: prefetch C, batches of at most B, acks on the connection's own thread.
 
-Life of a message: the connection thread receives it and hands it to the pool; a pool thread
-processes it (its own PostgreSQL transaction) and schedules the ack/nack back on the connection
-thread with `add_callback_threadsafe`, the only thread-safe pika call. The connection thread
-never does slow work, so heartbeats are always answered.
+Life of a message: the connection thread receives it; after each pass over the socket it hands
+what arrived to the pool in batches of at most B (`CE_WORKER_BATCH_SIZE`); a pool thread
+processes a batch with a fixed number of PostgreSQL transactions (`process_batch`) and
+schedules each message's ack/nack back on the connection thread with `add_callback_threadsafe`,
+the only thread-safe pika call. The connection thread never does slow work, so heartbeats are
+always answered. Under load C/B batches are in flight at once; when idle a batch is one message.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -26,16 +28,17 @@ from pika.spec import Basic, BasicProperties
 from sqlalchemy import Engine
 
 from conversation_events import logs
-from conversation_events.errors import PermanentError, RetryableError
+from conversation_events.errors import ConversationEventsError, PermanentError, RetryableError
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.tables import EventStatus
 from conversation_events.processing import (
     Outcome,
+    Outcomes,
     ProcessingConfig,
     ProcessResult,
     fail_event,
-    process_event,
+    process_batch,
 )
 from conversation_events_worker import metrics
 from conversation_events_worker.broker import (
@@ -47,7 +50,14 @@ from conversation_events_worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-Processor = Callable[[Engine, str, ProcessingConfig], ProcessResult]
+Processor = Callable[[Engine, Sequence[str], ProcessingConfig], Outcomes]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    channel: BlockingChannel
+    tag: int
+    body: bytes
 
 
 class Settle(Enum):
@@ -71,7 +81,7 @@ class Consumer:
         engine: Engine,
         config: ProcessingConfig,
         *,
-        processor: Processor = process_event,
+        processor: Processor = process_batch,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -83,6 +93,7 @@ class Consumer:
         self._pool = ThreadPoolExecutor(settings.worker_prefetch, thread_name_prefix="worker")
         self._stop = threading.Event()
         self._in_flight = 0  # touched only on the connection thread
+        self._arrived: list[Delivery] = []  # likewise: received, not yet handed to the pool
         self._failures: dict[str, int] = {}  # consecutive transient failures per event
         self._failures_lock = threading.Lock()
         self.health = Health()
@@ -131,6 +142,7 @@ class Consumer:
             on_message = functools.partial(self._on_message, connection)
             tag = channel.basic_consume(self._topology.queue, on_message)
             self._in_flight = 0
+            self._arrived.clear()
             self.health.consuming = True
             metrics.CONNECTED.set(1)
             log.info(
@@ -139,6 +151,7 @@ class Consumer:
             )
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.25)
+                self._dispatch(connection)
                 self.health.last_loop = time.monotonic()
             self._drain(connection, channel, tag)
         finally:
@@ -156,6 +169,7 @@ class Consumer:
         deadline = time.monotonic() + self._settings.worker_drain_timeout_s
         log.info("draining", extra={"in_flight": self._in_flight})
         while self._in_flight > 0 and time.monotonic() < deadline:
+            self._dispatch(connection)  # delivered before the cancel: still ours to finish
             connection.process_data_events(time_limit=0.1)
             self.health.last_loop = time.monotonic()
         if self._in_flight:
@@ -174,93 +188,111 @@ class Consumer:
     ) -> None:
         self._in_flight += 1
         metrics.IN_FLIGHT.set(self._in_flight)
-        self._pool.submit(self._work, connection, channel, method.delivery_tag, body)
+        self._arrived.append(Delivery(channel, method.delivery_tag, body))
 
-    def _work(
-        self,
-        connection: pika.BlockingConnection,
-        channel: BlockingChannel,
-        delivery_tag: int,
-        body: bytes,
-    ) -> None:
-        settle = Settle.REQUEUE
+    def _dispatch(self, connection: pika.BlockingConnection) -> None:
+        """Hand what arrived in the last pass to the pool, in batches of at most B."""
+        size = self._settings.worker_batch_size
+        while self._arrived:
+            batch, self._arrived = self._arrived[:size], self._arrived[size:]
+            self._pool.submit(self._work, connection, batch)
+
+    def _work(self, connection: pika.BlockingConnection, batch: list[Delivery]) -> None:
+        settles = [Settle.REQUEUE] * len(batch)
         try:
-            settle = self.handle(body)
+            settles = self.handle_batch([d.body for d in batch])
         except Exception:  # never lose the settle callback: a requeue is always safe
-            log.exception("unexpected error handling a message")
-        # If the connection is gone, the broker redelivers the message; our effect (if any) is
-        # committed and the redelivery will find the event terminal.
+            log.exception("unexpected error handling a batch")
+        # If the connection is gone, the broker redelivers the messages; our effect (if any) is
+        # committed and the redeliveries will find the events terminal.
         with contextlib.suppress(*CONNECTION_ERRORS):
-            connection.add_callback_threadsafe(
-                functools.partial(self._settle, channel, delivery_tag, settle)
-            )
+            connection.add_callback_threadsafe(functools.partial(self._settle, batch, settles))
 
-    def _settle(self, channel: BlockingChannel, delivery_tag: int, settle: Settle) -> None:
-        self._in_flight -= 1
+    def _settle(self, batch: list[Delivery], settles: list[Settle]) -> None:
+        self._in_flight -= len(batch)
         metrics.IN_FLIGHT.set(self._in_flight)
-        if not channel.is_open:
-            return
-        if settle is Settle.ACK:
-            channel.basic_ack(delivery_tag)
-        elif settle is Settle.REQUEUE:
-            channel.basic_nack(delivery_tag, requeue=True)
-        else:
-            channel.basic_nack(delivery_tag, requeue=False)
+        for delivery, settle in zip(batch, settles, strict=True):
+            if not delivery.channel.is_open:
+                return
+            if settle is Settle.ACK:
+                delivery.channel.basic_ack(delivery.tag)
+            else:
+                delivery.channel.basic_nack(delivery.tag, requeue=settle is Settle.REQUEUE)
 
-    def handle(self, body: bytes) -> Settle:
-        """Process one message body and decide how to settle it (runs on a pool thread)."""
+    def handle_batch(self, bodies: list[bytes]) -> list[Settle]:
+        """Process message bodies and decide how to settle each (runs on a pool thread)."""
         started = time.perf_counter()
-        try:
-            message = EventMessage.from_bytes(body)
-        except PermanentError as exc:
-            log.error("malformed message dead-lettered", extra={"error": str(exc)})
-            metrics.DEAD_LETTERED.inc()
-            return Settle.DEAD_LETTER
-        token = logs.event_id.set(message.event_id)
-        try:
-            return self._handle(message, started)
-        finally:
-            logs.event_id.reset(token)
+        messages: list[EventMessage | None] = []
+        for body in bodies:
+            try:
+                messages.append(EventMessage.from_bytes(body))
+            except PermanentError as exc:
+                log.error("malformed message dead-lettered", extra={"error": str(exc)})
+                metrics.DEAD_LETTERED.inc()
+                messages.append(None)
+        ids = [m.event_id for m in messages if m is not None]
+        results: Outcomes = {}
+        if ids:
+            try:
+                results = self._processor(self._engine, ids, self._config)
+            except Exception as exc:  # the whole batch: database down, or a bug
+                if not isinstance(exc, RetryableError):
+                    log.exception("unexpected processing error")
+                    exc = RetryableError(f"{type(exc).__name__}: {exc}")
+                results = dict.fromkeys(ids, exc)
+        settles: list[Settle] = []
+        delay = 0.0
+        for message in messages:
+            if message is None:
+                settles.append(Settle.DEAD_LETTER)
+                continue
+            token = logs.event_id.set(message.event_id)
+            try:
+                settle, wait = self._decide(message.event_id, results[message.event_id], started)
+            finally:
+                logs.event_id.reset(token)
+            settles.append(settle)
+            delay = max(delay, wait)
+        if delay:
+            self._stop.wait(delay)  # a drain cuts the wait short; the messages are requeued
+        return settles
 
-    def _handle(self, message: EventMessage, started: float) -> Settle:
-        event_id = message.event_id
-        try:
-            result = self._processor(self._engine, event_id, self._config)
-        except PermanentError as exc:
-            log.error("permanent failure", extra={"error": str(exc)})
-            self._record(event_id, str(exc), permanent=True)
+    def _decide(
+        self, event_id: str, result: ProcessResult | ConversationEventsError, started: float
+    ) -> tuple[Settle, float]:
+        """How to settle one message, and how long to wait first (retry backoff)."""
+        if isinstance(result, PermanentError):
+            log.error("permanent failure", extra={"error": str(result)})
+            self._record(event_id, str(result), permanent=True)
             metrics.FAILED.labels("permanent").inc()
             metrics.DEAD_LETTERED.inc()
-            return Settle.DEAD_LETTER
-        except Exception as exc:  # transient, or a bug: retried within the attempt budget
-            error = str(exc) if isinstance(exc, RetryableError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, RetryableError):
-                log.exception("unexpected processing error")
+            return Settle.DEAD_LETTER, 0.0
+        if isinstance(result, ConversationEventsError):  # transient: within the attempt budget
+            error = str(result)
             status = self._record(event_id, error, permanent=False)
             if status is EventStatus.FAILED:
                 log.error("attempts exhausted; dead-lettered", extra={"error": error})
                 metrics.FAILED.labels("attempts").inc()
                 metrics.DEAD_LETTERED.inc()
                 self._forget(event_id)
-                return Settle.DEAD_LETTER
+                return Settle.DEAD_LETTER, 0.0
             delay = self._backoff(event_id)
             log.warning(
                 "transient failure; retrying", extra={"error": error, "retry_in_s": round(delay, 2)}
             )
             metrics.RETRIED.inc()
-            self._stop.wait(delay)  # a drain cuts the wait short; the message is requeued
-            return Settle.REQUEUE
+            return Settle.REQUEUE, delay
         self._forget(event_id)
         metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
         if result.outcome is Outcome.EXHAUSTED:
             log.error("attempts exhausted; dead-lettered")
             metrics.FAILED.labels("attempts").inc()
             metrics.DEAD_LETTERED.inc()
-            return Settle.DEAD_LETTER
+            return Settle.DEAD_LETTER, 0.0
         metrics.PROCESSED.labels(result.outcome.value).inc()
         if result.accepted_at is not None and result.outcome is not Outcome.DUPLICATE:
             metrics.LAG_SECONDS.observe(max(0.0, time.time() - result.accepted_at.timestamp()))
-        return Settle.ACK
+        return Settle.ACK, 0.0
 
     def _record(self, event_id: str, error: str, *, permanent: bool) -> EventStatus | None:
         """Count the failed attempt in PostgreSQL; None when that is impossible right now."""

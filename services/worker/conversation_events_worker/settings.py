@@ -20,6 +20,16 @@ class WorkerSettings(CommonSettings):
             "several per process keep the CPU busy; see docs/autoscaling.md for sizing."
         ),
     )
+    worker_batch_size: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description=(
+            "B: most messages processed in one batch (one claim and one locked transaction). "
+            "Batches amortise PostgreSQL round trips and commits; with B below C, C/B batches "
+            "run at once. Idle, a batch is one message, so latency does not wait for a batch."
+        ),
+    )
     worker_http_host: str = Field("0.0.0.0", description="Listen address of /healthz, /metrics.")  # noqa: S104
     worker_http_port: int = Field(
         9100, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics (0: disabled)."

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
 from tests.support.services import wait_for
 
+from conversation_events.errors import ConversationEventsError
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.db import make_engine
-from conversation_events.processing import ProcessingConfig, ProcessResult, process_event
+from conversation_events.processing import ProcessingConfig, ProcessResult, process_batch
 from conversation_events_worker.consumer import Consumer
 from conversation_events_worker.settings import WorkerSettings
 
@@ -32,9 +34,7 @@ def run_consumer(
     """Start a consumer on a thread; stopped (drained) at teardown."""
     running: list[tuple[Consumer, threading.Thread, Engine]] = []
 
-    def start(
-        processor: Callable[..., ProcessResult] = process_event, db_url: str | None = None
-    ) -> Consumer:
+    def start(processor: Callable[..., Any] = process_batch, db_url: str | None = None) -> Consumer:
         settings = WorkerSettings(
             database_url=db_url or database_url,
             amqp_url=amqp_url,
@@ -68,3 +68,18 @@ def run_consumer(
         consumer.request_stop()
         thread.join(timeout=30)
         engine.dispose()
+
+
+def per_event(fn: Callable[[Engine, str, ProcessingConfig], ProcessResult]) -> Callable[..., Any]:
+    """A batch processor that runs `fn` for each event (errors become that event's result)."""
+
+    def batch(engine: Engine, event_ids: list[str], config: ProcessingConfig) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for event_id in event_ids:
+            try:
+                results[event_id] = fn(engine, event_id, config)
+            except ConversationEventsError as exc:
+                results[event_id] = exc
+        return results
+
+    return batch

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Engine, text
+from tests.integration.worker.conftest import per_event
 from tests.integration.worker.test_consumer import queue_empty
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row, publish, score_sums, store
@@ -52,7 +53,7 @@ def fail_then_recover(
 
     body = conversation()
     event_id = store(engine, body)
-    consumer = run_consumer(processor=broken)
+    consumer = run_consumer(processor=per_event(broken))
     publish(topology, event_id, body)
     wait_for(lambda: event_row(engine, event_id)["status"] == "FAILED", timeout=15, what="FAILED")
     wait_for(

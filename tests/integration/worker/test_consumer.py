@@ -7,7 +7,7 @@ from collections.abc import Callable
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from tests.integration.worker.conftest import MAX_ATTEMPTS
+from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row, publish, score_sums, store
 from tests.support.proxy import TcpProxy
@@ -106,7 +106,7 @@ def test_permanent_error_fails_event_once_and_dead_letters(
 
     body = conversation()
     event_id = store(engine, body)
-    run_consumer(processor=broken)
+    run_consumer(processor=per_event(broken))
     publish(topology, event_id, body)
 
     row = wait_for(
@@ -138,7 +138,7 @@ def test_always_transient_event_fails_after_the_configured_attempts(
 
     body = conversation()
     event_id = store(engine, body)
-    run_consumer(processor=flaky)
+    run_consumer(processor=per_event(flaky))
     publish(topology, event_id, body)
 
     row = wait_for(
