@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -79,8 +78,6 @@ def main() -> int:
         f"{out_dir.relative_to(infra.ROOT)}/latest.json"
         + (", plot autoscale.png" if plotted else "")
     )
-    if not args.quick:
-        shutil.rmtree(infra.TMP, ignore_errors=True)
     return 0
 
 

@@ -821,6 +821,14 @@ def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
                     text("SELECT status, count(*) FROM conversation_events GROUP BY status")
                 ).all()
             )
+            errors = dict(
+                conn.execute(
+                    text(
+                        "SELECT left(last_error, 160), count(*) FROM conversation_events"
+                        " WHERE status = 'FAILED' GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
+                    )
+                ).all()
+            )
         engine.dispose()
         first_new = next((s["t"] for s in samples if s["workers"] >= 2), None)
         at_max = next((s["t"] for s in samples if s["workers"] >= n), None)
@@ -836,6 +844,7 @@ def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
             if back_to_min_at is not None and drained_at is not None
             else None,
             "statuses": statuses,
+            "failed_errors": errors,
             "samples": samples,
         }
         log(
