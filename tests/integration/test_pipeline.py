@@ -224,3 +224,34 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(
     assert in_flight(engine, ids) == 0
     services.append(start_worker(env))
     assert_exactly_once(engine, warmup + bodies)
+
+
+def test_concurrent_batches_while_accepting_do_not_deadlock(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    """Workers lock many events and users per batch while the API records publish confirms
+    for many events at once: every multi-row lock must come in one order, or PostgreSQL
+    aborts transactions as deadlocks (each then costs an attempt)."""
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    workers = [
+        start_worker(env, CE_WORKER_PREFETCH="20", CE_WORKER_BATCH_SIZE="10") for _ in range(3)
+    ]
+    services.extend(workers)
+    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(300)]
+    bodies = events_for(users, 3000)  # most users are new when their first batch arrives
+
+    assert {r.status_code for r in post_all(base, bodies, concurrency=48)} == {202}
+
+    assert_exactly_once(engine, bodies)
+    with engine.connect() as conn:
+        retried = conn.execute(
+            text(
+                "SELECT count(*) FROM conversation_events "
+                "WHERE conversation_id = ANY(:ids) AND attempts > 1"
+            ),
+            {"ids": [b["conversation_id"] for b in bodies]},
+        ).scalar()
+    logs = " ".join(service.log().lower() for service in services)
+    assert "deadlock" not in logs
+    assert retried == 0

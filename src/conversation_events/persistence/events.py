@@ -135,14 +135,33 @@ def _hash_of(batch: Sequence[NewEvent], event_id: str) -> str:
     return next(item.content_hash for item in batch if item.id == event_id)
 
 
-def mark_published(conn: Connection, event_ids: Sequence[str]) -> None:
-    """Record the broker's confirm, so the relay leaves these events alone."""
-    if event_ids:
-        conn.execute(
-            update(events)
-            .where(events.c.id.in_(event_ids), events.c.published_at.is_(None))
-            .values(published_at=func.now())
+_MARK_PUBLISHED = (
+    update(events)
+    .where(
+        events.c.id.in_(
+            select(events.c.id)
+            .where(
+                events.c.id.in_(bindparam("event_ids", expanding=True)),
+                events.c.published_at.is_(None),
+            )
+            .order_by(events.c.id)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
+    )
+    .values(published_at=func.now())
+)
+
+
+def mark_published(conn: Connection, event_ids: Sequence[str]) -> None:
+    """Record the broker's confirm, so the relay leaves these events alone.
+
+    Rows a worker holds are skipped, not waited for: locking many rows in another order than
+    the workers (id order) could deadlock with them, and a skipped row only means the relay may
+    publish that event once more, which the workers ignore.
+    """
+    if event_ids:
+        conn.execute(_MARK_PUBLISHED, {"event_ids": list(event_ids)})
 
 
 def get_by_conversation_id(conn: Connection, conversation_id: str) -> RowMapping | None:
@@ -176,7 +195,17 @@ _SECONDS = literal_column("interval '1 second'", Interval)
 _CLAIM = (
     update(events)
     .where(
-        events.c.id.in_(bindparam("event_ids", expanding=True)),
+        # Locked in id order, like every multi-row lock the workers take: no lock cycles.
+        events.c.id.in_(
+            select(events.c.id)
+            .where(
+                events.c.id.in_(bindparam("event_ids", expanding=True)),
+                events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value]),
+            )
+            .order_by(events.c.id)
+            .with_for_update()
+            .scalar_subquery()
+        ),
         events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value]),
     )
     .values(

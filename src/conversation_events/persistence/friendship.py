@@ -29,21 +29,19 @@ def lock_many(conn: Connection, user_ids: Iterable[str]) -> dict[str, Friendship
     """The users' statuses, locked until the transaction ends; created on first use.
 
     Row locks serialise concurrent workers updating the same user: each sees the other's
-    committed result, so no update is lost. Rows are locked in user id order, so two workers
-    never wait on each other in a cycle (PostgreSQL would abort one as a deadlock, which the
-    worker retries, in the rare case that both create new users at once).
+    committed result, so no update is lost. Missing rows are created first, before any status
+    row is locked, and then every row is locked in user id order: two workers therefore never
+    wait on each other in a cycle (creating a row while holding a lock on another would).
     """
     wanted = sorted(set(user_ids))
-    found = {
+    if not wanted:
+        return {}
+    # ON CONFLICT DO NOTHING neither locks nor waits for an existing row.
+    conn.execute(_CREATE, [{"user_id": user_id} for user_id in wanted])
+    return {
         row["user_id"]: to_domain(row)
         for row in conn.execute(_LOCK, {"user_ids": wanted}).mappings()
     }
-    missing = [user_id for user_id in wanted if user_id not in found]
-    if missing:
-        conn.execute(_CREATE, [{"user_id": user_id} for user_id in missing])
-        for row in conn.execute(_LOCK, {"user_ids": missing}).mappings():
-            found[row["user_id"]] = to_domain(row)
-    return found
 
 
 def get_status(conn: Connection, user_id: str) -> FriendshipStatus | None:
