@@ -234,13 +234,19 @@ def accept_path(cfg: Config, template: str) -> dict[str, Any]:
                     log(f"accept {system}×{processes} failed: {exc!r}")
                     runs.append({"system": system, "api_processes": processes, "error": repr(exc)})
     # The API alone at a steady offered rate (open loop): latency without saturation.
-    offered = []
     for repeat in range(cfg.repeats):
         log(f"accept path: ours at an offered 500 req/s, run {repeat + 1}")
         try:
-            offered.append(accept_run("ours", 1, cfg, template, rate=500))
+            runs.append(accept_run("ours", 1, cfg, template, rate=500))
         except Exception as exc:
             log(f"accept at 500 req/s failed: {exc!r}")
+    return {"runs": runs, "summary": summarize_accept(runs, cfg.api_processes)}
+
+
+def summarize_accept(runs: list[dict[str, Any]], api_processes: tuple[int, ...]) -> dict[str, Any]:
+    """Medians (min–max) per system and process count; open-loop runs apart."""
+    offered = [r for r in runs if "error" not in r and r.get("offered_rate")]
+    closed = [r for r in runs if not r.get("offered_rate")]
     summary: dict[str, Any] = {
         "ours_at_500": {
             "rate": median_range([r["rate"] for r in offered]),
@@ -251,10 +257,9 @@ def accept_path(cfg: Config, template: str) -> dict[str, Any]:
             "lost": sum(r["lost"] for r in offered),
         }
     }
-    runs += offered
-    for processes in cfg.api_processes:
+    for processes in api_processes:
         for system in SYSTEMS:
-            mine = [r for r in runs if r["system"] == system and r["api_processes"] == processes]
+            mine = [r for r in closed if r["system"] == system and r["api_processes"] == processes]
             ok = [r for r in mine if "error" not in r]
             summary[f"{system}x{processes}"] = {
                 "rate": median_range([r["rate"] for r in ok]),
@@ -270,7 +275,7 @@ def accept_path(cfg: Config, template: str) -> dict[str, Any]:
                 "lost": sum(r["lost"] for r in ok),
                 "failed_runs": len(mine) - len(ok),
             }
-    return {"runs": runs, "summary": summary}
+    return summary
 
 
 # --- ceilings -------------------------------------------------------------------------------
