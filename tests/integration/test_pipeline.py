@@ -244,14 +244,8 @@ def test_concurrent_batches_while_accepting_do_not_deadlock(
     assert {r.status_code for r in post_all(base, bodies, concurrency=48)} == {202}
 
     assert_exactly_once(engine, bodies)
-    with engine.connect() as conn:
-        retried = conn.execute(
-            text(
-                "SELECT count(*) FROM conversation_events "
-                "WHERE conversation_id = ANY(:ids) AND attempts > 1"
-            ),
-            {"ids": [b["conversation_id"] for b in bodies]},
-        ).scalar()
-    logs = " ".join(service.log().lower() for service in services)
-    assert "deadlock" not in logs
-    assert retried == 0
+    # A deadlock aborts a transaction, which the worker logs as a transient failure and
+    # retries. (Attempts alone prove nothing: a relayed duplicate may claim an event twice.)
+    logs = " ".join(worker.log() for worker in workers)
+    assert "DeadlockDetected" not in logs
+    assert "transient failure" not in logs

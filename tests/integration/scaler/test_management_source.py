@@ -52,7 +52,7 @@ def test_counts_ready_and_unacked_on_the_default_vhost(
         )
         with source(management_url, "/", unique_name) as metric:
             observation = wait_for(
-                lambda: _matching(metric, ready=18, unacked=7),
+                lambda: _matching(metric, ready=18, unacked=7, consumers=1),
                 timeout=30,
                 interval=0.5,
                 what="management statistics to show 18 ready + 7 unacked",
@@ -125,11 +125,15 @@ def test_a_queue_without_statistics_yet_is_not_read_as_empty(answer: object) -> 
         metric.read()
 
 
-def _matching(metric: ManagementApiSource, *, ready: int, unacked: int) -> Observation | None:
+def _matching(
+    metric: ManagementApiSource, *, ready: int, unacked: int, consumers: int | None = None
+) -> Observation | None:
     try:
         observation = metric.read()
     except MetricsUnavailable:
         return None  # a queue declared a moment ago has no statistics yet
-    if observation.ready == ready and observation.unacked == unacked:
+    # Each figure is refreshed on its own schedule: wait until all of them caught up.
+    counts = (observation.ready, observation.unacked)
+    if counts == (ready, unacked) and consumers in (None, observation.consumers):
         return observation
     return None
