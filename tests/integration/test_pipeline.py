@@ -241,7 +241,15 @@ def test_concurrent_batches_while_accepting_do_not_deadlock(
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(300)]
     bodies = events_for(users, 3000)  # most users are new when their first batch arrives
 
-    assert {r.status_code for r in post_all(base, bodies, concurrency=48)} == {202}
+    pending = bodies
+    for _ in range(5):  # a loaded machine may answer 503 + Retry-After: send those again
+        answers = post_all(base, pending, concurrency=32)
+        assert {r.status_code for r in answers} <= {202, 503}
+        assert all("Retry-After" in r.headers for r in answers if r.status_code == 503)
+        pending = [b for b, r in zip(pending, answers, strict=True) if r.status_code == 503]
+        if not pending:
+            break
+    assert not pending
 
     assert_exactly_once(engine, bodies)
     # A deadlock aborts a transaction, which the worker logs as a transient failure and
