@@ -1,1 +1,1 @@
-"""See bench/baselines/ceilings/README.md."""
+"""What no implementation can beat here: `noio` (HTTP), `postgres` (commits), `amqp` (confirms)."""

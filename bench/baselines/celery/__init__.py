@@ -1,1 +1,1 @@
-"""See bench/baselines/celery/README.md."""
+"""The usual alternative: `app` (same endpoint, `task.delay`), `tasks` (tuned Celery worker)."""

@@ -1,1 +1,1 @@
-"""See bench/baselines/seed/README.md."""
+"""The design note's implementation taken literally: `app` (API) and `worker` (prefetch 1)."""
