@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Sequence
 
 import aio_pika
@@ -24,6 +23,7 @@ from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import mark_published
 from conversation_events_api import metrics
+from conversation_events_api.batching import BatchQueue
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ class Publisher:
         self._engine = engine
         self._timeout = publish_timeout_s
         self._max_batch = max_batch
-        self._pending: deque[EventMessage] = deque()
-        self._wakeup = asyncio.Event()
+        self._pending: BatchQueue[EventMessage] = BatchQueue()
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractRobustExchange | None = None
@@ -105,8 +104,7 @@ class Publisher:
 
     def submit(self, message: EventMessage) -> None:
         """Queue a message for publishing; never blocks, never raises."""
-        self._pending.append(message)
-        self._wakeup.set()
+        self._pending.put(message)
 
     async def publish_now(self, messages: Sequence[EventMessage]) -> list[str]:
         """Publish and await the confirms; returns the ids the broker confirmed."""
@@ -153,13 +151,7 @@ class Publisher:
 
     async def _run(self) -> None:
         while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = [
-                self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))
-            ]
+            batch = await self._pending.take(self._max_batch)
             try:
                 confirmed = await self.publish_now(batch)
             except BrokerUnavailable:

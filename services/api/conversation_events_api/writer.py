@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
@@ -17,6 +16,7 @@ from sqlalchemy import Engine
 from conversation_events.errors import PermanentError
 from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import InsertOutcome, NewEvent, insert_events
+from conversation_events_api.batching import BatchQueue
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,7 @@ class EventWriter:
         self._engine = engine
         self._batch_size = batch_size
         self._concurrency = concurrency
-        self._pending: deque[tuple[NewEvent, asyncio.Future[InsertOutcome]]] = deque()
-        self._wakeup = asyncio.Event()
+        self._pending: BatchQueue[tuple[NewEvent, asyncio.Future[InsertOutcome]]] = BatchQueue()
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="event-writer")
         self._loops: list[asyncio.Task[None]] = []
 
@@ -45,20 +44,13 @@ class EventWriter:
     async def insert(self, event: NewEvent) -> InsertOutcome:
         """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable."""
         future: asyncio.Future[InsertOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
-        self._wakeup.set()
+        self._pending.put((event, future))
         return await future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = [
-                self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))
-            ]
+            batch = await self._pending.take(self._batch_size)
             items = [event for event, _ in batch]
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._insert, items)
