@@ -12,7 +12,7 @@ breakdown says so. A conversation that reached the worker must always be scorabl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -175,31 +175,34 @@ def score_conversation(
     def rejected(key: str, reason: str) -> None:
         ignored.append({"key": key, "value": _json_safe(meta[key]), "reason": reason})
 
+    def from_metadata(key: str, parse: Callable[[Any], Any], reason: str) -> Any:
+        """The parsed upstream value, or None when absent or refused (then recorded)."""
+        if meta.get(key) is None:
+            return None
+        value = parse(meta[key])
+        if value is None:
+            rejected(key, reason)
+        return value
+
     turns = count_turns(messages)
 
-    questions: int | None = None
-    if meta.get("user_initiated_questions") is not None:
-        questions = _count_from_metadata(meta["user_initiated_questions"])
-        if questions is None:
-            rejected("user_initiated_questions", "not a non-negative integer")
+    questions: int | None = from_metadata(
+        "user_initiated_questions", _count_from_metadata, "not a non-negative integer"
+    )
     questions_source = SOURCE_METADATA if questions is not None else SOURCE_ANALYSIS
     if questions is None:
         questions = count_user_questions(messages)
 
-    emotion: Emotion | None = None
-    if meta.get("session_emotion") is not None:
-        emotion = _emotion_from_metadata(meta["session_emotion"])
-        if emotion is None:
-            rejected("session_emotion", "unknown emotion")
+    emotion: Emotion | None = from_metadata(
+        "session_emotion", _emotion_from_metadata, "unknown emotion"
+    )
     emotion_source = SOURCE_METADATA if emotion is not None else SOURCE_ANALYSIS
     if emotion is None:
         emotion = classify_emotion(messages)
 
-    memories: int | None = None
-    if meta.get("new_memories_count") is not None:
-        memories = _count_from_metadata(meta["new_memories_count"])
-        if memories is None:
-            rejected("new_memories_count", "not a non-negative integer")
+    memories: int | None = from_metadata(
+        "new_memories_count", _count_from_metadata, "not a non-negative integer"
+    )
     memories_source = SOURCE_METADATA if memories is not None else SOURCE_DEFAULT
     if memories is None:
         memories = 0
