@@ -8,7 +8,7 @@ republished message finds the event terminal and changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from enum import StrEnum
@@ -57,22 +57,36 @@ class ProcessResult:
 Outcomes = dict[str, "ProcessResult | ConversationEventsError"]
 
 
-def process_event(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
+def process_event(
+    engine: Engine, event_id: str, config: ProcessingConfig, *, redelivered: bool = False
+) -> ProcessResult:
     """Process one event; raise `RetryableError` or `PermanentError` when it cannot be done."""
-    result = process_batch(engine, [event_id], config)[event_id]
+    result = process_batch(
+        engine, [event_id], config, redelivered={event_id} if redelivered else ()
+    )[event_id]
     if isinstance(result, ConversationEventsError):
         raise result
     return result
 
 
-def process_batch(engine: Engine, event_ids: Sequence[str], config: ProcessingConfig) -> Outcomes:
+def process_batch(
+    engine: Engine,
+    event_ids: Sequence[str],
+    config: ProcessingConfig,
+    *,
+    redelivered: Collection[str] = (),
+) -> Outcomes:
     """Process several events with a fixed number of transactions, whatever their count.
 
-    1. claim them all (status PROCESSING, attempts + 1), committed on its own, so attempts
-       survive a crash;
-    2. in one transaction: lock the events (id order) and their users' statuses (user id
-       order), re-check that each event is still not terminal, apply the scores in order of
-       `end_time`, store statuses and results, commit.
+    In one transaction: lock the events (id order) and their users' statuses (user id order),
+    re-check that each event is still not terminal and has attempts left, apply the scores in
+    order of `end_time`, store statuses and results with the attempt counted, commit.
+
+    Events in `redelivered` came back from the broker: the delivery before may have killed its
+    worker, which then counted nothing. Their attempt is therefore claimed first (status
+    PROCESSING, attempts + 1) and committed on its own, so that an event that kills every worker
+    still runs out of attempts. A first delivery skips that claim: its attempt is counted with
+    its result, or by `fail_event` when it fails.
 
     An error that belongs to one event (bad data, a bug) never fails its neighbours: the batch
     is then redone event by event and that event alone gets the error. `RetryableError` (the
@@ -80,39 +94,31 @@ def process_batch(engine: Engine, event_ids: Sequence[str], config: ProcessingCo
     """
     ids = list(dict.fromkeys(event_ids))
     results: Outcomes = {}
-    with translate_errors(), engine.begin() as conn:
-        claims = event_repo.claim_many(conn, ids, config.lease_s)
-    todo: list[str] = []
-    exhausted: list[str] = []
-    for event_id, claimed in claims.items():
-        if not claimed.found:
-            results[event_id] = EventNotFound(f"event {event_id} is not in the database")
-        elif claimed.status in TERMINAL_STATUSES:
-            results[event_id] = ProcessResult(Outcome.DUPLICATE)
-        elif claimed.attempts > config.max_attempts:
-            exhausted.append(event_id)
-        else:
-            todo.append(event_id)
-    if exhausted:
-        with translate_errors(), engine.begin() as conn:
-            for event_id in exhausted:
-                event_repo.record_failure(
-                    conn,
-                    event_id,
-                    f"gave up after {claims[event_id].attempts - 1} attempts",
-                    permanent=True,
-                    max_attempts=config.max_attempts,
-                )
-                results[event_id] = ProcessResult(Outcome.EXHAUSTED)
-    if todo:
-        results.update(_apply_isolating(engine, todo, config))
+    with translate_errors(), engine.connect() as conn:
+        claimed: set[str] = set()
+        suspect = [event_id for event_id in ids if event_id in redelivered]
+        if suspect:
+            with conn.begin():
+                claims = event_repo.claim_many(conn, suspect, config.lease_s)
+            for event_id, claim in claims.items():
+                if not claim.found:
+                    results[event_id] = EventNotFound(f"event {event_id} is not in the database")
+                elif claim.status in TERMINAL_STATUSES:
+                    results[event_id] = ProcessResult(Outcome.DUPLICATE)
+                else:
+                    claimed.add(event_id)
+        todo = [event_id for event_id in ids if event_id not in results]
+        if todo:
+            results.update(_apply_isolating(conn, todo, claimed, config))
     return results
 
 
-def _apply_isolating(engine: Engine, ids: list[str], config: ProcessingConfig) -> Outcomes:
+def _apply_isolating(
+    conn: Connection, ids: list[str], claimed: set[str], config: ProcessingConfig
+) -> Outcomes:
     try:
-        with translate_errors(), engine.begin() as conn:
-            return _apply(conn, ids, config)
+        with translate_errors(), conn.begin():
+            return _apply(conn, ids, claimed, config)
     except RetryableError:
         raise
     except Exception as exc:
@@ -121,7 +127,7 @@ def _apply_isolating(engine: Engine, ids: list[str], config: ProcessingConfig) -
         log.warning("batch failed; processing its events one by one", extra={"events": len(ids)})
         results: Outcomes = {}
         for event_id in ids:
-            results.update(_apply_isolating(engine, [event_id], config))
+            results.update(_apply_isolating(conn, [event_id], claimed, config))
         return results
 
 
@@ -132,31 +138,47 @@ def _as_project_error(exc: Exception) -> ConversationEventsError:
     return RetryableError(f"{type(exc).__name__}: {exc}")
 
 
-def _apply(conn: Connection, ids: list[str], config: ProcessingConfig) -> Outcomes:
+def _apply(
+    conn: Connection, ids: list[str], claimed: set[str], config: ProcessingConfig
+) -> Outcomes:
     results: Outcomes = {}
     completions: list[event_repo.Completion] = []
-    scored: list[tuple[RowMapping, ScoreResult]] = []
+    scored: list[tuple[RowMapping, ScoreResult, int]] = []
     rows = event_repo.lock_many(conn, ids)
     for missing in set(ids) - {str(row["id"]) for row in rows}:
         results[missing] = EventNotFound(f"event {missing} is not in the database")
     for row in rows:
         event_id = str(row["id"])
+        # A claimed event's attempt is already in its row; a first delivery counts it now.
+        attempt = row["attempts"] + (0 if event_id in claimed else 1)
         if row["status"] in TERMINAL_STATUSES:
             results[event_id] = ProcessResult(Outcome.DUPLICATE)
+        elif attempt > config.max_attempts:
+            completions.append(
+                event_repo.Completion(
+                    event_id,
+                    EventStatus.FAILED,
+                    attempts=attempt - 1,
+                    error=f"gave up after {attempt - 1} attempts",
+                )
+            )
+            results[event_id] = ProcessResult(Outcome.EXHAUSTED)
         elif not is_scored_bot_type(row["bot_type"]):
             completions.append(
                 event_repo.Completion(
                     event_id,
                     EventStatus.SKIPPED,
+                    attempts=attempt,
                     details={"skipped": f"bot_type {row['bot_type']} is not scored"},
                 )
             )
             results[event_id] = ProcessResult(Outcome.SKIPPED, row["created_at"])
         else:
             log_ = normalise_log(row["conversation_log"])
-            scored.append((row, score_conversation(log_, row["metadata"], config.weights)))
-    statuses = friendship_repo.lock_many(conn, (row["user_id"] for row, _ in scored))
-    for row, score in sorted(scored, key=lambda item: item[0]["end_time"]):
+            score = score_conversation(log_, row["metadata"], config.weights)
+            scored.append((row, score, attempt))
+    statuses = friendship_repo.lock_many(conn, (row["user_id"] for row, _, _ in scored))
+    for row, score, attempt in sorted(scored, key=lambda item: item[0]["end_time"]):
         user_id = row["user_id"]
         statuses[user_id] = apply_interaction(
             statuses[user_id],
@@ -172,6 +194,7 @@ def _apply(conn: Connection, ids: list[str], config: ProcessingConfig) -> Outcom
             event_repo.Completion(
                 str(row["id"]),
                 EventStatus.PROCESSED,
+                attempts=attempt,
                 change=score.change,
                 level=statuses[user_id].friendship_level.value,
                 details=score.details,
@@ -185,10 +208,24 @@ def _apply(conn: Connection, ids: list[str], config: ProcessingConfig) -> Outcom
 
 
 def fail_event(
-    engine: Engine, event_id: str, error: str, *, permanent: bool, max_attempts: int
+    engine: Engine,
+    event_id: str,
+    error: str,
+    *,
+    permanent: bool,
+    max_attempts: int,
+    count_attempt: bool,
 ) -> EventStatus | None:
-    """Record a failed attempt; returns FAILED when the event will not be retried."""
+    """Record a failed attempt; returns FAILED when the event will not be retried.
+
+    `count_attempt`: the attempt was not claimed before (a first delivery, see `process_batch`).
+    """
     with translate_errors(), engine.begin() as conn:
         return event_repo.record_failure(
-            conn, event_id, error, permanent=permanent, max_attempts=max_attempts
+            conn,
+            event_id,
+            error,
+            permanent=permanent,
+            max_attempts=max_attempts,
+            count_attempt=count_attempt,
         )

@@ -119,8 +119,18 @@ def lock_friendship_rows(engine: Engine, users: list[str]) -> tuple[object, obje
     return conn, trans
 
 
-def in_flight(engine: Engine, ids: list[str]) -> int:
-    return statuses(engine, ids).get("PROCESSING", 0)
+def blocked_batches(engine: Engine) -> int:
+    """Worker transactions of this database waiting for a row lock (mid-batch, uncommitted)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = 'conversation-events-worker'"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
 
 
 def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
@@ -128,7 +138,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
 ) -> None:
     api, base = start_api(env, API_KEY)
     services.append(api)
-    victim = start_worker(env, CE_WORKER_PREFETCH="10")
+    victim = start_worker(env, CE_WORKER_PREFETCH="10", CE_WORKER_BATCH_SIZE="5")
     services.append(victim)
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(5)]
     warmup = [conversation(user_id=u) for u in users]
@@ -139,9 +149,8 @@ def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     bodies = events_for(users, 300)
     try:
         assert {r.status_code for r in post_all(base, bodies)} == {202}
-        ids = [b["conversation_id"] for b in bodies]
         wait_for(
-            lambda: in_flight(engine, ids) >= 5, timeout=20, what="events in flight in the worker"
+            lambda: blocked_batches(engine) == 2, timeout=20, what="both batches mid-transaction"
         )
         victim.signal(signal.SIGKILL)
         victim.wait(10)
@@ -198,7 +207,7 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(
 ) -> None:
     api, base = start_api(env, API_KEY)
     services.append(api)
-    worker = start_worker(env, CE_WORKER_PREFETCH="8")
+    worker = start_worker(env, CE_WORKER_PREFETCH="8", CE_WORKER_BATCH_SIZE="4")
     services.append(worker)
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(4)]
     warmup = [conversation(user_id=u) for u in users]
@@ -210,8 +219,8 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(
     ids = [b["conversation_id"] for b in bodies]
     try:
         post_all(base, bodies)
-        wait_for(lambda: in_flight(engine, ids) >= 4, timeout=20, what="busy worker")
-        busy = in_flight(engine, ids)
+        wait_for(lambda: blocked_batches(engine) == 2, timeout=20, what="busy worker")
+        busy = 8  # its whole prefetch: two batches of four, each mid-transaction
         worker.signal(signal.SIGTERM)
         wait_for(lambda: "draining" in worker.log(), timeout=10, what="drain to begin")
         assert worker.alive()
@@ -221,7 +230,7 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(
     assert worker.wait(30) == 0
     done = statuses(engine, ids).get("PROCESSED", 0)
     assert done >= busy  # the in-flight events finished before the exit
-    assert in_flight(engine, ids) == 0
+    assert statuses(engine, ids).get("PROCESSING", 0) == 0
     services.append(start_worker(env))
     assert_exactly_once(engine, warmup + bodies)
 

@@ -23,7 +23,7 @@ class ScalingPolicy:
     min_replicas: int = 1
     max_replicas: int = 8
     #: Messages (ready + unacked) one replica is expected to hold: the HPA target value.
-    target_per_replica: float = 20.0
+    target_per_replica: float = 200.0
     #: Backlog above which the workers wake from zero (KEDA's ``activationValue``).
     activation: int = 0
     #: Relative deviation from the target within which nothing changes (the HPA's 10 %).

@@ -37,11 +37,11 @@ class ScalerSettings(CommonSettings):
         ),
     )
     scaler_target_per_replica: float = Field(
-        default=20.0,
+        default=200.0,
         gt=0,
         description=(
-            "Messages (ready + unacked) per worker that the formula aims at. 20 = prefetch 10 × "
-            "k 2: every worker has a full prefetch window in flight plus one more waiting "
+            "Messages (ready + unacked) per worker that the formula aims at. 200 = prefetch 100 "
+            "× k 2: every worker has a full prefetch window in flight plus one more waiting "
             "(see docs/autoscaling.md)."
         ),
     )

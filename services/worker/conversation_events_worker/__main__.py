@@ -10,7 +10,7 @@ from types import FrameType
 from conversation_events.logs import configure_logging
 from conversation_events.persistence.db import make_engine
 from conversation_events.processing import ProcessingConfig
-from conversation_events_worker.consumer import Consumer
+from conversation_events_worker.consumer import Consumer, batches_at_once
 from conversation_events_worker.http import serve
 from conversation_events_worker.settings import get_settings
 
@@ -22,7 +22,7 @@ def main() -> int:
     configure_logging("worker", settings.log_level)
     engine = make_engine(
         settings.database_url.get_secret_value(),
-        pool_size=settings.worker_prefetch + 1,
+        pool_size=batches_at_once(settings) + 1,
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
         application_name="conversation-events-worker",

@@ -1,11 +1,12 @@
 """The consumer: prefetch C, batches of at most B, acks on the connection's own thread.
 
-Life of a message: the connection thread receives it; after each pass over the socket it hands
-what arrived to the pool in batches of at most B (`CE_WORKER_BATCH_SIZE`); a pool thread
-processes a batch with a fixed number of PostgreSQL transactions (`process_batch`) and
-schedules each message's ack/nack back on the connection thread with `add_callback_threadsafe`,
-the only thread-safe pika call. The connection thread never does slow work, so heartbeats are
-always answered. Under load C/B batches are in flight at once; when idle a batch is one message.
+Life of a message: the connection thread receives it; whenever one of the C/B pool threads is
+free it hands it what arrived, at most B messages (`CE_WORKER_BATCH_SIZE`); the pool thread
+processes the batch in one PostgreSQL transaction (`process_batch`; redeliveries add a
+committed claim first) and schedules each message's ack/nack back on the connection thread with
+`add_callback_threadsafe`, the only thread-safe pika call. The connection thread never does
+slow work, so heartbeats are always answered. Under load batches fill up to B; when idle a
+batch is one message, so latency never waits for a batch to fill.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -50,7 +52,16 @@ from conversation_events_worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-Processor = Callable[[Engine, Sequence[str], ProcessingConfig], Outcomes]
+
+class Processor(Protocol):
+    def __call__(
+        self,
+        engine: Engine,
+        event_ids: Sequence[str],
+        config: ProcessingConfig,
+        *,
+        redelivered: Collection[str] = ...,
+    ) -> Outcomes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class Delivery:
     channel: BlockingChannel
     tag: int
     body: bytes
+    redelivered: bool  # the broker delivered it before (see `process_batch`)
 
 
 class Settle(Enum):
@@ -72,6 +84,11 @@ class Health:
 
     last_loop: float = 0.0
     consuming: bool = False
+
+
+def batches_at_once(settings: WorkerSettings) -> int:
+    """Pool threads (and database connections) one worker needs: C / B batches, rounded up."""
+    return -(-settings.worker_prefetch // settings.worker_batch_size)
 
 
 class Consumer:
@@ -90,7 +107,9 @@ class Consumer:
         self._topology = Topology(
             settings.exchange_name, settings.queue_name, settings.delivery_limit
         )
-        self._pool = ThreadPoolExecutor(settings.worker_prefetch, thread_name_prefix="worker")
+        self._threads = batches_at_once(settings)
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="worker")
+        self._running = 0  # batches handed to the pool and not yet settled (connection thread)
         self._stop = threading.Event()
         self._in_flight = 0  # touched only on the connection thread
         self._arrived: list[Delivery] = []  # likewise: received, not yet handed to the pool
@@ -142,6 +161,7 @@ class Consumer:
             on_message = functools.partial(self._on_message, connection)
             tag = channel.basic_consume(self._topology.queue, on_message)
             self._in_flight = 0
+            self._running = 0  # batches of the old connection settle nowhere
             self._arrived.clear()
             self.health.consuming = True
             metrics.CONNECTED.set(1)
@@ -188,19 +208,24 @@ class Consumer:
     ) -> None:
         self._in_flight += 1
         metrics.IN_FLIGHT.set(self._in_flight)
-        self._arrived.append(Delivery(channel, method.delivery_tag, body))
+        self._arrived.append(Delivery(channel, method.delivery_tag, body, method.redelivered))
 
     def _dispatch(self, connection: pika.BlockingConnection) -> None:
-        """Hand what arrived in the last pass to the pool, in batches of at most B."""
+        """Hand what arrived to free pool threads, in batches of at most B.
+
+        Messages wait here, not in the pool's queue, while every thread is busy: the next batch
+        then takes all that arrived meanwhile, so batches grow with the load by themselves.
+        """
         size = self._settings.worker_batch_size
-        while self._arrived:
+        while self._arrived and self._running < self._threads:
             batch, self._arrived = self._arrived[:size], self._arrived[size:]
+            self._running += 1
             self._pool.submit(self._work, connection, batch)
 
     def _work(self, connection: pika.BlockingConnection, batch: list[Delivery]) -> None:
         settles = [Settle.REQUEUE] * len(batch)
         try:
-            settles = self.handle_batch([d.body for d in batch])
+            settles = self.handle_batch([d.body for d in batch], [d.redelivered for d in batch])
         except Exception:  # never lose the settle callback: a requeue is always safe
             log.exception("unexpected error handling a batch")
         # If the connection is gone, the broker redelivers the messages; our effect (if any) is
@@ -209,6 +234,7 @@ class Consumer:
             connection.add_callback_threadsafe(functools.partial(self._settle, batch, settles))
 
     def _settle(self, batch: list[Delivery], settles: list[Settle]) -> None:
+        self._running -= 1
         self._in_flight -= len(batch)
         metrics.IN_FLIGHT.set(self._in_flight)
         for delivery, settle in zip(batch, settles, strict=True):
@@ -219,22 +245,27 @@ class Consumer:
             else:
                 delivery.channel.basic_nack(delivery.tag, requeue=settle is Settle.REQUEUE)
 
-    def handle_batch(self, bodies: list[bytes]) -> list[Settle]:
+    def handle_batch(self, bodies: list[bytes], redelivered: list[bool]) -> list[Settle]:
         """Process message bodies and decide how to settle each (runs on a pool thread)."""
         started = time.perf_counter()
         messages: list[EventMessage | None] = []
-        for body in bodies:
+        again: set[str] = set()
+        for body, seen in zip(bodies, redelivered, strict=True):
             try:
-                messages.append(EventMessage.from_bytes(body))
+                parsed = EventMessage.from_bytes(body)
             except PermanentError as exc:
                 log.error("malformed message dead-lettered", extra={"error": str(exc)})
                 metrics.DEAD_LETTERED.inc()
                 messages.append(None)
+                continue
+            messages.append(parsed)
+            if seen:
+                again.add(parsed.event_id)
         ids = [m.event_id for m in messages if m is not None]
         results: Outcomes = {}
         if ids:
             try:
-                results = self._processor(self._engine, ids, self._config)
+                results = self._processor(self._engine, ids, self._config, redelivered=again)
             except Exception as exc:  # the whole batch: database down, or a bug
                 if not isinstance(exc, RetryableError):
                     log.exception("unexpected processing error")
@@ -248,7 +279,12 @@ class Consumer:
                 continue
             token = logs.event_id.set(message.event_id)
             try:
-                settle, wait = self._decide(message.event_id, results[message.event_id], started)
+                settle, wait = self._decide(
+                    message.event_id,
+                    results[message.event_id],
+                    started,
+                    claimed=message.event_id in again,
+                )
             finally:
                 logs.event_id.reset(token)
             settles.append(settle)
@@ -258,18 +294,26 @@ class Consumer:
         return settles
 
     def _decide(
-        self, event_id: str, result: ProcessResult | ConversationEventsError, started: float
+        self,
+        event_id: str,
+        result: ProcessResult | ConversationEventsError,
+        started: float,
+        *,
+        claimed: bool,
     ) -> tuple[Settle, float]:
-        """How to settle one message, and how long to wait first (retry backoff)."""
+        """How to settle one message, and how long to wait first (retry backoff).
+
+        `claimed`: the processor counted this attempt before it began (a redelivery).
+        """
         if isinstance(result, PermanentError):
             log.error("permanent failure", extra={"error": str(result)})
-            self._record(event_id, str(result), permanent=True)
+            self._record(event_id, str(result), permanent=True, claimed=claimed)
             metrics.FAILED.labels("permanent").inc()
             metrics.DEAD_LETTERED.inc()
             return Settle.DEAD_LETTER, 0.0
         if isinstance(result, ConversationEventsError):  # transient: within the attempt budget
             error = str(result)
-            status = self._record(event_id, error, permanent=False)
+            status = self._record(event_id, error, permanent=False, claimed=claimed)
             if status is EventStatus.FAILED:
                 log.error("attempts exhausted; dead-lettered", extra={"error": error})
                 metrics.FAILED.labels("attempts").inc()
@@ -294,7 +338,9 @@ class Consumer:
             metrics.LAG_SECONDS.observe(max(0.0, time.time() - result.accepted_at.timestamp()))
         return Settle.ACK, 0.0
 
-    def _record(self, event_id: str, error: str, *, permanent: bool) -> EventStatus | None:
+    def _record(
+        self, event_id: str, error: str, *, permanent: bool, claimed: bool
+    ) -> EventStatus | None:
         """Count the failed attempt in PostgreSQL; None when that is impossible right now."""
         try:
             return fail_event(
@@ -303,6 +349,7 @@ class Consumer:
                 error,
                 permanent=permanent,
                 max_attempts=self._settings.max_attempts,
+                count_attempt=not claimed,
             )
         except RetryableError:
             return None  # the database is down: not the event's fault, so not counted

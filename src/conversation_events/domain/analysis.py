@@ -19,6 +19,7 @@ score that upstream metadata, when present, would have set more precisely anyway
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -88,6 +89,7 @@ _QUESTION_MARKS = frozenset("?\uff1f")
 _EXCLAMATION_MARKS = frozenset("!\uff01")
 
 
+@functools.lru_cache(maxsize=1024)
 def _fold(text: str) -> str:
     """NFC, case-folded, with typographic apostrophes made ASCII.
 
@@ -733,7 +735,12 @@ def _build_lexicon() -> dict[tuple[str, ...], Emotion | None]:
 
 
 _LEXICON = _build_lexicon()
-_MAX_PHRASE = max(len(key) for key in _LEXICON)
+# First word -> lengths of the phrases it starts, longest first: most words start none, and
+# are then passed over with one lookup.
+_PHRASE_LENGTHS: dict[str, tuple[int, ...]] = {
+    first: tuple(sorted({len(key) for key in _LEXICON if key[0] == first}, reverse=True))
+    for first in {key[0] for key in _LEXICON}
+}
 # Laughter in any length: haha, hahaha, hihi, hehe, kkk (Vietnamese), lol, lmao.
 _LAUGHTER_RE = re.compile(r"(?:ha){2,}h?|(?:hi){2,}|(?:he){2,}|k{3,}|lo+l|lmao")
 _EMOTION_TOKEN_RE = re.compile(
@@ -774,15 +781,19 @@ _NEGATION_WINDOW = 3
 def _clause_signals(tokens: Sequence[str]) -> list[Emotion]:
     found: list[Emotion] = []
     i = 0
-    while i < len(tokens):
-        for size in range(min(_MAX_PHRASE, len(tokens) - i), 0, -1):
+    count = len(tokens)
+    while i < count:
+        token = tokens[i]
+        for size in _PHRASE_LENGTHS.get(token, ()):
             key = tuple(tokens[i : i + size])
-            if key in _LEXICON:
+            if len(key) == size and key in _LEXICON:
                 emotion = _LEXICON[key]
                 break
         else:
             size = 1
-            emotion = _E.HAPPY if _LAUGHTER_RE.fullmatch(tokens[i]) else None
+            # Every laughter pattern starts with h, k or l.
+            laughs = token[:1] in "hkl" and _LAUGHTER_RE.fullmatch(token) is not None
+            emotion = _E.HAPPY if laughs else None
         if emotion is not None:
             window = tokens[max(0, i - _NEGATION_WINDOW) : i]
             # A negated cue is dropped, not inverted: "not happy" is not evidence of any one

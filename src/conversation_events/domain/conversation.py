@@ -64,7 +64,9 @@ def normalise_log(items: Iterable[Mapping[str, Any]]) -> tuple[Message, ...]:
     """
     messages: list[Message] = []
     for item in items:
-        if not isinstance(item, Mapping):
+        # The dict check first: every stored log item is one, and it is far cheaper than the
+        # abstract Mapping check.
+        if not isinstance(item, dict) and not isinstance(item, Mapping):
             continue
         content = item.get("content")
         if not isinstance(content, str):

@@ -254,70 +254,93 @@ def lock_many(conn: Connection, event_ids: Sequence[str]) -> list[RowMapping]:
     return list(conn.execute(_LOCK_MANY, {"event_ids": list(event_ids)}).mappings())
 
 
-_COMPLETE = (
-    update(events)
-    .where(events.c.id == bindparam("event_id"))
-    .values(
-        status=bindparam("status"),
-        processed_at=func.now(),
-        lease_until=None,
-        last_error=None,
-        friendship_score_change=bindparam("change"),
-        new_friendship_level=bindparam("level"),
-        score_calculation_details=bindparam(
-            "details", type_=events.c.score_calculation_details.type
-        ),
-        scoring_version=bindparam("scoring_version"),
-    )
+# One statement for the whole batch: the rows arrive as parallel arrays and are joined by id.
+# (An executemany would send, and PostgreSQL parse and plan, one UPDATE per event.)
+_COMPLETE = text(
+    """
+    UPDATE conversation_events AS e
+    SET status = v.status,
+        attempts = v.attempts,
+        processed_at = CASE WHEN v.status = 'FAILED' THEN e.processed_at ELSE now() END,
+        lease_until = NULL,
+        last_error = v.error,
+        friendship_score_change = v.change,
+        new_friendship_level = v.level,
+        score_calculation_details = v.details::jsonb,
+        scoring_version = v.version
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+        CAST(:errors AS text[]), CAST(:changes AS double precision[]),
+        CAST(:levels AS text[]), CAST(:details AS text[]), CAST(:versions AS integer[])
+    ) AS v(id, status, attempts, error, change, level, details, version)
+    WHERE e.id = v.id
+    """
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """The result of one event, stored by `complete_many`."""
+    """The end of one event's attempt, stored by `complete_many`.
+
+    `attempts` is the event's attempt count including this one. A FAILED completion (attempts
+    used up) carries its `error` and no result.
+    """
 
     event_id: str
     status: EventStatus
+    attempts: int
     change: float | None = None
     level: str | None = None
     details: Mapping[str, Any] | None = None
     scoring_version: int | None = None
+    error: str | None = None
 
 
 def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
-    """Store the results and move the events to PROCESSED or SKIPPED (one executemany)."""
+    """Store the results and move the events to a terminal status (one statement)."""
     if completions:
         conn.execute(
             _COMPLETE,
-            [
-                {
-                    "event_id": c.event_id,
-                    "status": c.status.value,
-                    "change": c.change,
-                    "level": c.level,
-                    "details": c.details,
-                    "scoring_version": c.scoring_version,
-                }
-                for c in completions
-            ],
+            {
+                "ids": [c.event_id for c in completions],
+                "statuses": [c.status.value for c in completions],
+                "attempts": [c.attempts for c in completions],
+                "errors": [None if c.error is None else c.error[:2000] for c in completions],
+                "changes": [c.change for c in completions],
+                "levels": [c.level for c in completions],
+                "details": [
+                    None if c.details is None else orjson.dumps(c.details).decode()
+                    for c in completions
+                ],
+                "versions": [c.scoring_version for c in completions],
+            },
         )
 
 
 def record_failure(
-    conn: Connection, event_id: str, error: str, *, permanent: bool, max_attempts: int
+    conn: Connection,
+    event_id: str,
+    error: str,
+    *,
+    permanent: bool,
+    max_attempts: int,
+    count_attempt: bool = False,
 ) -> EventStatus | None:
     """Record a failed attempt.
 
+    `count_attempt` adds the attempt to the event's count (when no claim counted it before).
     The event becomes FAILED when the error is permanent or its attempts reached
     `max_attempts`; otherwise it goes back to PENDING to await the retry. Returns the new
     status, or None when the event is unknown or already terminal.
     """
-    final = or_(literal(permanent), events.c.attempts >= max_attempts)
+    attempts = events.c.attempts + int(count_attempt)
+    final = or_(literal(permanent), attempts >= max_attempts)
     row = conn.execute(
         update(events)
         .where(events.c.id == event_id, events.c.status.not_in(TERMINAL_STATUSES))
         .values(
             status=case((final, EventStatus.FAILED.value), else_=EventStatus.PENDING.value),
+            attempts=attempts,
             last_error=error[:2000],
             lease_until=None,
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+import orjson
+from sqlalchemy import Connection, RowMapping, bindparam, select, text
 
 from conversation_events.domain.analysis import Emotion
 from conversation_events.domain.friendship import FriendshipStatus, Level, TopicMetrics
@@ -18,10 +18,15 @@ _LOCK = (
     .order_by(friendship_status.c.user_id)
     .with_for_update()
 )
-_CREATE = (
-    insert(friendship_status)
-    .values(user_id=bindparam("user_id"), friendship_level=Level.PHASE1_STRANGER.value)
-    .on_conflict_do_nothing(index_elements=["user_id"])
+# One statement creates every missing row, in user id order (the order of the array).
+_CREATE = text(
+    """
+    INSERT INTO friendship_status (user_id, friendship_level)
+    SELECT user_id, :level
+    FROM unnest(CAST(:user_ids AS varchar[])) WITH ORDINALITY AS u(user_id, n)
+    ORDER BY n
+    ON CONFLICT (user_id) DO NOTHING
+    """
 )
 
 
@@ -37,7 +42,7 @@ def lock_many(conn: Connection, user_ids: Iterable[str]) -> dict[str, Friendship
     if not wanted:
         return {}
     # ON CONFLICT DO NOTHING neither locks nor waits for an existing row.
-    conn.execute(_CREATE, [{"user_id": user_id} for user_id in wanted])
+    conn.execute(_CREATE, {"user_ids": wanted, "level": Level.PHASE1_STRANGER.value})
     return {
         row["user_id"]: to_domain(row)
         for row in conn.execute(_LOCK, {"user_ids": wanted}).mappings()
@@ -53,39 +58,49 @@ def get_status(conn: Connection, user_id: str) -> FriendshipStatus | None:
     return None if row is None else to_domain(row)
 
 
-_SAVE = (
-    update(friendship_status)
-    .where(friendship_status.c.user_id == bindparam("b_user_id"))
-    .values(
-        friendship_score=bindparam("friendship_score"),
-        friendship_level=bindparam("friendship_level"),
-        streak_day=bindparam("streak_day"),
-        last_interaction_date=bindparam("last_interaction_date"),
-        last_interaction_at=bindparam("last_interaction_at"),
-        last_emotion=bindparam("last_emotion"),
-        topic_metrics=bindparam("topic_metrics", type_=friendship_status.c.topic_metrics.type),
-        updated_at=func.now(),
-    )
+# One statement for the whole batch: the rows arrive as parallel arrays, joined by user id.
+_SAVE = text(
+    """
+    UPDATE friendship_status AS f
+    SET friendship_score = v.score,
+        friendship_level = v.level,
+        streak_day = v.streak,
+        last_interaction_date = v.day,
+        last_interaction_at = v.at,
+        last_emotion = v.emotion,
+        topic_metrics = v.topics::jsonb,
+        updated_at = now()
+    FROM unnest(
+        CAST(:user_ids AS varchar[]), CAST(:scores AS double precision[]),
+        CAST(:levels AS text[]), CAST(:streaks AS integer[]), CAST(:days AS date[]),
+        CAST(:ats AS timestamptz[]), CAST(:emotions AS text[]), CAST(:topics AS text[])
+    ) AS v(user_id, score, level, streak, day, at, emotion, topics)
+    WHERE f.user_id = v.user_id
+    """
 )
 
 
 def save_many(conn: Connection, statuses: Iterable[FriendshipStatus]) -> None:
-    """Write the statuses back (one executemany)."""
-    params = [
+    """Write the statuses back (one statement)."""
+    rows = list(statuses)
+    if not rows:
+        return
+    conn.execute(
+        _SAVE,
         {
-            "b_user_id": status.user_id,
-            "friendship_score": status.friendship_score,
-            "friendship_level": status.friendship_level.value,
-            "streak_day": status.streak_day,
-            "last_interaction_date": status.last_interaction_date,
-            "last_interaction_at": status.last_interaction_at,
-            "last_emotion": None if status.last_emotion is None else status.last_emotion.value,
-            "topic_metrics": {k: v.to_json() for k, v in status.topic_metrics.items()},
-        }
-        for status in statuses
-    ]
-    if params:
-        conn.execute(_SAVE, params)
+            "user_ids": [s.user_id for s in rows],
+            "scores": [s.friendship_score for s in rows],
+            "levels": [s.friendship_level.value for s in rows],
+            "streaks": [s.streak_day for s in rows],
+            "days": [s.last_interaction_date for s in rows],
+            "ats": [s.last_interaction_at for s in rows],
+            "emotions": [None if s.last_emotion is None else s.last_emotion.value for s in rows],
+            "topics": [
+                orjson.dumps({k: v.to_json() for k, v in s.topic_metrics.items()}).decode()
+                for s in rows
+            ],
+        },
+    )
 
 
 def to_domain(row: RowMapping | Mapping[str, Any]) -> FriendshipStatus:

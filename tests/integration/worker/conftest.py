@@ -73,7 +73,9 @@ def run_consumer(
 def per_event(fn: Callable[[Engine, str, ProcessingConfig], ProcessResult]) -> Callable[..., Any]:
     """A batch processor that runs `fn` for each event (errors become that event's result)."""
 
-    def batch(engine: Engine, event_ids: list[str], config: ProcessingConfig) -> dict[str, Any]:
+    def batch(
+        engine: Engine, event_ids: list[str], config: ProcessingConfig, **_: Any
+    ) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for event_id in event_ids:
             try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
@@ -127,18 +128,25 @@ def test_always_transient_event_fails_after_the_configured_attempts(
 ) -> None:
     calls: list[str] = []
 
-    def flaky(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
-        # Claims like the real processor (counting the attempt), then times out.
+    def flaky(
+        engine: Engine,
+        event_ids: list[str],
+        config: ProcessingConfig,
+        *,
+        redelivered: Collection[str] = (),
+    ) -> dict[str, Any]:
+        # Claims redeliveries like the real processor (counting the attempt), then times out;
+        # the consumer counts a first delivery's attempt when it records the failure.
         from conversation_events.persistence import events as repo
 
         with engine.begin() as conn:
-            repo.claim(conn, event_id, config.lease_s)
-        calls.append(event_id)
-        raise RetryableError("scoring backend timed out")
+            repo.claim_many(conn, [i for i in event_ids if i in redelivered], config.lease_s)
+        calls.extend(event_ids)
+        return dict.fromkeys(event_ids, RetryableError("scoring backend timed out"))
 
     body = conversation()
     event_id = store(engine, body)
-    run_consumer(processor=per_event(flaky))
+    run_consumer(processor=flaky)
     publish(topology, event_id, body)
 
     row = wait_for(
