@@ -1,8 +1,9 @@
 """Ceiling of the HTTP layer: our endpoint with the storage and the publish taken out.
 
-Same FastAPI, uvicorn (uvloop, httptools), middleware, API-key check, request validation,
-canonical form, content hash and orjson response as `POST /v1/conversations/end`; no
-database, no broker. No implementation of the endpoint can beat it on this machine.
+Same FastAPI, uvicorn (uvloop, httptools), middleware, API-key check, request validation
+(`read_json_body`), canonical form, content hash and orjson response as
+`POST /v1/conversations/end`; no database, no broker. No implementation of the endpoint can
+beat it on this machine.
 
 Run: `uvicorn bench.baselines.ceilings.noio:app` with BENCH_API_KEY in the environment.
 """
@@ -17,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
 from conversation_events.persistence.events import content_hash
+from conversation_events_api.body import read_json_body
 from conversation_events_api.middleware import EdgeMiddleware
 from conversation_events_api.schemas import ConversationEndRequest
 from conversation_events_api.security import key_is_valid, presented_key
@@ -37,7 +39,8 @@ async def healthz() -> dict[str, str]:
 
 
 @app.post("/v1/conversations/end", status_code=202, dependencies=[Depends(check_key)])
-async def conversation_end(payload: ConversationEndRequest) -> Response:
+async def conversation_end(request: Request) -> Response:
+    payload = await read_json_body(request, ConversationEndRequest)
     canonical = payload.canonical()
     content_hash(canonical)
     body = {

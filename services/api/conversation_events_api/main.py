@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.db import make_engine
+from conversation_events_api.body import add_body_schemas
 from conversation_events_api.deps import unauthorized
 from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
 from conversation_events_api.publisher import Publisher
@@ -42,6 +43,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             connect_timeout_s=settings.db_connect_timeout_s,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name="conversation-events-api",
+            # No round trip per checkout: the writer redoes a batch that met a dead connection.
+            pre_ping=False,
         )
         writer = EventWriter(
             engine, batch_size=settings.writer_batch_size, concurrency=settings.writer_concurrency
@@ -93,6 +96,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(friendship.router)
     app.include_router(health.router)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_body_schemas(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RetryableError)
     async def unavailable(request: Request, exc: RetryableError) -> JSONResponse:

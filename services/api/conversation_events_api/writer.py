@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 
 from conversation_events.errors import PermanentError
-from conversation_events.persistence.db import translate_errors
+from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertOutcome, NewEvent, insert_events
 from conversation_events_api.batching import BatchQueue
 
@@ -80,8 +80,9 @@ class EventWriter:
         return [self._insert_one(item) for item in items]
 
     def _insert_batch(self, items: list[NewEvent]) -> list[InsertOutcome]:
-        with translate_errors(), self._engine.begin() as conn:
-            return insert_events(conn, items)
+        # Safe to redo: a row the first try committed is recognised by its id (CREATED).
+        with translate_errors():
+            return in_transaction(self._engine, lambda conn: insert_events(conn, items))
 
     def _insert_one(self, item: NewEvent) -> InsertOutcome | BaseException:
         try:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import orjson
-from sqlalchemy import Engine, create_engine, exc
+from sqlalchemy import Connection, Engine, create_engine, exc
 
 from conversation_events.errors import DatabaseUnavailable, PermanentError, RetryableError
 
@@ -23,11 +24,14 @@ def make_engine(
     connect_timeout_s: float,
     statement_timeout_ms: int,
     application_name: str,
+    pre_ping: bool = True,
 ) -> Engine:
     """An engine with a bounded pool, fast connect failures and a server-side statement timeout.
 
-    `pool_pre_ping` makes a connection that died with a PostgreSQL restart get replaced instead
-    of failing the next request.
+    `pre_ping` makes a connection that died with a PostgreSQL restart get replaced instead of
+    failing its next use, at the price of one round trip per checkout. Without it, the first
+    use of a dead connection fails and invalidates the whole pool; `in_transaction` then
+    retries once on a fresh connection.
     """
     options = f"-c statement_timeout={statement_timeout_ms}"
     return create_engine(
@@ -35,7 +39,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=connect_timeout_s,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         # Multi-row UPDATEs go out as pages of statements in one round trip (psycopg2's
         # execute_batch), not one round trip per row; INSERTs use "insertmanyvalues".
@@ -53,6 +57,24 @@ def make_engine(
             "keepalives_count": 3,
         },
     )
+
+
+T = TypeVar("T")
+
+
+def in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work` in one transaction; redone once on a fresh connection if the pooled one was dead.
+
+    `work` must be safe to redo: the connection may have died after the commit was sent.
+    """
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with engine.begin() as conn:
+        return work(conn)
 
 
 def is_retryable(error: exc.SQLAlchemyError) -> bool:

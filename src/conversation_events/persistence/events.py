@@ -124,6 +124,9 @@ def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOut
             stored_id, stored_hash = event_id, _hash_of(batch, event_id)
         else:
             stored_id, stored_hash = existing[item.conversation_id]
+            if stored_id == item.id:  # this very item, committed by an earlier try
+                outcomes.append(InsertOutcome(InsertStatus.CREATED, stored_id))
+                continue
         status = (
             InsertStatus.DUPLICATE if stored_hash == item.content_hash else InsertStatus.CONFLICT
         )

@@ -151,6 +151,32 @@ def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
         proxy.close()
 
 
+def test_connections_killed_by_a_database_restart_cost_no_request(
+    make_client: Callable[..., httpx.Client], engine: Engine
+) -> None:
+    client = make_client(relay_interval_s=3600)  # nothing else touches the pool meanwhile
+    first = conversation()
+    assert client.post("/v1/conversations/end", json=first).status_code == 202
+    wait_for(
+        lambda: stored(engine, first["conversation_id"])["published_at"] is not None,
+        timeout=5,
+        what="confirm recorded",
+    )
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database()"
+                " AND application_name = 'conversation-events-api'"
+            )
+        ).scalar_one()
+    assert killed >= 1  # the writer's pooled connection, at least
+
+    bodies = [conversation() for _ in range(5)]
+    assert [client.post("/v1/conversations/end", json=b).status_code for b in bodies] == [202] * 5
+    assert all(stored(engine, b["conversation_id"])["status"] == "PENDING" for b in bodies)
+
+
 def test_broker_outage_does_not_fail_requests_and_the_relay_catches_up(
     make_client: Callable[..., httpx.Client], engine: Engine, names: tuple[str, str]
 ) -> None:

@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import Response
 
 from conversation_events.errors import ConflictingEvent
@@ -16,6 +16,7 @@ from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
 from conversation_events_api import metrics
+from conversation_events_api.body import json_body_doc, read_json_body
 from conversation_events_api.deps import ApiKey, State
 from conversation_events_api.schemas import (
     NO_NUL,
@@ -45,14 +46,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "description": "Body not parseable: not UTF-8, or nested too deeply.",
         },
         409: {"model": ErrorBody, "description": "Conversation id re-used with other content."},
+        # Declared by hand: the body is validated in the endpoint (see `body.py`), so FastAPI
+        # does not add it.
+        422: {
+            "description": "Validation Error",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+            },
+        },
     },
     summary="Accept a finished conversation for scoring",
+    openapi_extra=json_body_doc(ConversationEndRequest),
 )
-async def conversation_end(payload: ConversationEndRequest, state: State) -> Response:
+async def conversation_end(request: Request, state: State) -> Response:
     """Store the conversation durably (status PENDING), queue it, and answer 202.
 
     Re-sending the same conversation is idempotent (202, same `event_id`, queued once).
     """
+    payload = await read_json_body(request, ConversationEndRequest)
     if len(payload.conversation_log) > state.settings.max_log_items:
         raise HTTPException(
             422,
