@@ -173,7 +173,10 @@ def table(results: dict[str, Any]) -> str:
     rates = [k for k in lag if k.isdigit()]
     if rates:
         lines.append("")
-        lines.append("WHOLE SYSTEM  API + scaler + workers, open-loop offered rate")
+        lines.append(
+            f"WHOLE SYSTEM  {lag.get('api_processes', 1)} API processes + scaler + workers,"
+            " open-loop offered rate"
+        )
         lines.append(
             f"{'offered/s':>10}{'accepted/s':>12}{'processed/s':>13}{'API p50':>12}"
             f"{'API p99':>12}{'lag p50':>12}{'lag p99':>12}{'workers':>9}{'CPU ms/ev':>11}"

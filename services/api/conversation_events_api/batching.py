@@ -20,6 +20,13 @@ class BatchQueue(Generic[T]):
         self._items: deque[T] = deque()
         self._ready = asyncio.Event()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def oldest(self) -> T | None:
+        """The item waiting longest, or None."""
+        return self._items[0] if self._items else None
+
     def put(self, item: T) -> None:
         self._items.append(item)
         self._ready.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import aio_pika
 import aiormq
@@ -101,6 +102,12 @@ class Publisher:
         if self._connection is not None:
             await self._connection.close()
         metrics.BROKER_CONNECTED.set(0)
+
+    @property
+    def behind(self) -> bool:
+        """Whether a message has waited over a second for its first publish (a busy process)."""
+        oldest = self._pending.oldest()
+        return oldest is not None and (datetime.now(UTC) - oldest.enqueued_at).total_seconds() > 1
 
     def submit(self, message: EventMessage) -> None:
         """Queue a message for publishing; never blocks, never raises."""

@@ -71,7 +71,10 @@ class Relay:
         if released:
             metrics.LEASES_RELEASED.inc(released)
             log.warning("expired leases released", extra={"count": released})
-        if not self._publisher.connected:
+        if not self._publisher.connected or self._publisher.behind:
+            # While this process's publisher has a backlog, the oldest unpublished rows are
+            # most likely in it: republishing them too would only double the broker's work
+            # (and hold their row locks, which workers wait for) when the process is busiest.
             return False
         conn: Connection = await loop.run_in_executor(self._executor, self._engine.connect)
         try:
