@@ -21,7 +21,7 @@ class ScenarioReport:
     applied_twice: int
     server_errors: int  # 5xx other than 503 with Retry-After
     retried_503: int  # 503 + Retry-After answers, each retried by the producer
-    redelivered: int  # events processed on a second or later attempt
+    redelivered: int  # messages the broker delivered again
     max_lag_s: float  # longest time from 202 to PROCESSED
     recovery_s: float | None
     recovery_meaning: str

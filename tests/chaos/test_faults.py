@@ -112,7 +112,9 @@ def test_workers_killed_with_sigkill_at_random(
         services.append(replacement)
     clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
     stream.join(GIVE_UP)
-    verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S)
+    verdict = wait_and_judge(
+        engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=env["CE_QUEUE_NAME"]
+    )
     report = finish(
         "1. worker SIGKILL every 2-4 s",
         [stream],
@@ -150,7 +152,9 @@ def test_broker_unreachable_for_ten_seconds(
         clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
 
         stream.join(GIVE_UP)
-        verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S)
+        verdict = wait_and_judge(
+            engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=env["CE_QUEUE_NAME"]
+        )
         report = finish(
             "2. broker cut 10 s",
             [stream],
@@ -193,7 +197,9 @@ def test_postgresql_dropped_and_refusing_for_six_seconds(
         clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
 
         stream.join(GIVE_UP)
-        verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S)
+        verdict = wait_and_judge(
+            engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=env["CE_QUEUE_NAME"]
+        )
         report = finish(
             "3. PostgreSQL cut 6 s",
             [stream],
@@ -363,6 +369,7 @@ def test_scaler_scales_in_while_work_is_in_flight(
         warmup + burst_bodies + tail_bodies,
         [cid for stream in streams for cid in stream.accepted_ids()],
         DRAIN_TIMEOUT_S,
+        queue=env["CE_QUEUE_NAME"],
     )
     scaler.stop(timeout=60)
 
