@@ -151,6 +151,20 @@ def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
         proxy.close()
 
 
+def kill_api_connections(engine: Engine) -> int:
+    """What a PostgreSQL restart does to the API's pooled connections."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database()"
+                    " AND application_name = 'conversation-events-api'"
+                )
+            ).scalar_one()
+        )
+
+
 def test_connections_killed_by_a_database_restart_cost_no_request(
     make_client: Callable[..., httpx.Client], engine: Engine
 ) -> None:
@@ -162,16 +176,13 @@ def test_connections_killed_by_a_database_restart_cost_no_request(
         timeout=5,
         what="confirm recorded",
     )
-    with engine.connect() as conn:
-        killed = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database()"
-                " AND application_name = 'conversation-events-api'"
-            )
-        ).scalar_one()
-    assert killed >= 1  # the writer's pooled connection, at least
 
+    # Each first use of a dead pooled connection is redone on a fresh one.
+    assert kill_api_connections(engine) >= 1
+    assert client.get(f"/v1/conversations/{first['conversation_id']}").status_code == 200
+    assert kill_api_connections(engine) >= 1
+    assert client.get("/readyz").status_code == 200
+    assert kill_api_connections(engine) >= 1
     bodies = [conversation() for _ in range(5)]
     assert [client.post("/v1/conversations/end", json=b).status_code for b in bodies] == [202] * 5
     assert all(stored(engine, b["conversation_id"])["status"] == "PENDING" for b in bodies)

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import Response
+from sqlalchemy import Connection
 
 from conversation_events.errors import ConflictingEvent
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.persistence import events as event_repo
-from conversation_events.persistence.db import translate_errors
+from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
 from conversation_events_api import metrics
 from conversation_events_api.body import json_body_doc, read_json_body
@@ -120,10 +121,13 @@ async def get_conversation(
     conversation_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
     state: State,
 ) -> EventView:
+    def read(conn: Connection) -> dict[str, Any] | None:
+        row = event_repo.get_by_conversation_id(conn, conversation_id)
+        return None if row is None else dict(row)
+
     def load() -> dict[str, Any] | None:
-        with translate_errors(), state.engine.connect() as conn:
-            row = event_repo.get_by_conversation_id(conn, conversation_id)
-            return None if row is None else dict(row)
+        with translate_errors():
+            return in_transaction(state.engine, read)
 
     row = await asyncio.to_thread(load)
     if row is None:

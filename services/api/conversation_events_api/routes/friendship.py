@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 
 from conversation_events.domain.friendship import FriendshipStatus
 from conversation_events.persistence import friendship as friendship_repo
-from conversation_events.persistence.db import translate_errors
+from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events_api.deps import ApiKey, State
 from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView
 
@@ -30,8 +30,10 @@ async def friendship_status(
     user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)], state: State
 ) -> FriendshipView:
     def load() -> FriendshipStatus | None:
-        with translate_errors(), state.engine.connect() as conn:
-            return friendship_repo.get_status(conn, user_id)
+        with translate_errors():
+            return in_transaction(
+                state.engine, lambda conn: friendship_repo.get_status(conn, user_id)
+            )
 
     found = await asyncio.to_thread(load)
     if found is None:

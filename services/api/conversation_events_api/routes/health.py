@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
+from conversation_events.persistence.db import in_transaction
 from conversation_events_api.deps import State
 
 router = APIRouter(tags=["operations"])
@@ -38,8 +39,7 @@ async def readyz(
     ),
 ) -> JSONResponse:
     def ping() -> None:
-        with state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        in_transaction(state.engine, lambda conn: conn.execute(text("SELECT 1")))
 
     try:
         await asyncio.wait_for(asyncio.to_thread(ping), timeout=state.settings.db_connect_timeout_s)
