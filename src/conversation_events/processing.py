@@ -57,13 +57,9 @@ class ProcessResult:
 Outcomes = dict[str, "ProcessResult | ConversationEventsError"]
 
 
-def process_event(
-    engine: Engine, event_id: str, config: ProcessingConfig, *, redelivered: bool = False
-) -> ProcessResult:
+def process_event(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
     """Process one event; raise `RetryableError` or `PermanentError` when it cannot be done."""
-    result = process_batch(
-        engine, [event_id], config, redelivered={event_id} if redelivered else ()
-    )[event_id]
+    result = process_batch(engine, [event_id], config)[event_id]
     if isinstance(result, ConversationEventsError):
         raise result
     return result

@@ -41,9 +41,6 @@ def make_engine(
         pool_timeout=connect_timeout_s,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
-        # Multi-row UPDATEs go out as pages of statements in one round trip (psycopg2's
-        # execute_batch), not one round trip per row; INSERTs use "insertmanyvalues".
-        executemany_mode="values_plus_batch",
         json_serializer=lambda value: orjson.dumps(value).decode(),
         json_deserializer=orjson.loads,
         connect_args={
