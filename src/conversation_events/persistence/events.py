@@ -15,10 +15,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Double,
     Interval,
     RowMapping,
+    ScalarSelect,
     and_,
     bindparam,
     case,
@@ -138,20 +140,26 @@ def _hash_of(batch: Sequence[NewEvent], event_id: str) -> str:
     return next(item.content_hash for item in batch if item.id == event_id)
 
 
+def _locked_in_id_order(
+    condition: ColumnElement[bool], *, skip_locked: bool = False
+) -> ScalarSelect[str]:
+    """The ids of `:event_ids` rows meeting `condition`, row-locked in id order.
+
+    Every multi-row lock on events comes in id order, so two transactions never wait on each
+    other in a cycle (an UPDATE alone locks rows in whatever order it finds them).
+    """
+    return (
+        select(events.c.id)
+        .where(events.c.id.in_(bindparam("event_ids", expanding=True)), condition)
+        .order_by(events.c.id)
+        .with_for_update(skip_locked=skip_locked)
+        .scalar_subquery()
+    )
+
+
 _MARK_PUBLISHED = (
     update(events)
-    .where(
-        events.c.id.in_(
-            select(events.c.id)
-            .where(
-                events.c.id.in_(bindparam("event_ids", expanding=True)),
-                events.c.published_at.is_(None),
-            )
-            .order_by(events.c.id)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
+    .where(events.c.id.in_(_locked_in_id_order(events.c.published_at.is_(None), skip_locked=True)))
     .values(published_at=func.now())
 )
 
@@ -195,22 +203,10 @@ class Claim:
 
 
 _SECONDS = literal_column("interval '1 second'", Interval)
+_CLAIMABLE = events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value])
 _CLAIM = (
     update(events)
-    .where(
-        # Locked in id order, like every multi-row lock the workers take: no lock cycles.
-        events.c.id.in_(
-            select(events.c.id)
-            .where(
-                events.c.id.in_(bindparam("event_ids", expanding=True)),
-                events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value]),
-            )
-            .order_by(events.c.id)
-            .with_for_update()
-            .scalar_subquery()
-        ),
-        events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value]),
-    )
+    .where(events.c.id.in_(_locked_in_id_order(_CLAIMABLE)), _CLAIMABLE)
     .values(
         status=EventStatus.PROCESSING.value,
         attempts=events.c.attempts + 1,
