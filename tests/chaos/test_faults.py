@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from tests.chaos.harness import (
     DRAIN_TIMEOUT_S,
@@ -134,9 +133,9 @@ def test_workers_killed_with_sigkill_at_random(
 def test_broker_unreachable_for_ten_seconds(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy, proxied_url = TcpProxy.in_front_of(env["CE_AMQP_URL"])
     try:
-        proxied = env | {"CE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"}
+        proxied = env | {"CE_AMQP_URL": proxied_url}
         api, base = start_api(proxied, API_KEY)
         services.append(api)
         services.extend(start_worker(proxied) for _ in range(2))
@@ -177,11 +176,9 @@ def test_broker_unreachable_for_ten_seconds(
 def test_postgresql_dropped_and_refusing_for_six_seconds(
     env: dict[str, str], engine: Engine, services: list[Service], database_url: str
 ) -> None:
-    pg = make_url(database_url)
-    proxy = TcpProxy(pg.host or "127.0.0.1", pg.port or 5432)
+    proxy, proxied_url = TcpProxy.in_front_of(database_url)
     try:
-        url = pg.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        proxied = env | {"CE_DATABASE_URL": url}
+        proxied = env | {"CE_DATABASE_URL": proxied_url}
         api, base = start_api(proxied, API_KEY)
         services.append(api)
         services.extend(start_worker(proxied) for _ in range(2))

@@ -164,9 +164,9 @@ def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
 def test_broker_connection_cut_while_accepting(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy, proxied_url = TcpProxy.in_front_of(env["CE_AMQP_URL"])
     try:
-        api_env = env | {"CE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"}
+        api_env = env | {"CE_AMQP_URL": proxied_url}
         api, base = start_api(api_env, API_KEY)
         services.append(api)
         services.append(start_worker(env))

@@ -9,9 +9,22 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
+
+_DEFAULT_PORTS = {"amqp": 5672, "postgresql": 5432}
 
 
 class TcpProxy:
+    @classmethod
+    def in_front_of(cls, url: str) -> tuple[TcpProxy, str]:
+        """A proxy to `url`'s server, and `url` rewritten to go through it."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+")[0]
+        proxy = cls(parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS[scheme])
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
+        return proxy, urlunsplit(parts._replace(netloc=netloc))
+
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self._listener = socket.create_server(("127.0.0.1", 0))

@@ -125,16 +125,9 @@ def test_concurrent_duplicates_in_one_batch_create_one_event(
 def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
     make_client: Callable[..., httpx.Client], database_url: str, engine: Engine
 ) -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy, proxied_url = TcpProxy.in_front_of(database_url)
     try:
-        client = make_client(
-            database_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-                hide_password=False
-            )
-        )
+        client = make_client(database_url=proxied_url)
         proxy.cut()
         body = conversation()
         response = client.post("/v1/conversations/end", json=body)
@@ -191,9 +184,9 @@ def test_connections_killed_by_a_database_restart_cost_no_request(
 def test_broker_outage_does_not_fail_requests_and_the_relay_catches_up(
     make_client: Callable[..., httpx.Client], engine: Engine, names: tuple[str, str]
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy, proxied_url = TcpProxy.in_front_of(AMQP_URL)
     try:
-        client = make_client(amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F")
+        client = make_client(amqp_url=proxied_url)
         proxy.cut()
         wait_for(
             lambda: client.get("/readyz").json()["broker"] == "unavailable",

@@ -7,7 +7,6 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row, publish, score_sums, store
@@ -166,12 +165,9 @@ def test_always_transient_event_fails_after_the_configured_attempts(
 def test_database_outage_is_retried_without_losing_the_event(
     engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
 ) -> None:
-    url = make_url(database_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy, proxied_url = TcpProxy.in_front_of(database_url)
     try:
-        run_consumer(
-            db_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        )
+        run_consumer(db_url=proxied_url)
         proxy.cut()
         body = conversation()
         event_id = store(engine, body)
