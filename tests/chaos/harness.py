@@ -10,7 +10,6 @@ producer would: it retries a 503 after its `Retry-After`, and counts every respo
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ import httpx
 from sqlalchemy import Engine, text
 
 from tests.chaos.report import ScenarioReport
-from tests.support.payloads import conversation, expected_change
+from tests.support.payloads import conversations_for, expected_change
 
 #: Events per scenario and their rate; sized for a two-core machine that also runs PostgreSQL,
 #: RabbitMQ and other test runs: 2,400 events at 60/s is a 40 s stream.
@@ -52,18 +51,8 @@ MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:156
 def make_events(count: int, users: int, seed: int) -> list[dict[str, Any]]:
     """Bodies for `users` users; only non-negative changes, so the score floor never applies
     and a user's score must equal the plain sum of its events' changes."""
-    rng = random.Random(seed)
     people = [f"chaos-{uuid.uuid4().hex[:12]}" for _ in range(users)]
-    return [
-        conversation(
-            user_id=rng.choice(people),
-            emotion=rng.choice(["happy", "interesting", "neutral"]),
-            questions=rng.randint(0, 3),
-            memories=rng.randint(0, 2),
-            messages=rng.randint(0, 10),
-        )
-        for _ in range(count)
-    ]
+    return conversations_for(people, count, seed=seed, max_messages=10)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from tests.support.payloads import conversation, expected_change
+from tests.support.payloads import conversation, conversations_for, expected_change
 from tests.support.pipeline import score_sums, statuses
 from tests.support.processes import Service, common_env, start_api, start_worker
 from tests.support.proxy import TcpProxy
@@ -70,17 +70,7 @@ def assert_exactly_once(engine: Engine, bodies: list[dict], timeout: float = 120
 
 
 def events_for(users: list[str], count: int) -> list[dict]:
-    rng = random.Random(7)
-    return [
-        conversation(
-            user_id=rng.choice(users),
-            emotion=rng.choice(["happy", "interesting", "neutral"]),
-            questions=rng.randint(0, 3),
-            memories=rng.randint(0, 2),
-            messages=rng.randint(0, 12),
-        )
-        for _ in range(count)
-    ]
+    return conversations_for(users, count, seed=7)
 
 
 def test_thousand_events_fifty_users_with_resends(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,3 +71,21 @@ def expected_change(body: dict[str, Any]) -> float:
         + EMOTION_BONUS[meta["session_emotion"]]
         + 5 * meta["new_memories_count"]
     )
+
+
+def conversations_for(
+    users: list[str], count: int, *, seed: int, max_messages: int = 12
+) -> list[dict[str, Any]]:
+    """`count` bodies spread over `users`, with emotions that never lower a score: the score
+    floor never applies, so each user's score must be the plain sum of its events' changes."""
+    rng = random.Random(seed)
+    return [
+        conversation(
+            user_id=rng.choice(users),
+            emotion=rng.choice(["happy", "interesting", "neutral"]),
+            questions=rng.randint(0, 3),
+            memories=rng.randint(0, 2),
+            messages=rng.randint(0, max_messages),
+        )
+        for _ in range(count)
+    ]
