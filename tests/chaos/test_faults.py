@@ -13,7 +13,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.chaos.harness import (
     RATE,
     RecoveryClock,
     Stream,
+    Verdict,
     assert_exactly_once,
     finish,
     make_events,
@@ -127,7 +129,50 @@ def test_workers_killed_with_sigkill_at_random(
     assert_key_never_logged(services)
 
 
-# --- 2. broker unavailable -----------------------------------------------------------------------
+# --- 2 and 3. a dependency unreachable for a while -------------------------------------------
+
+
+@dataclass
+class Outage:
+    """A stream through one cut of a proxied dependency, judged after the drain."""
+
+    base: str
+    stream: Stream
+    verdict: Verdict
+    recovery_s: float | None
+    during: int  # what `count` rose by while the dependency was away
+
+
+def through_an_outage(
+    proxy: TcpProxy,
+    proxied: dict[str, str],
+    engine: Engine,
+    services: list[Service],
+    *,
+    seed: int,
+    seconds: float,
+    count: Callable[[Stream], int],
+) -> Outage:
+    """API + 2 workers on `proxied`; a stream; the proxy cut for `seconds` once it is under way."""
+    api, base = start_api(proxied, API_KEY)
+    services.append(api)
+    services.extend(start_worker(proxied) for _ in range(2))
+    bodies = make_events(EVENTS, USERS, seed=seed)
+    stream = Stream(base, API_KEY, bodies).start()
+
+    wait_until(lambda: stream.accepted_count() >= EVENTS // 4, 60, "the stream under way")
+    before = count(stream)
+    proxy.cut()
+    threading.Event().wait(seconds)  # the outage itself
+    during = count(stream) - before
+    proxy.restore()
+    clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
+
+    stream.join(GIVE_UP)
+    verdict = wait_and_judge(
+        engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=proxied["CE_QUEUE_NAME"]
+    )
+    return Outage(base, stream, verdict, clock.result(), during)
 
 
 def test_broker_unreachable_for_ten_seconds(
@@ -136,41 +181,25 @@ def test_broker_unreachable_for_ten_seconds(
     proxy, proxied_url = TcpProxy.in_front_of(env["CE_AMQP_URL"])
     try:
         proxied = env | {"CE_AMQP_URL": proxied_url}
-        api, base = start_api(proxied, API_KEY)
-        services.append(api)
-        services.extend(start_worker(proxied) for _ in range(2))
-        bodies = make_events(EVENTS, USERS, seed=2)
-        stream = Stream(base, API_KEY, bodies).start()
-
-        wait_until(lambda: stream.accepted_count() >= EVENTS // 4, 60, "the stream under way")
-        before = stream.accepted_count()
-        proxy.cut()
-        threading.Event().wait(10.0)  # the outage itself
-        during = stream.accepted_count() - before
-        proxy.restore()
-        clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
-
-        stream.join(GIVE_UP)
-        verdict = wait_and_judge(
-            engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=env["CE_QUEUE_NAME"]
+        outage = through_an_outage(
+            proxy, proxied, engine, services, seed=2, seconds=10.0, count=Stream.accepted_count
         )
         report = finish(
             "2. broker cut 10 s",
-            [stream],
-            verdict,
-            clock.result(),
+            [outage.stream],
+            outage.verdict,
+            outage.recovery_s,
             "broker back → every event accepted by then PROCESSED",
-            accepted_during_outage=during,
-            relay_republished=int(api_metric(base, "conversation_events_relay_republished_total")),
+            accepted_during_outage=outage.during,
+            relay_republished=int(
+                api_metric(outage.base, "conversation_events_relay_republished_total")
+            ),
         )
-        assert during >= RATE * 5, "the API must keep answering 202 while the broker is away"
-        assert_exactly_once(report, [stream], verdict)
+        assert outage.during >= RATE * 5, "the API must keep answering 202 while the broker is away"
+        assert_exactly_once(report, [outage.stream], outage.verdict)
         assert_key_never_logged(services)
     finally:
         proxy.close()
-
-
-# --- 3. PostgreSQL restarted ---------------------------------------------------------------------
 
 
 def test_postgresql_dropped_and_refusing_for_six_seconds(
@@ -178,35 +207,26 @@ def test_postgresql_dropped_and_refusing_for_six_seconds(
 ) -> None:
     proxy, proxied_url = TcpProxy.in_front_of(database_url)
     try:
-        proxied = env | {"CE_DATABASE_URL": proxied_url}
-        api, base = start_api(proxied, API_KEY)
-        services.append(api)
-        services.extend(start_worker(proxied) for _ in range(2))
-        bodies = make_events(EVENTS, USERS, seed=3)
-        stream = Stream(base, API_KEY, bodies).start()
-
-        wait_until(lambda: stream.accepted_count() >= EVENTS // 4, 60, "the stream under way")
-        refused_before = stream.statuses.get("503", 0)
-        proxy.cut()
-        threading.Event().wait(6.0)  # the outage: open connections dropped, new ones refused
-        refused = stream.statuses.get("503", 0) - refused_before
-        proxy.restore()
-        clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
-
-        stream.join(GIVE_UP)
-        verdict = wait_and_judge(
-            engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=env["CE_QUEUE_NAME"]
+        # The outage: open connections dropped, new ones refused.
+        outage = through_an_outage(
+            proxy,
+            env | {"CE_DATABASE_URL": proxied_url},
+            engine,
+            services,
+            seed=3,
+            seconds=6.0,
+            count=lambda stream: stream.statuses.get("503", 0),
         )
         report = finish(
             "3. PostgreSQL cut 6 s",
-            [stream],
-            verdict,
-            clock.result(),
+            [outage.stream],
+            outage.verdict,
+            outage.recovery_s,
             "database back → every event accepted by then PROCESSED",
-            answered_503_during_outage=refused,
+            answered_503_during_outage=outage.during,
         )
-        assert refused > 0, "requests during the outage must get 503 + Retry-After"
-        assert_exactly_once(report, [stream], verdict)
+        assert outage.during > 0, "requests during the outage must get 503 + Retry-After"
+        assert_exactly_once(report, [outage.stream], outage.verdict)
         assert_key_never_logged(services)
     finally:
         proxy.close()
