@@ -43,7 +43,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             connect_timeout_s=settings.db_connect_timeout_s,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name="conversation-events-api",
-            # No round trip per checkout: the writer redoes a batch that met a dead connection.
+            # No round trip per checkout: every database use goes through `in_transaction`,
+            # which redoes its first use of a connection a restart killed.
             pre_ping=False,
         )
         writer = EventWriter(
