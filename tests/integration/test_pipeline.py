@@ -46,11 +46,26 @@ def services() -> Iterator[list[Service]]:
 
 
 def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx.Response]:
-    with (
-        httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30) as client,
-        ThreadPoolExecutor(concurrency) as pool,
-    ):
-        return list(pool.map(lambda b: client.post("/v1/conversations/end", json=b), bodies))
+    """POST every body from `concurrency` threads, each with a client of its own.
+
+    One client shared by the threads once failed a request with EBADF (its socket closed under
+    the reading thread); clients of their own share no connection between threads.
+    """
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def post(body: dict) -> httpx.Response:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30)
+            clients.append(local.client)  # list.append is atomic
+        return local.client.post("/v1/conversations/end", json=body)
+
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(post, bodies))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def assert_exactly_once(engine: Engine, bodies: list[dict], timeout: float = 120) -> None:
