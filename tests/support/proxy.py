@@ -1,7 +1,10 @@
-"""A TCP proxy that tests can cut: drop every open connection and refuse new ones for a while.
+"""A TCP proxy that tests can cut or freeze, in front of a real server.
 
-Used to simulate a broker or database outage for one process without stopping the shared
-server that other tests use.
+`cut()` drops every open connection and refuses new ones, as a restart or a crash would.
+`freeze()` keeps every socket open but forwards nothing in either direction, and accepts new
+connections without forwarding them either: a server that hangs, or a network that silently
+drops packets. Used to simulate outages for one process without stopping the shared server
+that other tests use.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._accepting = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._closed = False
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
@@ -46,12 +51,21 @@ class TcpProxy:
                 sock.close()
             self._sockets.clear()
 
+    def freeze(self) -> None:
+        """Keep every connection open (and accept new ones) but forward no byte until `thaw()`."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Forward again what waited during a `freeze()`, and everything after it."""
+        self._flowing.set()
+
     def restore(self) -> None:
         with self._lock:
             self._accepting = True
 
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()
         self.cut()
         self._listener.close()
 
@@ -80,6 +94,8 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                # A frozen proxy holds what it read (the sender's kernel saw it delivered).
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
