@@ -211,10 +211,12 @@ def fail_event(
     permanent: bool,
     max_attempts: int,
     count_attempt: bool,
+    retry_in_s: float = 0.0,
 ) -> EventStatus | None:
     """Record a failed attempt; returns FAILED when the event will not be retried.
 
     `count_attempt`: the attempt was not claimed before (a first delivery, see `process_batch`).
+    `retry_in_s`: when it will be retried, the relay republishes it after this delay.
     """
     with translate_errors(), engine.begin() as conn:
         return event_repo.record_failure(
@@ -224,4 +226,5 @@ def fail_event(
             permanent=permanent,
             max_attempts=max_attempts,
             count_attempt=count_attempt,
+            retry_in_s=retry_in_s,
         )

@@ -75,6 +75,16 @@ class CommonSettings(BaseSettings):
             "Server-side statement timeout in milliseconds (0 = none); bounds stuck queries."
         ),
     )
+    db_deadline_s: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "Client-side deadline in seconds of one database round trip (statement, commit), "
+            "and the connections' tcp_user_timeout: a server that stops answering with its "
+            "socket open fails the call instead of hanging its thread. Above the statement "
+            "timeout, so a merely slow query is cancelled by the server first."
+        ),
+    )
     log_level: str = Field("INFO", description="Root log level (Python logging names).")
 
     @field_validator("timezone")

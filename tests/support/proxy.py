@@ -100,8 +100,10 @@ class TcpProxy:
         except OSError:
             pass
         finally:
+            # Either side closing ends both directions: the other pump then finds them closed.
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 with self._lock:
                     self._sockets.discard(sock)
+                sock.close()

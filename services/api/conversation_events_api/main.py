@@ -42,6 +42,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             pool_size=settings.db_pool_size,
             connect_timeout_s=settings.db_connect_timeout_s,
             statement_timeout_ms=settings.db_statement_timeout_ms,
+            deadline_s=settings.db_deadline_s,
             application_name="conversation-events-api",
             # No round trip per checkout: every database use goes through `in_transaction`,
             # which redoes its first use of a connection a restart killed.
@@ -61,6 +62,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             publisher,
             interval_s=settings.relay_interval_s,
             delay_s=settings.relay_delay_s,
+            redrive_after_s=settings.relay_redrive_after_s,
             batch_size=settings.relay_batch_size,
         )
         app.state.ce = AppState(

@@ -20,11 +20,18 @@ PUBLISH_FAILURES = Counter(
     "Publishes the broker refused, timed out, or could not take (the relay retries them).",
 )
 RELAY_REPUBLISHED = Counter(
-    "conversation_events_relay_republished_total", "Unconfirmed events republished by the relay."
+    "conversation_events_relay_republished_total",
+    "Events republished by the relay: unconfirmed, past the re-drive horizon, or due retries.",
 )
 LEASES_RELEASED = Counter(
     "conversation_events_leases_released_total",
     "PROCESSING events whose lease expired, handed back to the queue.",
+)
+OLDEST_UNFINISHED = Gauge(
+    "conversation_events_oldest_unfinished_event_age_seconds",
+    "Age of the oldest PENDING or PROCESSING event (0 when none), measured in PostgreSQL by the "
+    "relay of each API process; alert when it outgrows the re-drive horizon.",
+    multiprocess_mode="livemax",
 )
 BROKER_CONNECTED = Gauge(
     "conversation_events_publisher_connected", "1 while the publisher holds a broker channel."

@@ -1,4 +1,10 @@
-"""Outbox relay: republishes events the broker never confirmed, and recovers expired leases.
+"""Outbox relay: re-drives every unfinished event whose message may be missing.
+
+Each pass recovers expired `PROCESSING` leases, then republishes `PENDING` events the broker has
+not confirmed within a short delay and, whatever `published_at` says, events published longer
+ago than the re-drive horizon and still not started (a message can be returned, dead-lettered,
+purged or lost with a node; its event cannot), and retries whose `not_before` has passed. It
+also measures the age of the oldest unfinished event.
 
 Safe with several API processes: rows are taken with `FOR UPDATE SKIP LOCKED`, so each pass of
 each process works on different events. The lock is held until the confirms are recorded.
@@ -31,12 +37,14 @@ class Relay:
         *,
         interval_s: float,
         delay_s: float,
+        redrive_after_s: float,
         batch_size: int,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._interval = interval_s
         self._delay = delay_s
+        self._redrive_after = redrive_after_s
         self._batch = batch_size
         # One thread keeps each pass's connection (and its row locks) on one thread.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay")
@@ -67,7 +75,8 @@ class Relay:
     async def run_once(self) -> bool:
         """One pass; returns True when it hit the batch size (more work is waiting)."""
         loop = asyncio.get_running_loop()
-        released = await loop.run_in_executor(self._executor, self._release_leases)
+        released, oldest = await loop.run_in_executor(self._executor, self._release_leases)
+        metrics.OLDEST_UNFINISHED.set(oldest)
         if released:
             metrics.LEASES_RELEASED.inc(released)
             log.warning("expired leases released", extra={"count": released})
@@ -97,16 +106,24 @@ class Relay:
         finally:
             await loop.run_in_executor(self._executor, conn.close)
 
-    def _release_leases(self) -> int:
+    def _release_leases(self) -> tuple[int, float]:
+        """Release expired leases; returns their count and the oldest unfinished event's age."""
         with translate_errors(), self._engine.begin() as conn:
-            return len(event_repo.release_expired_leases(conn, self._batch))
+            released = len(event_repo.release_expired_leases(conn, self._batch))
+            return released, event_repo.oldest_unfinished_age_s(conn)
 
     def _take(self, conn: Connection) -> list[dict[str, Any]]:
         with translate_errors():
             conn.begin()
-            return [dict(r) for r in event_repo.take_unpublished(conn, self._delay, self._batch)]
+            rows = event_repo.take_due(
+                conn,
+                unconfirmed_after_s=self._delay,
+                redrive_after_s=self._redrive_after,
+                limit=self._batch,
+            )
+            return [dict(r) for r in rows]
 
     def _finish(self, conn: Connection, confirmed: list[str]) -> None:
         with translate_errors():
-            event_repo.mark_published(conn, confirmed)
+            event_repo.mark_republished(conn, confirmed)
             conn.commit()

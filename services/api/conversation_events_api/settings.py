@@ -48,6 +48,17 @@ class ApiSettings(CommonSettings):
             "than a normal publish takes, so the relay does not race the publisher."
         ),
     )
+    relay_redrive_after_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Horizon in seconds: a PENDING event published this long ago and still not started "
+            "is republished, whatever its publish record says (its message may have been "
+            "returned, dead-lettered, purged or lost). Longer than a normal queue wait, short "
+            "enough that a lost message costs minutes at most; duplicates are harmless."
+        ),
+    )
     relay_batch_size: int = Field(500, ge=1, description="Most events one relay pass republishes.")
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After seconds sent with 503 when PostgreSQL is unreachable."

@@ -25,6 +25,7 @@ def main() -> int:
         pool_size=batches_at_once(settings) + 1,
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        deadline_s=settings.db_deadline_s,
         application_name="conversation-events-worker",
     )
     config = ProcessingConfig(

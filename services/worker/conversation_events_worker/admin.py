@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool_size=2,
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        deadline_s=settings.db_deadline_s,
         application_name="conversation-events-admin",
     )
     try:

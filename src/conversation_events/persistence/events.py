@@ -324,13 +324,16 @@ def record_failure(
     permanent: bool,
     max_attempts: int,
     count_attempt: bool = False,
+    retry_in_s: float = 0.0,
 ) -> EventStatus | None:
     """Record a failed attempt.
 
     `count_attempt` adds the attempt to the event's count (when no claim counted it before).
     The event becomes FAILED when the error is permanent or its attempts reached
-    `max_attempts`; otherwise it goes back to PENDING to await the retry. Returns the new
-    status, or None when the event is unknown or already terminal.
+    `max_attempts`; otherwise it goes back to PENDING and unpublished, due again in
+    `retry_in_s` seconds: the relay republishes it then, so the retry's delay holds no
+    message and no thread. Returns the new status, or None when the event is unknown or
+    already terminal.
     """
     attempts = events.c.attempts + int(count_attempt)
     final = or_(literal(permanent), attempts >= max_attempts)
@@ -342,28 +345,75 @@ def record_failure(
             attempts=attempts,
             last_error=error[:2000],
             lease_until=None,
+            published_at=None,
+            not_before=_seconds_from_now(max(0.0, retry_in_s)),
         )
         .returning(events.c.status)
     ).first()
     return None if row is None else EventStatus(row.status)
 
 
-def take_unpublished(conn: Connection, older_than_s: float, limit: int) -> list[RowMapping]:
-    """Lock PENDING events the broker never confirmed; other relays skip the locked rows."""
+def _seconds_from_now(seconds: float) -> ColumnElement[Any]:
+    return func.now() + literal(float(seconds), type_=Double) * _SECONDS
+
+
+def take_due(
+    conn: Connection, *, unconfirmed_after_s: float, redrive_after_s: float, limit: int
+) -> list[RowMapping]:
+    """Lock PENDING events whose message may be missing; other relays skip the locked rows.
+
+    Due are events the broker has not confirmed for `unconfirmed_after_s`, and, whatever
+    `published_at` says, events last published `redrive_after_s` ago and still not started:
+    their message may have been returned, dead-lettered, purged or lost with a node. A retry
+    waits for its `not_before`. Republishing an event whose message still exists is harmless:
+    the worker finds it terminal, or claims it once.
+    """
     return list(
         conn.execute(
             select(events.c.id, events.c.conversation_id, events.c.user_id, events.c.bot_id)
             .where(
                 events.c.status == EventStatus.PENDING,
-                events.c.published_at.is_(None),
-                events.c.created_at
-                < func.now() - text(f"interval '{float(older_than_s)} seconds'"),
+                # published_at >= created_at, so this bounds both cases: an index range.
+                events.c.created_at < _seconds_from_now(-min(unconfirmed_after_s, redrive_after_s)),
+                or_(events.c.not_before.is_(None), events.c.not_before <= func.now()),
+                or_(
+                    and_(
+                        events.c.published_at.is_(None),
+                        events.c.created_at < _seconds_from_now(-unconfirmed_after_s),
+                    ),
+                    events.c.published_at < _seconds_from_now(-redrive_after_s),
+                ),
             )
             .order_by(events.c.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).mappings()
     )
+
+
+def mark_republished(conn: Connection, event_ids: Sequence[str]) -> None:
+    """Record the relay's confirmed republish: the re-drive horizon starts again from now.
+
+    Unlike `mark_published` it also restamps rows published before (a re-drive), and it waits
+    for no lock: the relay holds these rows' locks itself.
+    """
+    if event_ids:
+        conn.execute(
+            update(events)
+            .where(events.c.id.in_(bindparam("event_ids", expanding=True)))
+            .values(published_at=func.now(), not_before=None),
+            {"event_ids": list(event_ids)},
+        )
+
+
+def oldest_unfinished_age_s(conn: Connection) -> float:
+    """Seconds since the oldest PENDING or PROCESSING event was accepted (0 when none)."""
+    age = conn.execute(
+        select(
+            func.coalesce(func.extract("epoch", func.now() - func.min(events.c.created_at)), 0)
+        ).where(events.c.status.in_([EventStatus.PENDING.value, EventStatus.PROCESSING.value]))
+    ).scalar_one()
+    return max(0.0, float(age))
 
 
 def release_expired_leases(conn: Connection, limit: int) -> list[str]:
@@ -384,7 +434,9 @@ def release_expired_leases(conn: Connection, limit: int) -> list[str]:
         conn.execute(
             update(events)
             .where(events.c.id.in_(expired))
-            .values(status=EventStatus.PENDING, published_at=None, lease_until=None)
+            .values(
+                status=EventStatus.PENDING, published_at=None, lease_until=None, not_before=None
+            )
             .returning(events.c.id)
         ).scalars()
     )
@@ -402,7 +454,13 @@ def requeue_failed(conn: Connection, conversation_ids: Sequence[str] | None = No
         conn.execute(
             update(events)
             .where(and_(*conditions))
-            .values(status=EventStatus.PENDING, attempts=0, published_at=None, lease_until=None)
+            .values(
+                status=EventStatus.PENDING,
+                attempts=0,
+                published_at=None,
+                lease_until=None,
+                not_before=None,
+            )
             .returning(events.c.id)
         ).scalars()
     )

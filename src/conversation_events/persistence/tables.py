@@ -54,10 +54,13 @@ events = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
-    # Set once the broker confirmed the message; the relay republishes rows where it is NULL.
+    # Set when the broker confirmed the message; the relay republishes rows where it is NULL,
+    # and any unfinished row whose last publish is older than its re-drive horizon.
     Column("published_at", DateTime(timezone=True)),
     # While PROCESSING: after this instant the relay may hand the event to another worker.
     Column("lease_until", DateTime(timezone=True)),
+    # A retry's earliest instant: the relay republishes a failed attempt's event after it.
+    Column("not_before", DateTime(timezone=True)),
     Column("processed_at", DateTime(timezone=True)),
     Column("friendship_score_change", Double),
     Column("new_friendship_level", String(32)),
@@ -70,9 +73,9 @@ events = Table(
     ),
     CheckConstraint("end_time >= start_time", name="ck_conversation_events_time_order"),
     Index(
-        "ix_conversation_events_unpublished",
+        "ix_conversation_events_unfinished",
         "created_at",
-        postgresql_where=text("status = 'PENDING' AND published_at IS NULL"),
+        postgresql_where=text("status IN ('PENDING', 'PROCESSING')"),
     ),
     Index(
         "ix_conversation_events_leases",

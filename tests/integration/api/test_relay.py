@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+import pytest_asyncio
+from sqlalchemy import Engine, create_engine, text
+from tests.support import services
 from tests.support.payloads import conversation
 from tests.support.pipeline import event_row, store
-from tests.support.services import AMQP_URL, wait_for
+from tests.support.services import AMQP_URL, queue_counts, wait_for
 
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
@@ -17,18 +20,119 @@ from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
 
 
-def unpublished_event(engine: Engine) -> str:
-    """An event stored a minute ago whose publish was never confirmed."""
+@pytest.fixture(scope="module")
+def own_database() -> Iterator[Engine]:
+    """A database of this module's own: a relay pass takes every due event it holds."""
+    url = services.create_database()
+    engine = create_engine(url, pool_size=2)
+    yield engine
+    engine.dispose()
+    services.drop_database(url)
+
+
+@pytest.fixture
+def engine(own_database: Engine) -> Engine:
+    with own_database.begin() as conn:
+        conn.execute(text("DELETE FROM conversation_events"))
+    return own_database
+
+
+def aged_event(engine: Engine, assignments: str = "published_at = NULL") -> str:
+    """An event stored a minute ago, PENDING, then with `assignments` applied to its row."""
     event_id = store(engine, conversation())
     with engine.begin() as conn:
+        for change in ("created_at = now() - interval '1 minute'", assignments):
+            conn.execute(
+                text(f"UPDATE conversation_events SET {change} WHERE id = :id"), {"id": event_id}
+            )
+    return event_id
+
+
+def unpublished_event(engine: Engine) -> str:
+    """An event stored a minute ago whose publish was never confirmed."""
+    return aged_event(engine)
+
+
+@pytest_asyncio.fixture
+async def relay(engine: Engine, names: tuple[str, str]) -> AsyncIterator[Relay]:
+    """A connected publisher and a relay that re-drives after 30 s (passes run by the test)."""
+    publisher = Publisher(AMQP_URL, Topology(*names, 50), engine, publish_timeout_s=5)
+    relay = Relay(
+        engine, publisher, interval_s=3600, delay_s=1.0, redrive_after_s=30, batch_size=100
+    )
+    await publisher.start()
+    await asyncio.to_thread(
+        wait_for, lambda: publisher.connected, timeout=10, what="publisher connected"
+    )
+    yield relay
+    await relay.stop()
+    await publisher.stop()
+
+
+@pytest.mark.asyncio
+async def test_relay_redrives_an_event_published_long_ago_and_never_started(
+    engine: Engine, names: tuple[str, str], relay: Relay
+) -> None:
+    # The broker confirmed it 40 s ago, but its message is gone (returned, purged, or lost).
+    vanished = aged_event(engine, "published_at = now() - interval '40 seconds'")
+    recent = aged_event(engine, "published_at = now() - interval '5 seconds'")
+    started = aged_event(
+        engine,
+        "published_at = now() - interval '40 seconds', status = 'PROCESSING', "
+        "lease_until = now() + interval '1 minute'",
+    )
+    before = event_row(engine, vanished)["published_at"]
+    recent_before = event_row(engine, recent)["published_at"]
+
+    await relay.run_once()
+
+    assert event_row(engine, vanished)["published_at"] > before  # the horizon starts again
+    assert event_row(engine, recent)["published_at"] == recent_before
+    assert event_row(engine, started)["status"] == "PROCESSING"
+    assert wait_for(lambda: queue_counts(names[1])[0] == 1, timeout=10, what="one message")
+    assert (await relay.run_once()) is False  # republished once per horizon, not per pass
+    assert queue_counts(names[1])[0] == 1
+
+
+@pytest.mark.asyncio
+async def test_relay_waits_for_a_retry_to_be_due(
+    engine: Engine, names: tuple[str, str], relay: Relay
+) -> None:
+    event_id = aged_event(engine, "published_at = NULL, not_before = now() + interval '1 hour'")
+
+    await relay.run_once()
+    assert event_row(engine, event_id)["published_at"] is None
+
+    with engine.begin() as conn:
         conn.execute(
-            text(
-                "UPDATE conversation_events SET created_at = now() - interval '1 minute'"
-                " WHERE id = :id"
-            ),
+            text("UPDATE conversation_events SET not_before = now() WHERE id = :id"),
             {"id": event_id},
         )
-    return event_id
+    await relay.run_once()
+    row = event_row(engine, event_id)
+    assert row["published_at"] is not None
+    assert row["not_before"] is None
+    assert wait_for(lambda: queue_counts(names[1])[0] == 1, timeout=10, what="the retry queued")
+
+
+@pytest.mark.asyncio
+async def test_relay_measures_the_oldest_unfinished_event(
+    engine: Engine, names: tuple[str, str], relay: Relay
+) -> None:
+    from conversation_events_api import metrics
+
+    await relay.run_once()
+    assert metrics.OLDEST_UNFINISHED._value.get() == 0
+
+    aged_event(engine, "created_at = now() - interval '2 days', status = 'PROCESSED'")
+    aged_event(
+        engine,
+        "created_at = now() - interval '30 minutes', status = 'PROCESSING', "
+        "lease_until = now() + interval '1 hour'",
+    )
+    store(engine, conversation())
+    await relay.run_once()
+    assert 1800 <= metrics.OLDEST_UNFINISHED._value.get() < 1800 + 600
 
 
 @pytest.mark.asyncio
@@ -36,7 +140,9 @@ async def test_relay_waits_while_its_publisher_is_behind_then_republishes(
     engine: Engine, names: tuple[str, str]
 ) -> None:
     publisher = Publisher(AMQP_URL, Topology(*names, 50), engine, publish_timeout_s=5)
-    relay = Relay(engine, publisher, interval_s=3600, delay_s=1.0, batch_size=100)
+    relay = Relay(
+        engine, publisher, interval_s=3600, delay_s=1.0, redrive_after_s=60, batch_size=100
+    )
     await publisher.start()
     try:
         await asyncio.to_thread(
