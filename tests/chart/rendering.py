@@ -85,9 +85,9 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def template(helm: str, args: Iterable[str] = ()) -> list[dict[str, Any]]:
+def template(helm: str, args: Iterable[str] = (), chart: Path = CHART) -> list[dict[str, Any]]:
     """Render the chart (hooks and test Pod included) and parse every document."""
-    result = run_helm(helm, "template", RELEASE, str(CHART), f"--namespace={NAMESPACE}", *args)
+    result = run_helm(helm, "template", RELEASE, str(chart), f"--namespace={NAMESPACE}", *args)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 

@@ -149,8 +149,9 @@ def test_scaled_object_follows_the_autoscaling_values(render):
     assert ref["parameter"] == "host"
     secret = one(docs, "Secret", ref["name"])
     url = base64.b64decode(secret["data"][ref["key"]]).decode()
+    # The KEDA operator resolves names in its own namespace: the host names the release's.
     assert url.startswith("http://conversation_events:") and url.endswith(
-        f"@{FULLNAME}-rabbitmq:15672/"
+        f"@{FULLNAME}-rabbitmq.{NAMESPACE}.svc:15672/"
     )
 
 
@@ -160,7 +161,9 @@ def test_keda_and_the_scaler_read_the_same_fallback_values(render):
         "--set=autoscaling.fallback.replicas=2",
     ]
     so = one(render("keda", *values), "ScaledObject", WORKER)["spec"]
-    assert so["fallback"] == {"failureThreshold": 5, "replicas": 2}
+    assert so["fallback"] == {
+        "failureThreshold": 5, "replicas": 2, "behavior": "currentReplicasIfHigher",
+    }  # fmt: skip
     scaler = next(
         d
         for d in render("defaults", *values)

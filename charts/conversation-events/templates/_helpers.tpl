@@ -36,9 +36,24 @@ One name per deployable: api, worker, scaler, migrations, postgresql, rabbitmq, 
 helm.sh/chart: {{ include "conversation-events.chart" $root }}
 {{ include "conversation-events.selectorLabels" . }}
 app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ $root.Release.Service }}
-app.kubernetes.io/part-of: {{ include "conversation-events.name" $root }}
-{{- with $root.Values.commonLabels }}
+{{ include "conversation-events.unversionedLabels" $root }}
+{{- end }}
+
+{{/*
+Labels of the pod templates of the bundled PostgreSQL and RabbitMQ: the standard ones without
+helm.sh/chart and app.kubernetes.io/version, which change with every chart release. A changed
+pod template restarts a StatefulSet's pod, and for these that is a database or broker outage.
+Call with (list $ "postgresql").
+*/}}
+{{- define "conversation-events.statefulPodLabels" -}}
+{{ include "conversation-events.selectorLabels" . }}
+{{ include "conversation-events.unversionedLabels" (index . 0) }}
+{{- end }}
+
+{{- define "conversation-events.unversionedLabels" -}}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "conversation-events.name" . }}
+{{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
@@ -106,10 +121,14 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.rabbitmq.enabled }}{{ .Values.rabbitmq.vhost }}{{ else }}{{ .Values.externalRabbitmq.vhost }}{{ end }}
 {{- end }}
 
-{{/* Base URL of RabbitMQ's management API, without credentials (the scaler's CE_SCALER_MANAGEMENT_URL). */}}
+{{/*
+Base URL of RabbitMQ's management API, without credentials: the scaler's
+CE_SCALER_MANAGEMENT_URL and KEDA's host. The bundled broker's Service is named with its
+namespace, as the KEDA operator resolves names from its own namespace.
+*/}}
 {{- define "conversation-events.managementUrl" -}}
 {{- if .Values.rabbitmq.enabled }}
-{{- printf "http://%s:15672" (include "conversation-events.rabbitmqHost" .) }}
+{{- printf "http://%s.%s.svc:15672" (include "conversation-events.rabbitmqHost" .) .Release.Namespace }}
 {{- else if .Values.autoscaling.enabled }}
 {{- required "externalRabbitmq.managementUrl is required with autoscaling and an external RabbitMQ" .Values.externalRabbitmq.managementUrl | trimSuffix "/" }}
 {{- else }}
@@ -273,6 +292,15 @@ podSelector:
 {{- $_ := include "conversation-events.postgresqlHost" . }}
 {{- $_ := include "conversation-events.rabbitmqHost" . }}
 {{- $_ := include "conversation-events.managementUrl" . }}
+{{- end }}
+
+{{/*
+One URL component (user, password, database, vhost) percent-encoded. urlquery form-encodes: a
+space becomes '+', which URL userinfo and paths read as a literal plus. It turns a literal '+'
+into %2B first, so every '+' left afterwards stands for a space.
+*/}}
+{{- define "conversation-events.urlEncode" -}}
+{{- urlquery . | replace "+" "%20" }}
 {{- end }}
 
 {{/* A number as plain decimal text: YAML numbers arrive as floats, which print as 1e+06. */}}
