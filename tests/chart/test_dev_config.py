@@ -162,3 +162,59 @@ def test_scripts_parse_and_reference_existing_files(script):
     for ref in re.findall(r"\bk8s/[\w.-]+", path.read_text()):
         assert (ROOT / ref).is_file(), ref
     assert Path(path).stat().st_mode & 0o111
+
+
+def _script_default(script: str, variable: str) -> str:
+    """The default of `VARIABLE=${VARIABLE:-default}` (or `VARIABLE=value`) in a script."""
+    text = (ROOT / "scripts" / script).read_text()
+    match = re.search(rf"^{variable}=(?:\$\{{{variable}:-(?P<d>[^}}]+)\}}|(?P<v>\S+))$", text, re.M)
+    assert match, f"{script} sets no {variable}"
+    return match["d"] or match["v"]
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = re.search(r"(\d+)\.(\d+)", version).groups()  # type: ignore[union-attr]
+    return int(major), int(minor)
+
+
+# Kubernetes minors each release is tested against, from the projects' compatibility tables
+# (KEDA: keda.sh "Cluster" page; ingress-nginx: its README's supported versions table).
+KEDA_KUBERNETES = {(2, 16): (29, 31), (2, 17): (30, 32), (2, 18): (31, 33), (2, 19): (32, 34)}
+INGRESS_NGINX_KUBERNETES = {(1, 12): (28, 32), (1, 13): (29, 33)}
+
+
+def test_kind_node_image_is_pinned_to_a_kind_release():
+    [node] = KIND["nodes"]
+    image = node["image"]
+    assert re.fullmatch(r"kindest/node:v1\.\d+\.\d+@sha256:[0-9a-f]{64}", image), image
+    # kind builds node images for each of its releases; kind-up refuses an older kind.
+    assert _minor(_script_default("kind-up", "KIND_MIN_VERSION")) >= (0, 30)
+
+
+def test_kind_up_installs_versions_that_support_the_node():
+    node = _minor(KIND["nodes"][0]["image"].split(":v", 1)[1])[1]
+    keda = _minor(_script_default("kind-up", "KEDA_CHART_VERSION"))
+    low, high = KEDA_KUBERNETES[keda]
+    assert low <= node <= high, f"KEDA {keda} is not tested on Kubernetes 1.{node}"
+    assert keda >= (2, 17), "the chart renders fallback.behavior, which KEDA 2.17 added"
+    ingress = _minor(_script_default("kind-up", "INGRESS_NGINX_VERSION"))
+    low, high = INGRESS_NGINX_KUBERNETES[ingress]
+    assert low <= node <= high, f"ingress-nginx {ingress} does not support Kubernetes 1.{node}"
+
+
+def test_kind_up_waits_on_rollouts_not_on_pods_that_may_not_exist_yet():
+    text = (ROOT / "scripts" / "kind-up").read_text()
+    commands = re.sub(r"#.*", "", text)
+    # `kubectl wait --selector` right after `apply` can match no pod yet, and fails then.
+    assert "--selector" not in commands and "-l " not in commands
+    assert "rollout status" in commands and "deployment/ingress-nginx-controller" in commands
+
+
+def test_skaffold_gives_helm_time_for_a_first_install():
+    flags = SKAFFOLD["deploy"]["helm"]["flags"]
+    for command in ("install", "upgrade"):
+        [timeout] = [f for f in flags[command] if f.startswith("--timeout=")]
+        minutes = re.fullmatch(r"--timeout=(\d+)m", timeout)
+        assert minutes, timeout
+        # The post-install migration Job alone may run for activeDeadlineSeconds.
+        assert int(minutes[1]) * 60 > VALUES["migrations"]["activeDeadlineSeconds"], command
