@@ -1,7 +1,8 @@
-"""Prestart step: wait for PostgreSQL, create the database if asked, apply Alembic migrations.
+"""Prestart step: wait for PostgreSQL, create the database if asked, apply Alembic migrations;
+with ``--broker``, also apply the queue policy through RabbitMQ's management API.
 
-Run as ``python -m conversation_events.migrate [--create-database] [--timeout SECONDS]``; the
-chart runs it as a pre-install/pre-upgrade hook Job, ``scripts/stack up`` runs it directly.
+Run as ``python -m conversation_events.migrate [--create-database] [--broker] [--timeout S]``;
+the chart runs it as a pre-install/pre-upgrade hook Job, ``scripts/stack up`` runs it directly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from conversation_events.logs import configure_logging
+from conversation_events.messaging.policy import apply_queue_policy_until
 from conversation_events.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--create-database", action="store_true", help="create it if missing")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for the server"
+        "--broker", action="store_true", help="also apply the queue policy (management API)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each server"
     )
     args = parser.parse_args()
     settings = CommonSettings()
@@ -100,6 +105,8 @@ def main() -> None:
         create=args.create_database,
         timeout_s=args.timeout,
     )
+    if args.broker:
+        apply_queue_policy_until(settings.management_api(), settings.topology(), args.timeout)
 
 
 if __name__ == "__main__":

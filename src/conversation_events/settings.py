@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conversation_events.messaging.policy import ManagementApi
+from conversation_events.messaging.topology import Topology
+
 #: Values that must never reach production as credentials.
 PLACEHOLDER_SECRETS = frozenset({"", "guest", "postgres", "changeme", "dev-key", "secret"})
 
@@ -33,6 +36,14 @@ class CommonSettings(BaseSettings):
         SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F"),
         description="AMQP URL of RabbitMQ; `amqps://` for TLS. Default: the local dev broker.",
     )
+    management_url: SecretStr = Field(
+        SecretStr("http://127.0.0.1:15672"),
+        description=(
+            "Base URL of the RabbitMQ management API, where the queue policy (dead-lettering, "
+            "delivery limit) is applied on start; credentials from its userinfo, else the AMQP "
+            "URL's user (which then needs the `policymaker` tag)."
+        ),
+    )
     exchange_name: str = Field(
         "conversation_events",
         description="Durable direct exchange the events are published to.",
@@ -47,9 +58,10 @@ class CommonSettings(BaseSettings):
         50,
         ge=1,
         description=(
-            "Broker-side safety net (quorum `x-delivery-limit`): deliveries before a message is "
-            "dead-lettered even if the database could not count its attempts. Well above "
-            "`max_attempts` so the database count decides in normal operation."
+            "Broker-side safety net (the queue policy's `delivery-limit`): deliveries before a "
+            "message is dead-lettered even if the database could not count its attempts. Well "
+            "above `max_attempts` so the database count decides in normal operation. A policy, "
+            "so it may change between restarts."
         ),
     )
     max_attempts: int = Field(
@@ -112,6 +124,14 @@ class CommonSettings(BaseSettings):
         amqp = self.amqp_url.get_secret_value()
         amqp_password = amqp.split("@", 1)[0].rsplit(":", 1)[-1] if "@" in amqp else ""
         return {"database password": db_password, "AMQP password": amqp_password}
+
+    def management_api(self) -> ManagementApi:
+        return ManagementApi.for_broker(
+            self.management_url.get_secret_value(), self.amqp_url.get_secret_value()
+        )
+
+    def topology(self) -> Topology:
+        return Topology(self.exchange_name, self.queue_name, self.delivery_limit)
 
     @property
     def zone(self) -> ZoneInfo:

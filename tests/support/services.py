@@ -14,10 +14,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from conversation_events.messaging.policy import ManagementApi, apply_queue_policy
+from conversation_events.messaging.topology import Topology
+
 PG_ADMIN_URL = os.environ.get(
     "TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 T = TypeVar("T")
@@ -64,16 +68,30 @@ def unique_names(prefix: str = "test") -> tuple[str, str]:
     return f"{prefix}.{suffix}.exchange", f"{prefix}.{suffix}.queue"
 
 
+def management_api() -> ManagementApi:
+    return ManagementApi.for_broker(MANAGEMENT_URL, AMQP_URL)
+
+
+def apply_policy(exchange: str, queue: str, delivery_limit: int = 50) -> Topology:
+    """The product's queue policy for these names, as a process applies it on start."""
+    topology = Topology(exchange, queue, delivery_limit)
+    apply_queue_policy(management_api(), topology)
+    return topology
+
+
 def delete_topology(exchange: str, queue: str) -> None:
+    """Delete the queues, exchanges and queue policy of these names."""
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
-        for q in (queue, f"{queue}.dead"):
+        for q in (queue, f"{queue}.dead", f"{queue}.migrating"):
             channel.queue_delete(q)
         for x in (exchange, f"{exchange}.dlx"):
             channel.exchange_delete(x)
     finally:
         connection.close()
+    api = management_api()
+    api.request("DELETE", "policies", api.vhost, Topology(exchange, queue, 1).policy_name)
 
 
 def queue_counts(queue: str) -> tuple[int, int]:

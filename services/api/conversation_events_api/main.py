@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
-from conversation_events.messaging.topology import Topology
+from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events.persistence.db import make_engine
 from conversation_events_api.body import add_body_schemas
 from conversation_events_api.deps import unauthorized
@@ -36,7 +37,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        topology = Topology(settings.exchange_name, settings.queue_name, settings.delivery_limit)
+        topology = settings.topology()
+        # Dead-lettering and the delivery limit, as this release configures them (idempotent;
+        # in the background: the API accepts events while the broker is down).
+        policy = asyncio.create_task(
+            asyncio.to_thread(ensure_queue_policy, settings.management_api(), topology)
+        )
         engine = make_engine(
             settings.database_url.get_secret_value(),
             pool_size=settings.db_pool_size,
@@ -83,6 +89,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
+            policy.cancel()
             await relay.stop()
             await writer.stop()
             await publisher.stop()

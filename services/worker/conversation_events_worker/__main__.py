@@ -8,6 +8,7 @@ import sys
 from types import FrameType
 
 from conversation_events.logs import configure_logging
+from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events.persistence.db import make_engine
 from conversation_events.processing import ProcessingConfig
 from conversation_events_worker.consumer import Consumer, batches_at_once
@@ -32,6 +33,8 @@ def main() -> int:
         zone=settings.zone, max_attempts=settings.max_attempts, lease_s=settings.worker_lease_s
     )
     consumer = Consumer(settings, engine, config)
+    # Dead-lettering and the delivery limit, as this release configures them (idempotent).
+    ensure_queue_policy(settings.management_api(), settings.topology())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal received; draining", extra={"signal": signal.Signals(signum).name})

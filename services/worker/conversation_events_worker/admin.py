@@ -2,26 +2,39 @@
 
     python -m conversation_events_worker.admin requeue-failed [--conversation-id ID ...]
     python -m conversation_events_worker.admin replay-dead-letters [--limit N]
+    python -m conversation_events_worker.admin migrate-queue
 
 `requeue-failed` gives FAILED events a fresh attempt budget and publishes them again.
 `replay-dead-letters` moves messages from the dead-letter queue back to the main queue, first
 resetting their events to PENDING when they had FAILED; messages whose events are already
-done are dropped. Both print one JSON summary line.
+done are dropped; messages whose events are unknown here (another database, or erased) and
+malformed ones are kept in the dead-letter queue and counted.
+`migrate-queue` re-creates a main queue that an earlier version declared with arguments
+(dead-lettering, delivery limit) as a queue with its type only, governed by the queue policy,
+keeping its messages; it is safe to run again, also after it was interrupted.
+Each prints one JSON summary line.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 import orjson
 import pika
+from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
 
 from conversation_events.errors import PermanentError
 from conversation_events.logs import configure_logging
 from conversation_events.messaging.contract import EventMessage
+from conversation_events.messaging.policy import (
+    apply_queue_policy,
+    declared_arguments,
+    legacy_arguments,
+)
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.db import make_engine, translate_errors
@@ -33,11 +46,13 @@ from conversation_events_worker.broker import (
 )
 from conversation_events_worker.settings import WorkerSettings
 
+log = logging.getLogger(__name__)
+
 
 def requeue_failed(
     settings: WorkerSettings, engine: Engine, conversation_ids: Sequence[str] | None
 ) -> dict[str, int]:
-    topology = Topology(settings.exchange_name, settings.queue_name, settings.delivery_limit)
+    topology = settings.topology()
     with translate_errors(), engine.begin() as conn:
         ids = event_repo.requeue_failed(conn, conversation_ids)
         rows = [event_repo.get_event(conn, event_id) for event_id in ids]
@@ -57,9 +72,10 @@ def requeue_failed(
 
 
 def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) -> dict[str, int]:
-    topology = Topology(settings.exchange_name, settings.queue_name, settings.delivery_limit)
+    topology = settings.topology()
     replayed = dropped = 0
-    kept: list[int] = []
+    kept: list[int] = []  # malformed
+    unknown: list[int] = []
     with _channel(settings, topology) as channel:
         for _ in range(limit):
             method, _props, body = channel.basic_get(topology.dead_letter_queue, auto_ack=False)
@@ -74,38 +90,103 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
                 continue
             with translate_errors(), engine.begin() as conn:
                 row = event_repo.get_event(conn, message.event_id, lock=True)
-                if row is not None and row["status"] == EventStatus.FAILED:
+                if row is None:
+                    # Nothing here can process it, and it may be the only trace of an event
+                    # another database holds: keep it, like a malformed one.
+                    unknown.append(method.delivery_tag)
+                    continue
+                if row["status"] == EventStatus.FAILED:
                     event_repo.requeue_failed(conn, [row["conversation_id"]])
                     status: EventStatus | None = EventStatus.PENDING
                 else:
-                    status = None if row is None else EventStatus(row["status"])
+                    status = EventStatus(row["status"])
             if status in (EventStatus.PENDING, EventStatus.PROCESSING):
                 publish_confirmed(channel, topology, message)
                 with translate_errors(), engine.begin() as conn:
                     event_repo.mark_published(conn, [message.event_id])
                 replayed += 1
             else:
-                dropped += 1  # unknown or already done: nothing left to do for it
+                dropped += 1  # already done: nothing left to do for it
             channel.basic_ack(method.delivery_tag)
-        for tag in kept:
+        # Held unacked until now (a requeue at once would hand the same message straight back).
+        for tag in kept + unknown:
             channel.basic_nack(tag, requeue=True)
-    return {"replayed": replayed, "dropped": dropped, "malformed_kept": len(kept)}
+    return {
+        "replayed": replayed,
+        "dropped": dropped,
+        "malformed_kept": len(kept),
+        "unknown_kept": len(unknown),
+    }
+
+
+def migrate_queue(settings: WorkerSettings) -> dict[str, object]:
+    """Re-create a main queue declared with arguments by an earlier version, keeping messages.
+
+    The queue's messages wait in a holding queue meanwhile, which is bound in the queue's place
+    so nothing published in between is lost: bind the holding queue, unbind the old one, move
+    its messages, delete it, apply the policy, declare the queue anew (type only), move the
+    messages back, delete the holding queue. Consumers of the old queue are cancelled by the
+    deletion and consume the new one once it exists. Messages unacked by a consumer at the
+    deletion go with the old queue; their events are re-driven by the relay's horizon.
+    """
+    topology = settings.topology()
+    api = settings.management_api()
+    legacy = legacy_arguments(api, topology)
+    holding = f"{topology.queue}.migrating"
+    moved = 0
+    with _channel(settings, topology, declare=False) as channel:
+        if legacy:
+            log.info("migrating queue", extra={"queue": topology.queue, "arguments": legacy})
+            _declare_holding(channel, topology, holding)
+            channel.queue_unbind(
+                topology.queue, topology.exchange, routing_key=topology.routing_key
+            )
+            moved = _move(channel, topology.queue, holding)
+            channel.queue_delete(topology.queue)
+        apply_queue_policy(api, topology)
+        declare_topology(channel, topology)
+        if legacy or declared_arguments(api, holding) is not None:  # also an interrupted run
+            _declare_holding(channel, topology, holding)
+            channel.queue_unbind(holding, topology.exchange, routing_key=topology.routing_key)
+            moved = _move(channel, holding, topology.queue)
+            channel.queue_delete(holding)
+    return {"migrated": bool(legacy), "removed_arguments": sorted(legacy), "messages": moved}
+
+
+def _declare_holding(channel: BlockingChannel, topology: Topology, holding: str) -> None:
+    channel.exchange_declare(topology.exchange, "direct", durable=True)
+    channel.queue_declare(holding, durable=True, arguments=topology.dead_letter_queue_arguments)
+    channel.queue_bind(holding, topology.exchange, routing_key=topology.routing_key)
+
+
+def _move(channel: BlockingChannel, source: str, target: str) -> int:
+    """Move every message of `source` to `target`: confirmed publish first, then the ack."""
+    moved = 0
+    while True:
+        method, properties, body = channel.basic_get(source, auto_ack=False)
+        if method is None:
+            return moved
+        channel.basic_publish("", target, body, properties, mandatory=True)
+        channel.basic_ack(method.delivery_tag)
+        moved += 1
 
 
 class _channel:
-    """A confirm-mode channel with the topology declared, closed on exit."""
+    """A confirm-mode channel (with the topology declared unless asked not to), closed on exit."""
 
-    def __init__(self, settings: WorkerSettings, topology: Topology) -> None:
+    def __init__(self, settings: WorkerSettings, topology: Topology, *, declare: bool = True):
         self._params = connection_parameters(
             settings.amqp_url.get_secret_value(), settings.heartbeat_s
         )
         self._topology = topology
+        self._declare = declare
 
-    def __enter__(self) -> pika.adapters.blocking_connection.BlockingChannel:
+    def __enter__(self) -> BlockingChannel:
         self._connection = pika.BlockingConnection(self._params)
         channel = self._connection.channel()
         channel.confirm_delivery()
-        declare_topology(channel, self._topology)
+        if self._declare:
+            declare_topology(channel, self._topology)
         return channel
 
     def __exit__(self, *exc: object) -> None:
@@ -126,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     replay = sub.add_parser("replay-dead-letters", help="move dead letters back to the main queue")
     replay.add_argument("--limit", type=int, default=10_000, help="most messages to move")
+    sub.add_parser(
+        "migrate-queue", help="re-create a queue declared with arguments by an earlier version"
+    )
     args = parser.parse_args(argv)
 
     settings = WorkerSettings()
@@ -138,11 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline_s=settings.db_deadline_s,
         application_name="conversation-events-admin",
     )
+    summary: dict[str, object]
     try:
         if args.command == "requeue-failed":
-            summary = requeue_failed(settings, engine, args.ids)
+            summary = dict(requeue_failed(settings, engine, args.ids))
+        elif args.command == "replay-dead-letters":
+            summary = dict(replay_dead_letters(settings, engine, args.limit))
         else:
-            summary = replay_dead_letters(settings, engine, args.limit)
+            summary = migrate_queue(settings)
     finally:
         engine.dispose()
     sys.stdout.write(orjson.dumps(summary).decode() + "\n")

@@ -1,13 +1,21 @@
-"""Names and arguments of every exchange and queue.
+"""Names and arguments of every exchange and queue, and the policy of the main queue.
 
-Every component declares the topology from this one description, so the arguments are
-identical everywhere (RabbitMQ refuses a re-declaration with different arguments).
+Every component declares the topology from this one description. Queues are declared with
+their type only, because RabbitMQ refuses a re-declaration with other arguments: what may
+change between releases (dead-lettering, the delivery limit) is in `policy`, which RabbitMQ
+applies to a live queue (see `policy.py`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+#: Priority of the product's queue policy. RabbitMQ applies one policy per queue, the highest
+#: priority among those whose pattern matches; an operator's own policy for this queue must
+#: carry these keys too, or sit below this priority.
+POLICY_PRIORITY = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +40,33 @@ class Topology:
 
     @property
     def queue_arguments(self) -> dict[str, Any]:
-        """Arguments of the main queue: quorum, dead-lettering, and a broker-side delivery cap."""
+        """Declared arguments of the main queue: its type only (the rest is in `policy`)."""
+        return {"x-queue-type": "quorum"}
+
+    @property
+    def policy_name(self) -> str:
+        return f"conversation-events.{self.queue}"
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        """The management API body of the main queue's policy.
+
+        Dead letters go to the dead-letter exchange at least once (RabbitMQ keeps a message in
+        the source queue until the dead-letter queue confirms it, which requires
+        `reject-publish` overflow); the delivery limit is the broker-side backstop of the
+        attempts counted in PostgreSQL.
+        """
         return {
-            "x-queue-type": "quorum",
-            "x-dead-letter-exchange": self.dead_letter_exchange,
-            "x-dead-letter-routing-key": self.dead_letter_queue,
-            "x-delivery-limit": self.delivery_limit,
+            "pattern": f"^{re.escape(self.queue)}$",
+            "apply-to": "queues",
+            "priority": POLICY_PRIORITY,
+            "definition": {
+                "dead-letter-exchange": self.dead_letter_exchange,
+                "dead-letter-routing-key": self.dead_letter_queue,
+                "dead-letter-strategy": "at-least-once",
+                "overflow": "reject-publish",
+                "delivery-limit": self.delivery_limit,
+            },
         }
 
     @property

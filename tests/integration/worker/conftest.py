@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
-from tests.support.services import wait_for
+from tests.support.services import apply_policy, wait_for
 
 from conversation_events.errors import ConversationEventsError
 from conversation_events.messaging.topology import Topology
@@ -23,8 +23,8 @@ MAX_ATTEMPTS = 3
 
 @pytest.fixture
 def topology(names: tuple[str, str]) -> Topology:
-    settings = WorkerSettings()
-    return Topology(names[0], names[1], settings.delivery_limit)
+    """The test's topology names, with the queue policy a worker process applies on start."""
+    return apply_policy(*names, WorkerSettings().delivery_limit)
 
 
 @pytest.fixture

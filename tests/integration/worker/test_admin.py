@@ -1,4 +1,4 @@
-"""Operator commands: re-queue FAILED events, replay dead letters."""
+"""Operator commands: re-queue FAILED events, replay dead letters, migrate an old queue."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pika
+import pika.exceptions
+import pytest
 from sqlalchemy import Engine, text
 from tests.integration.worker.conftest import per_event
 from tests.integration.worker.test_consumer import queue_empty
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row, publish, score_sums, store
-from tests.support.services import AMQP_URL, queue_counts, wait_for
+from tests.support.services import AMQP_URL, apply_policy, management_api, queue_counts, wait_for
 
 from conversation_events.errors import PermanentError
+from conversation_events.messaging.policy import declared_arguments
 from conversation_events.messaging.topology import Topology
 from conversation_events.processing import ProcessingConfig, ProcessResult
+from conversation_events_worker.broker import declare_topology
 from conversation_events_worker.consumer import Consumer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -97,7 +102,7 @@ def test_replay_dead_letters_moves_them_back_and_drops_finished_ones(
 
     summary = admin(database_url, topology, "replay-dead-letters")
 
-    assert summary == {"replayed": 1, "dropped": 0, "malformed_kept": 1}
+    assert summary == {"replayed": 1, "dropped": 0, "malformed_kept": 1, "unknown_kept": 0}
     wait_for(
         lambda: event_row(engine, event_id)["status"] == "PROCESSED", timeout=15, what="PROCESSED"
     )
@@ -111,3 +116,129 @@ def test_replay_dead_letters_moves_them_back_and_drops_finished_ones(
             {"id": event_id},
         ).scalar()
     assert processed == 1
+
+
+def test_replay_dead_letters_keeps_messages_of_unknown_events(
+    engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    body = conversation()
+    publish(topology, "00000000-0000-4000-8000-000000000000", body)  # no such event here
+    run_consumer()
+    wait_for(lambda: queue_counts(topology.dead_letter_queue)[0] == 1, timeout=15, what="DLQ")
+
+    summary = admin(database_url, topology, "replay-dead-letters")
+
+    assert summary == {"replayed": 0, "dropped": 0, "malformed_kept": 0, "unknown_kept": 1}
+    assert queue_counts(topology.dead_letter_queue)[0] == 1  # parked, not dropped
+    assert queue_empty(topology.queue)
+
+
+def legacy_queue(topology: Topology, messages: int) -> list[bytes]:
+    """The main queue as an earlier version declared it (arguments instead of a policy)."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.exchange_declare(topology.exchange, "direct", durable=True)
+        channel.queue_declare(
+            topology.queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": topology.dead_letter_exchange,
+                "x-dead-letter-routing-key": topology.dead_letter_queue,
+                "x-delivery-limit": 50,
+            },
+        )
+        channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+        bodies = [f"message {i}".encode() for i in range(messages)]
+        for body in bodies:
+            channel.basic_publish(topology.exchange, topology.routing_key, body, mandatory=True)
+        return bodies
+    finally:
+        connection.close()
+
+
+def drain(queue: str) -> list[bytes]:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        bodies = []
+        while (got := channel.basic_get(queue, auto_ack=True))[0] is not None:
+            bodies.append(got[2])
+        return bodies
+    finally:
+        connection.close()
+
+
+def test_a_queue_declared_with_arguments_is_refused_with_a_clear_error(
+    topology: Topology,
+) -> None:
+    legacy_queue(topology, 0)
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            declare_topology(connection.channel(), topology)
+    finally:
+        if connection.is_open:
+            connection.close()
+    assert refused.value.reply_code == 406
+    assert "x-dead-letter-exchange" in refused.value.reply_text
+
+
+def test_migrate_queue_recreates_an_old_queue_under_the_policy_keeping_its_messages(
+    database_url: str, topology: Topology
+) -> None:
+    bodies = legacy_queue(topology, 7)
+
+    summary = admin(database_url, topology, "migrate-queue")
+
+    assert summary == {
+        "migrated": True,
+        "removed_arguments": [
+            "x-dead-letter-exchange",
+            "x-dead-letter-routing-key",
+            "x-delivery-limit",
+        ],
+        "messages": 7,
+    }
+    assert declared_arguments(management_api(), topology.queue) == {"x-queue-type": "quorum"}
+    assert declared_arguments(management_api(), f"{topology.queue}.migrating") is None
+    publish(topology, "", raw=b"after")  # declares as every process does: no mismatch now
+    assert sorted(drain(topology.queue)) == sorted([*bodies, b"after"])
+    # Run again: nothing left to migrate, nothing lost.
+    assert admin(database_url, topology, "migrate-queue") == {
+        "migrated": False,
+        "removed_arguments": [],
+        "messages": 0,
+    }
+
+
+def redeliveries_until_dead_lettered(topology: Topology, most: int) -> int:
+    """Publish one message and return it (nack, requeue) until the broker dead-letters it."""
+    publish(topology, "", raw=b"bounced")
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for returns in range(most + 1):
+            method = wait_for(
+                lambda: (
+                    channel.basic_get(topology.queue)[0]
+                    or (queue_counts(topology.dead_letter_queue)[0] == 1 and "dead")
+                ),
+                timeout=10,
+                what="the message back, or dead-lettered",
+            )
+            if isinstance(method, str):  # dead-lettered
+                drain(topology.dead_letter_queue)
+                return returns
+            channel.basic_nack(method.delivery_tag, requeue=True)
+        return most + 1
+    finally:
+        connection.close()
+
+
+def test_the_delivery_limit_follows_the_setting_across_restarts(topology: Topology) -> None:
+    for limit in (2, 5, 2):  # as a restart with another CE_DELIVERY_LIMIT applies it
+        apply_policy(topology.exchange, topology.queue, limit)
+        assert redeliveries_until_dead_lettered(topology, most=8) == limit + 1
