@@ -13,12 +13,16 @@ class BatchQueue(Generic[T]):
     """Producers `put` without waiting; one or more loops `take` batches.
 
     Under load batches grow by themselves (everything that arrived while the previous batch
-    was being handled), so per-batch costs are paid once for many items.
+    was being handled), so per-batch costs are paid once for many items. At most `max_items`
+    wait at once: past that `put` refuses, so a backlog costs bounded memory and bounded
+    waiting instead of growing for as long as the overload lasts. (None: unbounded, for
+    callers that bound their producers themselves.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_items: int | None = None) -> None:
         self._items: deque[T] = deque()
         self._ready = asyncio.Event()
+        self._max = max_items
 
     def __len__(self) -> int:
         return len(self._items)
@@ -27,9 +31,13 @@ class BatchQueue(Generic[T]):
         """The item waiting longest, or None."""
         return self._items[0] if self._items else None
 
-    def put(self, item: T) -> None:
+    def put(self, item: T) -> bool:
+        """Queue `item`; False (and nothing queued) when `max_items` are already waiting."""
+        if self._max is not None and len(self._items) >= self._max:
+            return False
         self._items.append(item)
         self._ready.set()
+        return True
 
     async def take(self, limit: int) -> list[T]:
         """Wait until something is queued, then return up to `limit` items, oldest first."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,6 +64,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             topology,
             engine,
             publish_timeout_s=settings.publish_timeout_s,
+            # Names this process's connection in the broker's management UI and API.
+            connection_name=(
+                f"conversation-events-api {socket.gethostname()}[{os.getpid()}]"
+                f" {settings.queue_name}"
+            ),
         )
         relay = Relay(
             engine,

@@ -17,7 +17,9 @@ PUBLISHED = Counter(
 )
 PUBLISH_FAILURES = Counter(
     "conversation_events_publish_failures_total",
-    "Publishes the broker refused, timed out, or could not take (the relay retries them).",
+    "Publishes not confirmed (the relay republishes them), by reason: returned (routed to no "
+    "queue), nacked, timeout, unavailable (no broker channel), queue_full (publisher backlog).",
+    ["reason"],
 )
 RELAY_REPUBLISHED = Counter(
     "conversation_events_relay_republished_total",

@@ -4,11 +4,17 @@ Requests hand messages over with `submit()` and return; a background loop publis
 is waiting concurrently on one channel in confirm mode (the confirms pipeline), then records the
 confirmed event ids in PostgreSQL in one statement. What is not confirmed stays unpublished in
 the database, where the relay finds it: a broker outage costs latency, never an event.
+
+Only a broker `Basic.Ack` of a routed message counts as confirmed. Messages are published
+`mandatory`, and the channel raises on a return (`on_return_raises`): a message no queue took
+(the queue unbound, deleted or not yet declared) is acked by the broker all the same, and
+would otherwise be recorded as published and stranded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +31,7 @@ from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import mark_published
 from conversation_events_api import metrics
 from conversation_events_api.batching import BatchQueue
+from conversation_events_api.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,21 @@ _BROKER_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
+
+
+class _Returned(Exception):
+    """A publish answered with the returned message instead of an ack (no raise on return)."""
+
+
+def failure_reason(error: BaseException) -> str:
+    """The `reason` label of a failed publish: returned, nacked, timeout or unavailable."""
+    if isinstance(error, aiormq.exceptions.PublishError | _Returned):  # routed to no queue
+        return "returned"
+    if isinstance(error, aiormq.exceptions.DeliveryError):  # Basic.Nack or Basic.Reject
+        return "nacked"
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout"
+    return "unavailable"
 
 
 async def declare_topology(
@@ -66,14 +88,18 @@ class Publisher:
         engine: Engine,
         *,
         publish_timeout_s: float,
+        max_pending: int = 10_000,
         max_batch: int = 500,
+        connection_name: str = "conversation-events-api",
     ) -> None:
         self._url = amqp_url
         self._topology = topology
         self._engine = engine
         self._timeout = publish_timeout_s
         self._max_batch = max_batch
-        self._pending: BatchQueue[EventMessage] = BatchQueue()
+        self._connection_name = connection_name
+        self._pending: BatchQueue[EventMessage] = BatchQueue(max_pending)
+        self._failures = ThrottledLog(log, "publishes failed; the relay republishes them")
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractRobustExchange | None = None
@@ -110,8 +136,14 @@ class Publisher:
         return oldest is not None and (datetime.now(UTC) - oldest.enqueued_at).total_seconds() > 1
 
     def submit(self, message: EventMessage) -> None:
-        """Queue a message for publishing; never blocks, never raises."""
-        self._pending.put(message)
+        """Queue a message for publishing; never blocks, never raises.
+
+        The event is already committed: past the queue's bound the message is dropped here
+        (counted as `queue_full`) and the relay publishes the event later, so a backlog costs
+        delay, not memory and not the request.
+        """
+        if not self._pending.put(message):
+            self._failed("queue_full", 1, "publisher queue full")
 
     async def publish_now(self, messages: Sequence[EventMessage]) -> list[str]:
         """Publish and await the confirms; returns the ids the broker confirmed."""
@@ -121,16 +153,24 @@ class Publisher:
         results = await asyncio.gather(
             *(self._publish_one(exchange, m) for m in messages), return_exceptions=True
         )
-        confirmed = [m.event_id for m, r in zip(messages, results, strict=True) if r is None]
-        failures = len(messages) - len(confirmed)
-        if failures:
-            metrics.PUBLISH_FAILURES.inc(failures)
-            first = next(r for r in results if r is not None)
-            log.warning("publishes not confirmed", extra={"count": failures, "error": repr(first)})
+        confirmed = []
+        failed: dict[str, list[BaseException]] = {}
+        for message, result in zip(messages, results, strict=True):
+            if result is None:
+                confirmed.append(message.event_id)
+            else:
+                failed.setdefault(failure_reason(result), []).append(result)
+        for reason, errors in failed.items():
+            self._failed(reason, len(errors), repr(errors[0]))
         return confirmed
 
+    def _failed(self, reason: str, count: int, error: str) -> None:
+        metrics.PUBLISH_FAILURES.labels(reason).inc(count)
+        self._failures.record(reason, count, error)
+
     async def _publish_one(self, exchange: AbstractRobustExchange, message: EventMessage) -> None:
-        await exchange.publish(
+        """Publish one message; returns only when the broker acked it routed, else raises."""
+        result = await exchange.publish(
             aio_pika.Message(
                 message.to_bytes(),
                 content_type=CONTENT_TYPE,
@@ -141,6 +181,10 @@ class Publisher:
             mandatory=True,
             timeout=self._timeout,
         )
+        if not isinstance(result, aiormq.spec.Basic.Ack):
+            # Anything but an ack is no confirm: without `on_return_raises` aio-pika hands a
+            # returned message back as the result instead of raising.
+            raise _Returned(repr(result)[:200])
 
     async def mark_confirmed(self, event_ids: list[str]) -> None:
         """Record the confirms so the relay leaves these events alone (best effort)."""
@@ -161,9 +205,9 @@ class Publisher:
             batch = await self._pending.take(self._max_batch)
             try:
                 confirmed = await self.publish_now(batch)
-            except BrokerUnavailable:
+            except BrokerUnavailable as exc:
                 # Left unpublished in PostgreSQL; the relay republishes them once we reconnect.
-                metrics.PUBLISH_FAILURES.inc(len(batch))
+                self._failed("unavailable", len(batch), str(exc))
                 continue
             metrics.PUBLISHED.labels("api").inc(len(confirmed))
             await self.mark_confirmed(confirmed)
@@ -172,17 +216,45 @@ class Publisher:
         delay = 0.5
         while self._connection is None:
             try:
-                connection = await aio_pika.connect_robust(self._url, timeout=5)
-                channel = await connection.channel(publisher_confirms=True)
-                self._exchange = await declare_topology(channel, self._topology)
-                self._connection, self._channel = connection, channel
-                connection.close_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(0))
-                connection.reconnect_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(1))
-                metrics.BROKER_CONNECTED.set(1)
-                log.info("publisher connected to the broker")
+                connection, channel, self._exchange = await self._open()
             except _BROKER_ERRORS as exc:
-                log.warning(
-                    "broker unreachable; retrying", extra={"error": str(exc), "retry_in_s": delay}
-                )
+                if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
+                    # The broker holds a queue or exchange with other arguments than ours (e.g.
+                    # `inequivalent arg 'x-delivery-limit'`): no retry fixes that by itself.
+                    log.error(
+                        "broker refused the topology declaration; retrying",
+                        extra={"error": str(exc), "retry_in_s": delay},
+                    )
+                else:
+                    log.warning(
+                        "broker unreachable; retrying",
+                        extra={"error": str(exc), "retry_in_s": delay},
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+                continue
+            self._connection, self._channel = connection, channel
+            connection.close_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(0))
+            connection.reconnect_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(1))
+            metrics.BROKER_CONNECTED.set(1)
+            log.info("publisher connected to the broker")
+
+    async def _open(
+        self,
+    ) -> tuple[AbstractRobustConnection, AbstractRobustChannel, AbstractRobustExchange]:
+        """Connect, open a confirming channel and declare the topology, or close and raise.
+
+        A failed declaration closes only its channel: without the close here every retry would
+        leave one more open connection on the broker.
+        """
+        connection = await aio_pika.connect_robust(
+            self._url, timeout=5, client_properties={"connection_name": self._connection_name}
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await declare_topology(channel, self._topology)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), timeout=5)
+            raise
+        return connection, channel, exchange
