@@ -93,7 +93,7 @@ def up() -> int:
     env = base_env()
     env.update(CE_API_KEYS=api_key, CE_PORT=str(port), CE_HOST="127.0.0.1")
     subprocess.run(  # noqa: S603
-        [str(PYTHON), "-m", "conversation_events.migrate", "--create-database"],
+        [str(PYTHON), "-m", "conversation_events.migrate", "--create-database", "--broker"],
         cwd=ROOT,
         env=with_path(env, "api"),
         check=True,

@@ -85,3 +85,30 @@ def test_containers_listen_where_the_probes_look(render):
             env = _environment(docs, pod["containers"][0])
             for key, value in expected[component].items():
                 assert env[key] == value, (component, key)
+
+
+@pytest.mark.parametrize("combination", ["defaults", "external-services"])
+def test_every_process_that_declares_the_queue_can_apply_its_policy(
+    render, combination, monkeypatch
+):
+    """The API, the workers and the migration step reach the management API of the broker
+    their AMQP URL names, and the migration step applies the policy (`--broker`)."""
+    docs = render(combination)
+    for owner, pod in pod_specs(docs):
+        component = pod_labels(owner)["app.kubernetes.io/component"]
+        if component not in {"api", "worker", "migrations"}:
+            continue
+        container = pod["containers"][0]
+        env = _environment(docs, container)
+        for key in list(__import__("os").environ):
+            if key.startswith("CE_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = SETTINGS[component]()
+        api = settings.management_api()  # type: ignore[attr-defined]
+        amqp_host = settings.amqp_url.get_secret_value().split("@")[-1].split(":")[0]  # type: ignore[attr-defined]
+        assert amqp_host in api.base_url, component
+        assert api.user and api.password, component
+        if component == "migrations":
+            assert "--broker" in container["command"]

@@ -391,7 +391,13 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
 
     assert allowed(f"{FULLNAME}-postgresql", "postgresql") == {"api", "worker", "migrations"}
     assert allowed(f"{FULLNAME}-rabbitmq", "amqp") == {"api", "worker"}
-    assert allowed(f"{FULLNAME}-rabbitmq", "management") == {"scaler"}
+    # The queue policy is applied by every process on start, and by the migration step.
+    assert allowed(f"{FULLNAME}-rabbitmq", "management") == {
+        "api",
+        "worker",
+        "migrations",
+        "scaler",
+    }
     for spec in policies.values():
         assert spec["policyTypes"] == ["Ingress"]
 

@@ -73,7 +73,17 @@ def test_schema_describes_exactly_the_documented_values():
             "maxReplicas must be at least",
         ),
         (["--set=postgresql.enabled=false"], "externalDatabase.host is required"),
-        (["--set=rabbitmq.enabled=false"], "externalRabbitmq.host is required"),
+        (
+            [
+                "--set=rabbitmq.enabled=false",
+                "--set=externalRabbitmq.managementUrl=http://mq:15672",
+            ],
+            "externalRabbitmq.host is required",
+        ),
+        (
+            ["--set=rabbitmq.enabled=false", "--set=externalRabbitmq.host=mq"],
+            "externalRabbitmq.managementUrl is required",
+        ),
         (
             [
                 "--set=rabbitmq.enabled=false",

@@ -122,17 +122,16 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/*
-Base URL of RabbitMQ's management API, without credentials: the scaler's
-CE_SCALER_MANAGEMENT_URL and KEDA's host. The bundled broker's Service is named with its
-namespace, as the KEDA operator resolves names from its own namespace.
+Base URL of RabbitMQ's management API, without credentials: where every process applies the
+queue policy (CE_MANAGEMENT_URL), the scaler's CE_SCALER_MANAGEMENT_URL and KEDA's host. The
+bundled broker's Service is named with its namespace, as the KEDA operator resolves names from
+its own namespace.
 */}}
 {{- define "conversation-events.managementUrl" -}}
 {{- if .Values.rabbitmq.enabled }}
 {{- printf "http://%s.%s.svc:15672" (include "conversation-events.rabbitmqHost" .) .Release.Namespace }}
-{{- else if .Values.autoscaling.enabled }}
-{{- required "externalRabbitmq.managementUrl is required with autoscaling and an external RabbitMQ" .Values.externalRabbitmq.managementUrl | trimSuffix "/" }}
 {{- else }}
-{{- .Values.externalRabbitmq.managementUrl | trimSuffix "/" }}
+{{- required "externalRabbitmq.managementUrl is required: the queue policy (dead-lettering, delivery limit) is applied through it" .Values.externalRabbitmq.managementUrl | trimSuffix "/" }}
 {{- end }}
 {{- end }}
 
@@ -148,6 +147,7 @@ CE_EXCHANGE_NAME: {{ .Values.config.exchangeName | quote }}
 CE_QUEUE_NAME: {{ .Values.config.queueName | quote }}
 CE_MAX_ATTEMPTS: {{ .Values.config.maxAttempts | int64 | quote }}
 CE_DELIVERY_LIMIT: {{ .Values.config.deliveryLimit | int64 | quote }}
+CE_MANAGEMENT_URL: {{ include "conversation-events.managementUrl" . | quote }}
 CE_TIMEZONE: {{ .Values.config.timezone | quote }}
 CE_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 {{- end }}
