@@ -42,6 +42,7 @@ def test_alerts_and_dashboard_use_real_metric_names(render):
     assert set(alerts) == {
         "ConversationEventsBacklogGrowing",
         "ConversationEventsBacklogOld",
+        "ConversationEventsUnfinishedEventOld",
         "ConversationEventsDeadLetters",
         "ConversationEventsNoConsumers",
         "ConversationEventsFailureRate",
