@@ -7,8 +7,9 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpx
 import pika
 import pytest
 from sqlalchemy import create_engine, text
@@ -102,6 +103,28 @@ def queue_counts(queue: str) -> tuple[int, int]:
         return result.method.message_count, result.method.consumer_count
     finally:
         connection.close()
+
+
+def queue_details(queue: str, vhost: str = "/") -> dict[str, Any]:
+    """A queue as the management API describes it (arguments, policy; counts lag ~5 s)."""
+    from urllib.parse import quote
+
+    response = httpx.get(
+        f"{MANAGEMENT_URL}/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}",
+        auth=("guest", "guest"),
+        timeout=5,
+    )
+    response.raise_for_status()
+    details: dict[str, Any] = response.json()
+    return details
+
+
+def delivery_limit_in_force(queue: str) -> int | None:
+    """The quorum queue's delivery limit, whether set by argument or by policy."""
+    details = queue_details(queue)
+    policy = details.get("effective_policy_definition") or {}
+    limit = policy.get("delivery-limit", details.get("arguments", {}).get("x-delivery-limit"))
+    return None if limit is None else int(limit)
 
 
 def wait_for(

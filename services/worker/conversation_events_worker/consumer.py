@@ -7,6 +7,22 @@ committed claim first) and schedules each message's ack/nack back on the connect
 `add_callback_threadsafe`, the only thread-safe pika call. The connection thread never does
 slow work, so heartbeats are always answered. Under load batches fill up to B; when idle a
 batch is one message, so latency never waits for a batch to fill.
+
+While PostgreSQL is unreachable a message is neither acked nor returned: RabbitMQ 3.10 counts
+every return toward the quorum queue's `x-delivery-limit`, so bouncing messages through an
+outage would dead-letter them although no attempt of theirs was made. A batch that finds the
+database unavailable is *held* instead: its messages stay unacked, dispatching pauses (prefetch
+then keeps the broker from sending more), a probe thread asks PostgreSQL with capped backoff,
+and once it answers the held messages are processed again. The worker is not ready meanwhile.
+
+A consumer the broker cancels (its queue deleted or re-created) is re-subscribed on the same
+channel after re-declaring the topology, so acks of messages already received still work. The
+broker does not always say so: when a quorum queue is deleted and declared again at once (a
+publisher re-declares it), RabbitMQ 3.10 sends no Basic.Cancel and keeps the consumer
+registered; the new queue then delivers to it, but the channel drops those deliveries, so they
+sit unacked at the broker and nothing more arrives. Only closing the channel releases them. So
+a consumer that has received nothing for `CE_WORKER_IDLE_RESUBSCRIBE_S` and holds nothing moves
+to a fresh channel: routine (and cheap) when idle, and the end of such a stall otherwise.
 """
 
 from __future__ import annotations
@@ -18,21 +34,28 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.frame import Method
 from pika.spec import Basic, BasicProperties
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from conversation_events import logs
-from conversation_events.errors import ConversationEventsError, PermanentError, RetryableError
+from conversation_events.errors import (
+    ConversationEventsError,
+    DatabaseUnavailable,
+    PermanentError,
+    RetryableError,
+)
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
+from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.tables import EventStatus
 from conversation_events.processing import (
     Outcome,
@@ -64,6 +87,9 @@ class Processor(Protocol):
     ) -> Outcomes: ...
 
 
+_OnMessage = Callable[[BlockingChannel, Basic.Deliver, BasicProperties, bytes], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     channel: BlockingChannel
@@ -76,6 +102,7 @@ class Settle(Enum):
     ACK = "ack"
     REQUEUE = "requeue"
     DEAD_LETTER = "dead_letter"
+    HOLD = "hold"  # PostgreSQL unreachable: keep it unacked, process it again once it answers
 
 
 @dataclass
@@ -84,6 +111,11 @@ class Health:
 
     last_loop: float = 0.0
     consuming: bool = False
+    holding: bool = False  # paused: messages held until PostgreSQL answers again
+
+    @property
+    def ready(self) -> bool:
+        return self.consuming and not self.holding
 
 
 def batches_at_once(settings: WorkerSettings) -> int:
@@ -113,6 +145,16 @@ class Consumer:
         self._stop = threading.Event()
         self._in_flight = 0  # touched only on the connection thread
         self._arrived: list[Delivery] = []  # likewise: received, not yet handed to the pool
+        self._held: list[Delivery] = []  # likewise: waiting for PostgreSQL to answer again
+        # The probe has a thread of its own (and the engine one connection more than the
+        # batches): it must not wait behind batches stuck on a hung database.
+        self._prober = ThreadPoolExecutor(1, thread_name_prefix="worker-probe")
+        self._probe: Future[str | None] | None = None
+        self._probe_at = 0.0
+        self._probe_delay = settings.worker_db_probe_base_s
+        self._cancelled = False  # the broker cancelled our consumer (connection thread)
+        self._tag = ""
+        self._last_delivery = 0.0  # likewise (monotonic): when the consumer last got one
         self._failures: dict[str, int] = {}  # consecutive transient failures per event
         self._failures_lock = threading.Lock()
         self.health = Health()
@@ -145,6 +187,7 @@ class Consumer:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
         self._pool.shutdown(wait=True)
+        self._prober.shutdown(wait=True)
         log.info("worker stopped")
         return 0
 
@@ -155,14 +198,13 @@ class Consumer:
             )
         )
         try:
-            channel = connection.channel()
-            declare_topology(channel, self._topology)
-            channel.basic_qos(prefetch_count=self._settings.worker_prefetch)
             on_message = functools.partial(self._on_message, connection)
-            tag = channel.basic_consume(self._topology.queue, on_message)
+            channel = self._subscribe(connection, on_message)
             self._in_flight = 0
             self._running = 0  # batches of the old connection settle nowhere
             self._arrived.clear()
+            self._held.clear()  # the old channel's messages are back in the queue
+            metrics.HELD.set(0)
             self.health.consuming = True
             metrics.CONNECTED.set(1)
             log.info(
@@ -171,9 +213,13 @@ class Consumer:
             )
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.25)
-                self._dispatch(connection)
+                if self._cancelled:
+                    self._resubscribe(channel, on_message)
+                elif self._idle_too_long():
+                    channel = self._move_to_fresh_channel(connection, channel, on_message)
+                self._step(connection)
                 self.health.last_loop = time.monotonic()
-            self._drain(connection, channel, tag)
+            self._drain(connection, channel)
         finally:
             self.health.consuming = False
             metrics.CONNECTED.set(0)
@@ -181,21 +227,78 @@ class Consumer:
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     connection.close()
 
-    def _drain(
-        self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str
-    ) -> None:
+    def _subscribe(
+        self, connection: pika.BlockingConnection, on_message: _OnMessage
+    ) -> BlockingChannel:
+        """A new channel consuming the queue, with the topology declared."""
+        channel = connection.channel()
+        channel.add_on_cancel_callback(self._on_cancel)
+        declare_topology(channel, self._topology)
+        channel.basic_qos(prefetch_count=self._settings.worker_prefetch)
+        self._cancelled = False
+        self._tag = channel.basic_consume(self._topology.queue, on_message)
+        self._last_delivery = time.monotonic()
+        return channel
+
+    def _idle_too_long(self) -> bool:
+        interval = self._settings.worker_idle_resubscribe_s
+        return bool(interval) and (
+            self._in_flight == 0 and time.monotonic() - self._last_delivery >= interval
+        )
+
+    def _move_to_fresh_channel(
+        self, connection: pika.BlockingConnection, old: BlockingChannel, on_message: _OnMessage
+    ) -> BlockingChannel:
+        """Consume on a new channel, then close the old one (nothing of ours is unacked on it).
+
+        Closing it returns whatever the broker thinks the old consumer holds (see the module
+        docstring); the new consumer then receives it.
+        """
+        channel = self._subscribe(connection, on_message)
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            old.close()
+        metrics.RESUBSCRIBED.labels("idle").inc()
+        log.debug("idle: consuming on a fresh channel", extra={"queue": self._topology.queue})
+        return channel
+
+    def _on_cancel(self, frame: Method[Basic.Cancel]) -> None:
+        """Basic.Cancel from the broker: the queue was deleted (or re-created, or moved)."""
+        self._cancelled = True
+        self.health.consuming = False
+        metrics.RESUBSCRIBED.labels("cancelled").inc()
+        log.warning(
+            "consumer cancelled by the broker; re-declaring the queue",
+            extra={"queue": self._topology.queue, "in_flight": self._in_flight},
+        )
+
+    def _resubscribe(self, channel: BlockingChannel, on_message: _OnMessage) -> None:
+        """Re-declare the topology and consume again on the same channel.
+
+        The same channel, not a new connection: messages already received stay ours to ack
+        (those of a deleted queue went with it; acking them is harmless). A declare the broker
+        refuses closes the channel and raises, and `run` reconnects with backoff.
+        """
+        declare_topology(channel, self._topology)
+        self._tag = channel.basic_consume(self._topology.queue, on_message)
+        self._cancelled = False
+        self.health.consuming = True
+        log.info("consuming again after cancellation", extra={"queue": self._topology.queue})
+
+    def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel) -> None:
         """Stop taking messages, let in-flight ones finish and be acked, within the timeout."""
-        channel.basic_cancel(tag)
+        channel.basic_cancel(self._tag)
         deadline = time.monotonic() + self._settings.worker_drain_timeout_s
-        log.info("draining", extra={"in_flight": self._in_flight})
+        log.info("draining", extra={"in_flight": self._in_flight, "held": len(self._held)})
         while self._in_flight > 0 and time.monotonic() < deadline:
-            self._dispatch(connection)  # delivered before the cancel: still ours to finish
+            if self.health.holding and self._running == 0:
+                break  # nothing can finish without the database; the rest returns to the queue
+            self._step(connection)  # delivered before the cancel: still ours to finish
             connection.process_data_events(time_limit=0.1)
             self.health.last_loop = time.monotonic()
         if self._in_flight:
             log.warning(
-                "drain timeout; unacked messages return to the queue",
-                extra={"in_flight": self._in_flight},
+                "drain ended with unacked messages; they return to the queue",
+                extra={"in_flight": self._in_flight, "held": len(self._held)},
             )
 
     def _on_message(
@@ -207,8 +310,16 @@ class Consumer:
         body: bytes,
     ) -> None:
         self._in_flight += 1
+        self._last_delivery = time.monotonic()
         metrics.IN_FLIGHT.set(self._in_flight)
         self._arrived.append(Delivery(channel, method.delivery_tag, body, method.redelivered))
+
+    def _step(self, connection: pika.BlockingConnection) -> None:
+        """One turn of the connection thread: probe while holding, otherwise dispatch."""
+        if self.health.holding:
+            self._probe_database()
+        if not self.health.holding:
+            self._dispatch(connection)
 
     def _dispatch(self, connection: pika.BlockingConnection) -> None:
         """Hand what arrived to free pool threads, in batches of at most B.
@@ -235,15 +346,71 @@ class Consumer:
 
     def _settle(self, batch: list[Delivery], settles: list[Settle]) -> None:
         self._running -= 1
-        self._in_flight -= len(batch)
+        held = [d for d, settle in zip(batch, settles, strict=True) if settle is Settle.HOLD]
+        self._in_flight -= len(batch) - len(held)
         metrics.IN_FLIGHT.set(self._in_flight)
         for delivery, settle in zip(batch, settles, strict=True):
-            if not delivery.channel.is_open:
-                return
+            if settle is Settle.HOLD or not delivery.channel.is_open:
+                continue
             if settle is Settle.ACK:
                 delivery.channel.basic_ack(delivery.tag)
             else:
                 delivery.channel.basic_nack(delivery.tag, requeue=settle is Settle.REQUEUE)
+        if held:
+            self._hold(held)
+
+    def _hold(self, held: list[Delivery]) -> None:
+        """Keep messages unacked and pause dispatching until PostgreSQL answers a probe."""
+        self._held.extend(held)
+        metrics.HELD.set(len(self._held))
+        if self.health.holding:
+            return
+        self.health.holding = True
+        self._probe_delay = self._settings.worker_db_probe_base_s
+        self._probe_at = time.monotonic() + _jittered(self._probe_delay)
+        log.warning(
+            "PostgreSQL unreachable; holding messages unacked until it answers",
+            extra={"held": len(self._held)},
+        )
+
+    def _probe_database(self) -> None:
+        """Start a probe when one is due; on its answer resume, or schedule the next one."""
+        if self._probe is None:
+            if time.monotonic() >= self._probe_at:
+                self._probe = self._prober.submit(self._database_error)
+            return
+        if not self._probe.done():
+            return
+        error, self._probe = self._probe.result(), None
+        if error is None:
+            self._resume()
+            return
+        metrics.DB_PROBE_FAILURES.inc()
+        self._probe_delay = min(self._probe_delay * 2, self._settings.worker_db_probe_cap_s)
+        delay = _jittered(self._probe_delay)
+        self._probe_at = time.monotonic() + delay
+        log.warning(
+            "PostgreSQL still unreachable",
+            extra={"error": error, "held": len(self._held), "retry_in_s": round(delay, 2)},
+        )
+
+    def _database_error(self) -> str | None:
+        """None when PostgreSQL answers a trivial query, else why not (on the probe thread)."""
+        try:
+            with translate_errors(), self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # whatever it is, the answer is "not yet"
+            return str(exc) or type(exc).__name__
+        return None
+
+    def _resume(self) -> None:
+        """PostgreSQL answers: process the held messages first, then what arrived meanwhile."""
+        held = [d for d in self._held if d.channel.is_open]
+        self._held.clear()
+        metrics.HELD.set(0)
+        self.health.holding = False
+        self._arrived[:0] = held
+        log.info("PostgreSQL answers again; resuming", extra={"held": len(held)})
 
     def handle_batch(self, bodies: list[bytes], redelivered: list[bool]) -> list[Settle]:
         """Process message bodies and decide how to settle each (runs on a pool thread)."""
@@ -266,7 +433,10 @@ class Consumer:
         if ids:
             try:
                 results = self._processor(self._engine, ids, self._config, redelivered=again)
-            except Exception as exc:  # the whole batch: database down, or a bug
+            except DatabaseUnavailable as exc:  # not the events' fault: hold, count nothing
+                log.warning("PostgreSQL unreachable", extra={"error": str(exc), "events": len(ids)})
+                results = dict.fromkeys(ids, exc)
+            except Exception as exc:  # the whole batch: a bug, or another transient error
                 if not isinstance(exc, RetryableError):
                     log.exception("unexpected processing error")
                     exc = RetryableError(f"{type(exc).__name__}: {exc}")
@@ -305,15 +475,23 @@ class Consumer:
 
         `claimed`: the processor counted this attempt before it began (a redelivery).
         """
+        if isinstance(result, DatabaseUnavailable):
+            return Settle.HOLD, 0.0
         if isinstance(result, PermanentError):
             log.error("permanent failure", extra={"error": str(result)})
-            self._record(event_id, str(result), permanent=True, claimed=claimed)
+            try:
+                self._record(event_id, str(result), permanent=True, claimed=claimed)
+            except RetryableError:
+                return Settle.HOLD, 0.0  # dead-lettered unrecorded, its event would stay PENDING
             metrics.FAILED.labels("permanent").inc()
             metrics.DEAD_LETTERED.inc()
             return Settle.DEAD_LETTER, 0.0
         if isinstance(result, ConversationEventsError):  # transient: within the attempt budget
             error = str(result)
-            status = self._record(event_id, error, permanent=False, claimed=claimed)
+            try:
+                status = self._record(event_id, error, permanent=False, claimed=claimed)
+            except RetryableError:
+                return Settle.HOLD, 0.0  # the attempt could not be counted: try it again later
             if status is EventStatus.FAILED:
                 log.error("attempts exhausted; dead-lettered", extra={"error": error})
                 metrics.FAILED.labels("attempts").inc()
@@ -341,18 +519,15 @@ class Consumer:
     def _record(
         self, event_id: str, error: str, *, permanent: bool, claimed: bool
     ) -> EventStatus | None:
-        """Count the failed attempt in PostgreSQL; None when that is impossible right now."""
-        try:
-            return fail_event(
-                self._engine,
-                event_id,
-                error,
-                permanent=permanent,
-                max_attempts=self._settings.max_attempts,
-                count_attempt=not claimed,
-            )
-        except RetryableError:
-            return None  # the database is down: not the event's fault, so not counted
+        """Count the failed attempt in PostgreSQL; raises `RetryableError` when it cannot."""
+        return fail_event(
+            self._engine,
+            event_id,
+            error,
+            permanent=permanent,
+            max_attempts=self._settings.max_attempts,
+            count_attempt=not claimed,
+        )
 
     def _backoff(self, event_id: str) -> float:
         with self._failures_lock:
@@ -361,8 +536,12 @@ class Consumer:
                 self._failures.clear()
             self._failures[event_id] = n + 1
         ceiling = min(self._settings.worker_retry_cap_s, self._settings.worker_retry_base_s * 2**n)
-        return random.uniform(ceiling / 2, ceiling)  # full jitter would allow ~0: keep half
+        return _jittered(ceiling)
 
     def _forget(self, event_id: str) -> None:
         with self._failures_lock:
             self._failures.pop(event_id, None)
+
+
+def _jittered(delay: float) -> float:
+    return random.uniform(delay / 2, delay)  # full jitter would allow ~0: keep half

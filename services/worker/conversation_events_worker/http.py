@@ -24,10 +24,12 @@ def serve(host: str, port: int, health: Health) -> ThreadingHTTPServer:
                 stalled = health.consuming and time.monotonic() - health.last_loop > STALL_S
                 self._reply(503 if stalled else 200, b"stalled\n" if stalled else b"ok\n")
             elif self.path == "/readyz":
-                self._reply(
-                    200 if health.consuming else 503,
-                    b"consuming\n" if health.consuming else b"not consuming\n",
-                )
+                if health.ready:
+                    self._reply(200, b"consuming\n")
+                elif health.holding:
+                    self._reply(503, b"holding: PostgreSQL unreachable\n")
+                else:
+                    self._reply(503, b"not consuming\n")
             else:
                 self._reply(404, b"not found\n")
 

@@ -26,3 +26,17 @@ LAG_SECONDS = Histogram(
 )
 IN_FLIGHT = Gauge("conversation_events_worker_in_flight", "Messages being processed right now.")
 CONNECTED = Gauge("conversation_events_worker_connected", "1 while consuming from the broker.")
+HELD = Gauge(
+    "conversation_events_worker_held",
+    "Messages held unacked while PostgreSQL is unreachable (not returned to the queue).",
+)
+DB_PROBE_FAILURES = Counter(
+    "conversation_events_worker_db_probe_failures_total",
+    "Probes of PostgreSQL that failed while messages were held.",
+)
+RESUBSCRIBED = Counter(
+    "conversation_events_consumer_resubscribed_total",
+    "Consumers started again: cancelled by the broker (queue deleted or re-created), or "
+    "moved to a fresh channel after an idle interval.",
+    ["reason"],
+)

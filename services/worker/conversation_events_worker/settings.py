@@ -49,6 +49,34 @@ class WorkerSettings(CommonSettings):
     worker_retry_cap_s: float = Field(
         30.0, gt=0, description="Longest retry delay in seconds (exponential backoff, jittered)."
     )
+    worker_db_probe_base_s: float = Field(
+        0.5,
+        gt=0,
+        description=(
+            "Seconds before the first probe of PostgreSQL once a batch found it unreachable "
+            "(its messages are then held unacked, not returned). Doubles per failed probe up "
+            "to `worker_db_probe_cap_s`; a probe is one connection attempt, so short is cheap."
+        ),
+    )
+    worker_db_probe_cap_s: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Longest delay in seconds between probes of an unreachable PostgreSQL: held "
+            "messages resume at most about this long after the database answers again."
+        ),
+    )
+    worker_idle_resubscribe_s: float = Field(
+        15.0,
+        ge=0,
+        description=(
+            "Seconds without a delivery, holding nothing, after which the consumer moves to a "
+            "fresh channel (0: never). RabbitMQ 3.10 can leave a consumer registered but "
+            "starved, without a Basic.Cancel, when its quorum queue is deleted and re-declared "
+            "at once; this bounds such a stall to about this long. Costs one channel open, "
+            "declare and consume per interval, and only while idle."
+        ),
+    )
     worker_drain_timeout_s: float = Field(
         25.0,
         gt=0,

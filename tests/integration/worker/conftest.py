@@ -34,18 +34,26 @@ def run_consumer(
     """Start a consumer on a thread; stopped (drained) at teardown."""
     running: list[tuple[Consumer, threading.Thread, Engine]] = []
 
-    def start(processor: Callable[..., Any] = process_batch, db_url: str | None = None) -> Consumer:
-        settings = WorkerSettings(
-            database_url=db_url or database_url,
-            amqp_url=amqp_url,
-            exchange_name=names[0],
-            queue_name=names[1],
-            max_attempts=MAX_ATTEMPTS,
-            worker_prefetch=4,
-            worker_retry_base_s=0.01,
-            worker_retry_cap_s=0.05,
-            db_connect_timeout_s=1.0,
-        )
+    def start(
+        processor: Callable[..., Any] = process_batch,
+        db_url: str | None = None,
+        **overrides: Any,
+    ) -> Consumer:
+        """`overrides`: WorkerSettings fields that differ from these test defaults."""
+        fields: dict[str, Any] = {
+            "database_url": db_url or database_url,
+            "amqp_url": amqp_url,
+            "exchange_name": names[0],
+            "queue_name": names[1],
+            "max_attempts": MAX_ATTEMPTS,
+            "worker_prefetch": 4,
+            "worker_retry_base_s": 0.01,
+            "worker_retry_cap_s": 0.05,
+            "worker_db_probe_base_s": 0.05,
+            "worker_db_probe_cap_s": 0.2,
+            "db_connect_timeout_s": 1.0,
+        }
+        settings = WorkerSettings(**{**fields, **overrides})
         engine = make_engine(
             settings.database_url.get_secret_value(),
             pool_size=5,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
 from tests.support.payloads import conversation, expected_change
-from tests.support.pipeline import event_row, publish, score_sums, store
+from tests.support.pipeline import event_row, publish, score_sums, statuses, store
 from tests.support.proxy import TcpProxy
-from tests.support.services import queue_counts, wait_for
+from tests.support.services import delivery_limit_in_force, queue_counts, wait_for
 
 from conversation_events.errors import PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
@@ -21,6 +23,10 @@ from conversation_events_worker.consumer import Consumer
 
 def retries() -> float:
     return REGISTRY.get_sample_value("conversation_events_retried_total") or 0.0
+
+
+def probe_failures() -> float:
+    return REGISTRY.get_sample_value("conversation_events_worker_db_probe_failures_total") or 0.0
 
 
 def queue_empty(queue: str) -> bool:
@@ -162,30 +168,49 @@ def test_always_transient_event_fails_after_the_configured_attempts(
     assert len(calls) == MAX_ATTEMPTS
 
 
-def test_database_outage_is_retried_without_losing_the_event(
-    engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
+def test_database_outage_holds_messages_instead_of_exhausting_the_delivery_limit(
+    engine: Engine, database_url: str, names: tuple[str, str], run_consumer: Callable[..., Consumer]
 ) -> None:
+    # With the old behaviour (requeue while the database is down) a limit of 2 dead-letters
+    # every message within a few retry cycles; held messages are never returned, so never
+    # counted by the broker.
+    topology = Topology(names[0], names[1], delivery_limit=2)
     proxy, proxied_url = TcpProxy.in_front_of(database_url)
     try:
-        run_consumer(db_url=proxied_url)
+        consumer = run_consumer(db_url=proxied_url, delivery_limit=2)
+        assert delivery_limit_in_force(topology.queue) == 2
+        bodies = [conversation(user_id=f"u-{uuid.uuid4().hex[:8]}") for _ in range(3)]
+        bodies += [conversation(user_id=bodies[i % 3]["user_id"]) for i in range(5)]
+        ids = [store(engine, body) for body in bodies]
         proxy.cut()
-        body = conversation()
-        event_id = store(engine, body)
-        publish(topology, event_id, body)
-        retried_before = retries()
-        # While PostgreSQL is unreachable the message keeps coming back; the event waits.
-        wait_for(
-            lambda: retries() >= retried_before + 2, timeout=15, what="retries during the outage"
-        )
-        assert event_row(engine, event_id)["status"] == "PENDING"
+        probes_before = probe_failures()
+        for event_id, body in zip(ids, bodies, strict=True):
+            publish(topology, event_id, body)
+
+        wait_for(lambda: consumer.health.holding, timeout=10, what="the consumer to hold")
+        assert not consumer.health.ready
+        # Several probe cycles, each a chance to bounce the messages had they been returned.
+        wait_for(lambda: probe_failures() >= probes_before + 5, timeout=15, what="failed probes")
         assert queue_counts(topology.dead_letter_queue)[0] == 0
+        assert statuses(engine, [b["conversation_id"] for b in bodies]) == {"PENDING": len(ids)}
         proxy.restore()
+
         wait_for(
-            lambda: event_row(engine, event_id)["status"] == "PROCESSED",
-            timeout=30,
-            what="PROCESSED after recovery",
+            lambda: (
+                statuses(engine, [b["conversation_id"] for b in bodies]) == {"PROCESSED": len(ids)}
+            ),
+            timeout=20,
+            what="every event PROCESSED after recovery",
         )
-        assert score_sums(engine, [body["user_id"]])[1][body["user_id"]] == expected_change(body)
+        assert consumer.health.ready
+        assert all(event_row(engine, event_id)["attempts"] == 1 for event_id in ids)
+        users = sorted({b["user_id"] for b in bodies})
+        changes, scores = score_sums(engine, users)
+        assert scores == changes
+        assert changes == pytest.approx(
+            {u: sum(expected_change(b) for b in bodies if b["user_id"] == u) for u in users}
+        )
+        wait_for(lambda: queue_empty(topology.queue), timeout=10, what="all messages acked")
         assert queue_counts(topology.dead_letter_queue)[0] == 0
     finally:
         proxy.close()
