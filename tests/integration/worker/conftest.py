@@ -59,6 +59,7 @@ def run_consumer(
             pool_size=5,
             connect_timeout_s=1.0,
             statement_timeout_ms=5000,
+            deadline_s=settings.db_deadline_s,
             application_name="test-worker",
         )
         config = ProcessingConfig(

@@ -13,7 +13,12 @@ from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row, publish, score_sums, statuses, store
 from tests.support.proxy import TcpProxy
-from tests.support.services import delivery_limit_in_force, queue_counts, wait_for
+from tests.support.services import (
+    apply_policy,
+    delivery_limit_in_force,
+    queue_counts,
+    wait_for,
+)
 
 from conversation_events.errors import PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
@@ -174,11 +179,10 @@ def test_database_outage_holds_messages_instead_of_exhausting_the_delivery_limit
     # With the old behaviour (requeue while the database is down) a limit of 2 dead-letters
     # every message within a few retry cycles; held messages are never returned, so never
     # counted by the broker.
-    topology = Topology(names[0], names[1], delivery_limit=2)
+    topology = apply_policy(*names, delivery_limit=2)
     proxy, proxied_url = TcpProxy.in_front_of(database_url)
     try:
         consumer = run_consumer(db_url=proxied_url, delivery_limit=2)
-        assert delivery_limit_in_force(topology.queue) == 2
         bodies = [conversation(user_id=f"u-{uuid.uuid4().hex[:8]}") for _ in range(3)]
         bodies += [conversation(user_id=bodies[i % 3]["user_id"]) for i in range(5)]
         ids = [store(engine, body) for body in bodies]
@@ -191,6 +195,13 @@ def test_database_outage_holds_messages_instead_of_exhausting_the_delivery_limit
         assert not consumer.health.ready
         # Several probe cycles, each a chance to bounce the messages had they been returned.
         wait_for(lambda: probe_failures() >= probes_before + 5, timeout=15, what="failed probes")
+        # The management API shows a queue's policy with its next statistics sample (~5 s).
+        wait_for(
+            lambda: delivery_limit_in_force(topology.queue) == 2,
+            timeout=15,
+            what="the delivery limit of 2 in force",
+        )
+        assert consumer.health.holding
         assert queue_counts(topology.dead_letter_queue)[0] == 0
         assert statuses(engine, [b["conversation_id"] for b in bodies]) == {"PENDING": len(ids)}
         proxy.restore()
