@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
+from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.events import NewEvent, content_hash, insert_events
 from conversation_events_worker.broker import declare_topology, publish_confirmed
 from tests.support.services import AMQP_URL
@@ -126,3 +127,30 @@ def preload(engine: Engine, topology: Topology, bodies: list[dict[str, Any]]) ->
     finally:
         connection.close()
     return [e.id for e in events]
+
+
+def redrive_due(engine: Engine, topology: Topology, event_ids: list[str]) -> int:
+    """One relay pass over these events only: republish those due (the relay's own query).
+
+    Worker tests run no API; this stands in for its relay, which republishes an event whose
+    retry is due (`not_before` passed) or whose message went missing.
+    """
+    wanted = set(event_ids)
+    with engine.begin() as conn:
+        rows = event_repo.take_due(conn, unconfirmed_after_s=0, redrive_after_s=3600, limit=1000)
+        due = [row for row in rows if str(row["id"]) in wanted]
+        if not due:
+            return 0
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            for row in due:
+                message = EventMessage.now(
+                    str(row["id"]), row["conversation_id"], row["user_id"], row["bot_id"]
+                )
+                publish_confirmed(channel, topology, message)
+        finally:
+            connection.close()
+        event_repo.mark_republished(conn, [str(row["id"]) for row in due])
+    return len(due)

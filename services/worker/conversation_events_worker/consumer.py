@@ -34,7 +34,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -334,22 +334,46 @@ class Consumer:
             self._pool.submit(self._work, connection, batch)
 
     def _work(self, connection: pika.BlockingConnection, batch: list[Delivery]) -> None:
+        sent: set[int] = set()
+
+        def settle_early(decided: dict[int, Settle]) -> None:
+            sent.update(decided)
+            self._send(connection, [(batch[i], decided[i]) for i in sorted(decided)], last=False)
+
         settles = [Settle.REQUEUE] * len(batch)
         try:
-            settles = self.handle_batch([d.body for d in batch], [d.redelivered for d in batch])
+            settles = self.handle_batch(
+                [d.body for d in batch], [d.redelivered for d in batch], settle_early
+            )
         except Exception:  # never lose the settle callback: a requeue is always safe
             log.exception("unexpected error handling a batch")
+        rest = [
+            (d, settle)
+            for i, (d, settle) in enumerate(zip(batch, settles, strict=True))
+            if i not in sent
+        ]
+        self._send(connection, rest, last=True)
+
+    def _send(
+        self,
+        connection: pika.BlockingConnection,
+        settles: list[tuple[Delivery, Settle]],
+        *,
+        last: bool,
+    ) -> None:
+        """Have the connection thread settle these messages (`last`: the batch is done)."""
         # If the connection is gone, the broker redelivers the messages; our effect (if any) is
         # committed and the redeliveries will find the events terminal.
         with contextlib.suppress(*CONNECTION_ERRORS):
-            connection.add_callback_threadsafe(functools.partial(self._settle, batch, settles))
+            connection.add_callback_threadsafe(functools.partial(self._settle, settles, last))
 
-    def _settle(self, batch: list[Delivery], settles: list[Settle]) -> None:
-        self._running -= 1
-        held = [d for d, settle in zip(batch, settles, strict=True) if settle is Settle.HOLD]
-        self._in_flight -= len(batch) - len(held)
+    def _settle(self, settles: list[tuple[Delivery, Settle]], last: bool) -> None:
+        if last:
+            self._running -= 1
+        held = [delivery for delivery, settle in settles if settle is Settle.HOLD]
+        self._in_flight -= len(settles) - len(held)
         metrics.IN_FLIGHT.set(self._in_flight)
-        for delivery, settle in zip(batch, settles, strict=True):
+        for delivery, settle in settles:
             if settle is Settle.HOLD or not delivery.channel.is_open:
                 continue
             if settle is Settle.ACK:
@@ -412,8 +436,18 @@ class Consumer:
         self._arrived[:0] = held
         log.info("PostgreSQL answers again; resuming", extra={"held": len(held)})
 
-    def handle_batch(self, bodies: list[bytes], redelivered: list[bool]) -> list[Settle]:
-        """Process message bodies and decide how to settle each (runs on a pool thread)."""
+    def handle_batch(
+        self,
+        bodies: list[bytes],
+        redelivered: list[bool],
+        settle_early: Callable[[dict[int, Settle]], None] = lambda _: None,
+    ) -> list[Settle]:
+        """Process message bodies and decide how to settle each (runs on a pool thread).
+
+        Failures are recorded one by one after the batch's transaction; `settle_early` gets
+        what was decided before that (by index), so successes are acked as soon as they are
+        committed, not after their neighbours' failures are stored.
+        """
         started = time.perf_counter()
         messages: list[EventMessage | None] = []
         again: set[str] = set()
@@ -441,83 +475,88 @@ class Consumer:
                     log.exception("unexpected processing error")
                     exc = RetryableError(f"{type(exc).__name__}: {exc}")
                 results = dict.fromkeys(ids, exc)
-        settles: list[Settle] = []
-        delay = 0.0
-        for message in messages:
+        decided: dict[int, Settle] = {}
+        failed: list[tuple[int, str, ConversationEventsError]] = []
+        for i, message in enumerate(messages):
             if message is None:
-                settles.append(Settle.DEAD_LETTER)
+                decided[i] = Settle.DEAD_LETTER
                 continue
-            token = logs.event_id.set(message.event_id)
-            try:
-                settle, wait = self._decide(
-                    message.event_id,
-                    results[message.event_id],
-                    started,
-                    claimed=message.event_id in again,
-                )
-            finally:
-                logs.event_id.reset(token)
-            settles.append(settle)
-            delay = max(delay, wait)
-        if delay:
-            self._stop.wait(delay)  # a drain cuts the wait short; the messages are requeued
-        return settles
+            result = results[message.event_id]
+            if isinstance(result, DatabaseUnavailable):
+                decided[i] = Settle.HOLD
+            elif isinstance(result, ConversationEventsError):
+                failed.append((i, message.event_id, result))
+            else:
+                with _logging_event(message.event_id):
+                    decided[i] = self._settle_result(result, started)
+        if failed:
+            settle_early(dict(decided))
+            for i, event_id, error in failed:
+                with _logging_event(event_id):
+                    decided[i] = self._settle_failure(event_id, error, claimed=event_id in again)
+        return [decided[i] for i in range(len(messages))]
 
-    def _decide(
-        self,
-        event_id: str,
-        result: ProcessResult | ConversationEventsError,
-        started: float,
-        *,
-        claimed: bool,
-    ) -> tuple[Settle, float]:
-        """How to settle one message, and how long to wait first (retry backoff).
-
-        `claimed`: the processor counted this attempt before it began (a redelivery).
-        """
-        if isinstance(result, DatabaseUnavailable):
-            return Settle.HOLD, 0.0
-        if isinstance(result, PermanentError):
-            log.error("permanent failure", extra={"error": str(result)})
-            try:
-                self._record(event_id, str(result), permanent=True, claimed=claimed)
-            except RetryableError:
-                return Settle.HOLD, 0.0  # dead-lettered unrecorded, its event would stay PENDING
-            metrics.FAILED.labels("permanent").inc()
-            metrics.DEAD_LETTERED.inc()
-            return Settle.DEAD_LETTER, 0.0
-        if isinstance(result, ConversationEventsError):  # transient: within the attempt budget
-            error = str(result)
-            try:
-                status = self._record(event_id, error, permanent=False, claimed=claimed)
-            except RetryableError:
-                return Settle.HOLD, 0.0  # the attempt could not be counted: try it again later
-            if status is EventStatus.FAILED:
-                log.error("attempts exhausted; dead-lettered", extra={"error": error})
-                metrics.FAILED.labels("attempts").inc()
-                metrics.DEAD_LETTERED.inc()
-                self._forget(event_id)
-                return Settle.DEAD_LETTER, 0.0
-            delay = self._backoff(event_id)
-            log.warning(
-                "transient failure; retrying", extra={"error": error, "retry_in_s": round(delay, 2)}
-            )
-            metrics.RETRIED.inc()
-            return Settle.REQUEUE, delay
-        self._forget(event_id)
+    def _settle_result(self, result: ProcessResult, started: float) -> Settle:
+        """How to settle a message whose event the batch's transaction finished."""
         metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
         if result.outcome is Outcome.EXHAUSTED:
             log.error("attempts exhausted; dead-lettered")
             metrics.FAILED.labels("attempts").inc()
             metrics.DEAD_LETTERED.inc()
-            return Settle.DEAD_LETTER, 0.0
+            return Settle.DEAD_LETTER
         metrics.PROCESSED.labels(result.outcome.value).inc()
         if result.accepted_at is not None and result.outcome is not Outcome.DUPLICATE:
             metrics.LAG_SECONDS.observe(max(0.0, time.time() - result.accepted_at.timestamp()))
-        return Settle.ACK, 0.0
+        return Settle.ACK
+
+    def _settle_failure(
+        self, event_id: str, error: ConversationEventsError, *, claimed: bool
+    ) -> Settle:
+        """Record a failed attempt, then settle its message.
+
+        A retry is not a requeue: the event goes back to PENDING with a not-before instant
+        (capped, jittered backoff) and the relay republishes it when due, so the message is
+        acked now and the delay holds neither a message nor a thread. A failure that cannot be
+        recorded is held: no attempt counts unless PostgreSQL counted it. `claimed`: the
+        processor counted this attempt before it began (a redelivery).
+        """
+        permanent = isinstance(error, PermanentError)
+        delay = 0.0 if permanent else self._backoff(event_id)
+        try:
+            status = self._record(
+                event_id, str(error), permanent=permanent, claimed=claimed, retry_in_s=delay
+            )
+        except RetryableError:
+            return Settle.HOLD
+        if permanent:
+            log.error("permanent failure", extra={"error": str(error)})
+            metrics.FAILED.labels("permanent").inc()
+            metrics.DEAD_LETTERED.inc()
+            return Settle.DEAD_LETTER
+        if status is EventStatus.FAILED:
+            log.error("attempts exhausted; dead-lettered", extra={"error": str(error)})
+            metrics.FAILED.labels("attempts").inc()
+            metrics.DEAD_LETTERED.inc()
+            self._forget(event_id)
+            return Settle.DEAD_LETTER
+        if status is None:  # finished meanwhile (another delivery): nothing left to retry
+            self._forget(event_id)
+            return Settle.ACK
+        log.warning(
+            "transient failure; retry due later",
+            extra={"error": str(error), "retry_in_s": round(delay, 2)},
+        )
+        metrics.RETRIED.inc()
+        return Settle.ACK
 
     def _record(
-        self, event_id: str, error: str, *, permanent: bool, claimed: bool
+        self,
+        event_id: str,
+        error: str,
+        *,
+        permanent: bool,
+        claimed: bool,
+        retry_in_s: float = 0.0,
     ) -> EventStatus | None:
         """Count the failed attempt in PostgreSQL; raises `RetryableError` when it cannot."""
         return fail_event(
@@ -527,6 +566,7 @@ class Consumer:
             permanent=permanent,
             max_attempts=self._settings.max_attempts,
             count_attempt=not claimed,
+            retry_in_s=retry_in_s,
         )
 
     def _backoff(self, event_id: str) -> float:
@@ -545,3 +585,13 @@ class Consumer:
 
 def _jittered(delay: float) -> float:
     return random.uniform(delay / 2, delay)  # full jitter would allow ~0: keep half
+
+
+@contextlib.contextmanager
+def _logging_event(event_id: str) -> Iterator[None]:
+    """Log records inside name this event."""
+    token = logs.event_id.set(event_id)
+    try:
+        yield
+    finally:
+        logs.event_id.reset(token)

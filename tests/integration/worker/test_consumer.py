@@ -8,10 +8,18 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
 from tests.support.payloads import conversation, expected_change
-from tests.support.pipeline import event_row, publish, score_sums, statuses, store
+from tests.support.pipeline import (
+    event_row,
+    preload,
+    publish,
+    redrive_due,
+    score_sums,
+    statuses,
+    store,
+)
 from tests.support.proxy import TcpProxy
 from tests.support.services import (
     apply_policy,
@@ -22,12 +30,16 @@ from tests.support.services import (
 
 from conversation_events.errors import PermanentError, RetryableError
 from conversation_events.messaging.topology import Topology
-from conversation_events.processing import ProcessingConfig, ProcessResult
+from conversation_events.processing import ProcessingConfig, ProcessResult, process_batch
 from conversation_events_worker.consumer import Consumer
 
 
 def retries() -> float:
     return REGISTRY.get_sample_value("conversation_events_retried_total") or 0.0
+
+
+def in_flight() -> float:
+    return REGISTRY.get_sample_value("conversation_events_worker_in_flight") or 0.0
 
 
 def probe_failures() -> float:
@@ -159,8 +171,14 @@ def test_always_transient_event_fails_after_the_configured_attempts(
     run_consumer(processor=flaky)
     publish(topology, event_id, body)
 
+    # Each failure is acked and the event left PENDING, due again after its backoff; the relay
+    # (here its stand-in, polled) republishes it then.
     row = wait_for(
-        lambda: (r := event_row(engine, event_id))["status"] == "FAILED" and r,
+        lambda: (
+            redrive_due(engine, topology, [event_id]) >= 0
+            and (r := event_row(engine, event_id))["status"] == "FAILED"
+            and r
+        ),
         timeout=30,
         what="FAILED",
     )
@@ -225,3 +243,73 @@ def test_database_outage_holds_messages_instead_of_exhausting_the_delivery_limit
         assert queue_counts(topology.dead_letter_queue)[0] == 0
     finally:
         proxy.close()
+
+
+def test_a_transient_failure_holds_neither_its_batch_nor_a_thread(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    # A backoff of 10-20 s: a worker that sleeps it (or holds the batch's acks meanwhile)
+    # keeps its whole prefetch of 4 unacked, and the second wave below cannot even arrive.
+    bodies = [conversation() for _ in range(8)]
+    first, second = bodies[:4], bodies[4:]
+    ids = preload(engine, topology, first)
+    failing, failures = ids[0], []
+
+    def once_flaky(
+        engine: Engine,
+        event_ids: list[str],
+        config: ProcessingConfig,
+        *,
+        redelivered: Collection[str] = (),
+    ) -> dict[str, Any]:
+        if failing not in event_ids or failures:
+            return process_batch(engine, event_ids, config, redelivered=redelivered)
+        failures.append(failing)
+        rest = [i for i in event_ids if i != failing]
+        results: dict[str, Any] = process_batch(engine, rest, config, redelivered=redelivered)
+        return {**results, failing: RetryableError("scoring backend timed out")}
+
+    run_consumer(processor=once_flaky, worker_retry_base_s=20.0, worker_retry_cap_s=20.0)
+    wait_for(
+        lambda: statuses(engine, [b["conversation_id"] for b in first[1:]]) == {"PROCESSED": 3},
+        timeout=10,
+        what="the failing event's neighbours PROCESSED",
+    )
+    row = wait_for(
+        lambda: (r := event_row(engine, failing))["attempts"] == 1 and r,
+        timeout=10,
+        what="the failure recorded",
+    )
+    assert (row["status"], row["published_at"]) == ("PENDING", None)
+    with engine.connect() as conn:
+        due_in = conn.execute(
+            text(
+                "SELECT extract(epoch FROM not_before - now()) FROM conversation_events "
+                "WHERE id = :id"
+            ),
+            {"id": failing},
+        ).scalar_one()
+    assert 8 < float(due_in) <= 20
+
+    second_ids = preload(engine, topology, second)
+    wait_for(
+        lambda: statuses(engine, [b["conversation_id"] for b in second]) == {"PROCESSED": 4},
+        timeout=8,
+        what="the second wave processed while the retry waits",
+    )
+    wait_for(lambda: in_flight() == 0, timeout=5, what="nothing left unacked")
+    assert redrive_due(engine, topology, [failing]) == 0  # not due yet: the relay waits too
+
+    publish(topology, failing, first[0])  # what the relay does once the retry is due
+    row = wait_for(
+        lambda: (r := event_row(engine, failing))["status"] == "PROCESSED" and r,
+        timeout=10,
+        what="the retried event PROCESSED",
+    )
+    assert row["attempts"] == 2
+    assert failures == [failing]
+    users = [b["user_id"] for b in bodies]
+    changes, scores = score_sums(engine, users)
+    assert scores == changes == {b["user_id"]: expected_change(b) for b in bodies}
+    assert all(event_row(engine, i)["attempts"] == 1 for i in ids[1:] + second_ids)
+    wait_for(lambda: queue_empty(topology.queue), timeout=5, what="queue empty")
