@@ -3,6 +3,8 @@ with ``--broker``, also apply the queue policy through RabbitMQ's management API
 
 Run as ``python -m conversation_events.migrate [--create-database] [--broker] [--timeout S]``;
 the chart runs it as a pre-install/pre-upgrade hook Job, ``scripts/stack up`` runs it directly.
+``--sql`` prints the upgrade's SQL instead of running it (for a DBA's review; no connection),
+``--check`` fails when the table definitions and the migrations disagree (``scripts/lint``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "persistence" / "migrations"
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, *, lock_timeout: str | None = None) -> Config:
+    """Alembic's configuration for `url`; `lock_timeout` overrides env.py's (e.g. "10s")."""
     config = Config()
+    if lock_timeout is not None:
+        config.cmd_opts = argparse.Namespace(x=[f"lock_timeout={lock_timeout}"])
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic's Config goes through configparser: escape % in URL-encoded passwords.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -88,6 +93,21 @@ def migrate(url: str, *, create: bool = False, timeout_s: float = 60.0) -> None:
     log.info("schema at head", extra={"database": parsed.database})
 
 
+def upgrade_sql(url: str, revisions: str = "head") -> None:
+    """Print the SQL of an upgrade (offline: nothing connects), e.g. ``0001:head``."""
+    command.upgrade(alembic_config(url), revisions, sql=True)
+
+
+def check(url: str) -> None:
+    """Raise unless the migrations at head produce exactly the tables in `tables.py`.
+
+    Upgrades the (scratch) database at `url` to head first.
+    """
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    command.check(config)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--create-database", action="store_true", help="create it if missing")
@@ -97,9 +117,29 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for each server"
     )
+    parser.add_argument(
+        "--sql",
+        nargs="?",
+        const="head",
+        metavar="REVISIONS",
+        help="print the upgrade's SQL (default head; e.g. 0001:head) instead of running it",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="upgrade, then fail if tables.py and migrations differ"
+    )
     args = parser.parse_args()
     settings = CommonSettings()
     configure_logging("migrate", settings.log_level)
+    url = settings.database_url.get_secret_value()
+    if args.sql:
+        upgrade_sql(url, args.sql)
+        return
+    if args.check:
+        wait_for_server(make_url(url), args.timeout)
+        if args.create_database:
+            create_database(make_url(url))
+        check(url)
+        return
     migrate(
         settings.database_url.get_secret_value(),
         create=args.create_database,
