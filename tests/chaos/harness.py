@@ -4,7 +4,9 @@ A scenario starts its own API and workers (subprocesses, as in production) on it
 pushes events at a fixed rate while it injects a fault, then checks from PostgreSQL that every
 accepted event was processed exactly once: each user's friendship score equals the sum of its
 events' changes, computed here from the request bodies. The client behaves as a well-behaved
-producer would: it retries a 503 after its `Retry-After`, and counts every response.
+producer would: it retries a 503 after its `Retry-After` and a post that met a connection error
+(a post is idempotent), keeps idle connections for less than the server's keep-alive timeout,
+and counts every response and every connection error.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ RATE = float(os.environ.get("CHAOS_RATE", "60"))
 DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "120"))
 #: A producer gives up on one event after this long (then it counts as sent, not accepted).
 GIVE_UP_S = 60.0
+#: Seconds an idle keep-alive connection stays in the client's pool. It must be well below the
+#: server's idle timeout (uvicorn's `timeout_keep_alive`, 5 s, which the API keeps): httpx's
+#: default is also 5 s, so the client could send a request on a connection just as the server
+#: closes it, and an API whose event loop is late closes the socket with the request unread in
+#: its buffer, which resets the connection (`httpx.ReadError`, ECONNRESET).
+KEEPALIVE_EXPIRY_S = 2.0
 
 #: Settings for every process a scenario starts: fast relay and retries, a short Retry-After.
 FAST = {
@@ -109,7 +117,9 @@ class Stream:
             )
 
     def _run(self) -> None:
-        limits = httpx.Limits(max_connections=48, max_keepalive_connections=48)
+        limits = httpx.Limits(
+            max_connections=48, max_keepalive_connections=48, keepalive_expiry=KEEPALIVE_EXPIRY_S
+        )
         with (
             httpx.Client(
                 base_url=self.base_url,
