@@ -10,15 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conversation_events.domain.analysis import (
-    Emotion,
-    classify_emotion,
-    count_turns,
-    count_user_questions,
-    emotion_signals,
-    is_question,
-)
-from conversation_events.domain.conversation import Message, Speaker
+from conversation_events.domain.conversation import Message, Speaker, count_turns
+from conversation_events.domain.emotions import Emotion, classify_emotion, emotion_signals
+from conversation_events.domain.questions import count_user_questions, is_question
 
 U = Speaker.USER
 B = Speaker.BOT

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conversation_events.domain.analysis import Emotion
+from conversation_events.domain.emotions import Emotion
 from conversation_events.domain.friendship import (
     FriendshipStatus,
     Interaction,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conversation_events.domain.analysis import Emotion
 from conversation_events.domain.conversation import Message, Speaker
+from conversation_events.domain.emotions import Emotion
 from conversation_events.domain.scoring import (
     DEFAULT_WEIGHTS,
     SCORING_VERSION,

@@ -6,21 +6,16 @@ the timezone and the weights. The submodules are the public interface; the most 
 are re-exported here.
 """
 
-from conversation_events.domain.analysis import (
-    Emotion,
-    classify_emotion,
-    count_turns,
-    count_user_questions,
-    is_question,
-)
 from conversation_events.domain.conversation import (
     Message,
     Speaker,
     classify_speaker,
+    count_turns,
     is_scored_bot_type,
     normalise_log,
     topic_for,
 )
+from conversation_events.domain.emotions import Emotion, classify_emotion
 from conversation_events.domain.friendship import (
     FriendshipStatus,
     Interaction,
@@ -30,6 +25,7 @@ from conversation_events.domain.friendship import (
     level_for_score,
     topic_level,
 )
+from conversation_events.domain.questions import count_user_questions, is_question
 from conversation_events.domain.scoring import (
     DEFAULT_WEIGHTS,
     SCORING_VERSION,

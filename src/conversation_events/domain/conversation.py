@@ -8,7 +8,7 @@ that reached the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,6 +18,7 @@ __all__ = [
     "Message",
     "Speaker",
     "classify_speaker",
+    "count_turns",
     "is_scored_bot_type",
     "normalise_log",
     "topic_for",
@@ -78,6 +79,25 @@ def normalise_log(items: Iterable[Mapping[str, Any]]) -> tuple[Message, ...]:
         speaker = classify_speaker(character if isinstance(character, str) else "")
         messages.append(Message(speaker=speaker, content=text))
     return tuple(messages)
+
+
+def count_turns(messages: Sequence[Message]) -> int:
+    """Count exchanges with the SPEC's walk.
+
+    Starting at ``i = 0``: when messages ``i`` and ``i + 1`` come from different speakers,
+    count one turn and move on by two; otherwise move on by one. Each turn consumes two
+    messages, so the result is at most ``len(messages) // 2`` (reached by a strictly
+    alternating log) and 0 for a log with fewer than two messages or a single speaker.
+    """
+    turns = 0
+    i = 0
+    while i + 1 < len(messages):
+        if messages[i].speaker != messages[i + 1].speaker:
+            turns += 1
+            i += 2
+        else:
+            i += 1
+    return turns
 
 
 def _present(value: str | None) -> str | None:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from conversation_events.domain.analysis import Emotion
+from conversation_events.domain.emotions import Emotion
 from conversation_events.domain.scoring import ScoreResult
 
 __all__ = [

@@ -17,13 +17,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from conversation_events.domain.analysis import (
-    Emotion,
-    classify_emotion,
-    count_turns,
-    count_user_questions,
-)
-from conversation_events.domain.conversation import Message
+from conversation_events.domain.conversation import Message, count_turns
+from conversation_events.domain.emotions import Emotion, classify_emotion
+from conversation_events.domain.questions import count_user_questions
 
 __all__ = [
     "DEFAULT_EMOTION_BONUS",

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, RowMapping, bindparam, select, text
 
-from conversation_events.domain.analysis import Emotion
+from conversation_events.domain.emotions import Emotion
 from conversation_events.domain.friendship import FriendshipStatus, Level, TopicMetrics
 from conversation_events.persistence.tables import friendship_status
 
