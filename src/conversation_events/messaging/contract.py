@@ -1,4 +1,11 @@
-"""The message body: ids only. The database is the source of truth for the conversation."""
+"""The message body: ids only. The database is the source of truth for the conversation.
+
+The body is versioned (`version`, major.minor) and typed (the AMQP `type` property,
+`MESSAGE_TYPE`); docs/asyncapi.yaml describes it. A minor version only adds optional fields:
+readers ignore fields they do not know. A major version is a breaking change: a reader
+refuses a major it does not read, as a permanent error (the worker dead-letters it), rather
+than guessing. A body without `version` is 1.0 (written before the field existed).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,11 @@ import orjson
 from conversation_events.errors import PermanentError
 
 CONTENT_TYPE = "application/json"
+#: The AMQP `type` property of every event message.
+MESSAGE_TYPE = "conversation_events.event_accepted"
+#: The version this code writes; it reads every 1.x.
+SCHEMA_VERSION = "1.0"
+_READS_MAJOR = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +36,7 @@ class EventMessage:
     def to_bytes(self) -> bytes:
         return orjson.dumps(
             {
+                "version": SCHEMA_VERSION,
                 "event_id": self.event_id,
                 "conversation_id": self.conversation_id,
                 "user_id": self.user_id,
@@ -34,9 +47,18 @@ class EventMessage:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> EventMessage:
-        """Parse a message body; anything malformed is a permanent error (dead-letter it)."""
+        """Parse a message body; malformed or of an unknown major version: `PermanentError`."""
         try:
             data: dict[str, Any] = orjson.loads(body)
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON object is expected, not {type(data).__name__}")
+            version = str(data.get("version", "1.0"))
+            major = version.split(".", 1)[0]
+            if major != str(_READS_MAJOR):
+                raise PermanentError(
+                    f"message version {version[:20]!r} is not supported: this worker reads "
+                    f"{_READS_MAJOR}.x"
+                )
             return cls(
                 event_id=str(data["event_id"]),
                 conversation_id=str(data["conversation_id"]),

@@ -1,0 +1,63 @@
+"""The AMQP message contract: what a writer sends, what a reader accepts and refuses."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from conversation_events.errors import PermanentError
+from conversation_events.messaging.contract import MESSAGE_TYPE, SCHEMA_VERSION, EventMessage
+
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+MESSAGE = EventMessage("e-1", "c-1", "u-1", "pika", datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
+
+
+def body(**changes: object) -> bytes:
+    data = orjson.loads(MESSAGE.to_bytes())
+    data.update(changes)
+    return orjson.dumps({k: v for k, v in data.items() if v is not None})
+
+
+def test_a_message_round_trips_with_its_version() -> None:
+    assert orjson.loads(MESSAGE.to_bytes())["version"] == SCHEMA_VERSION == "1.0"
+    assert EventMessage.from_bytes(MESSAGE.to_bytes()) == MESSAGE
+
+
+def test_a_later_minor_version_with_unknown_fields_is_read() -> None:
+    later = body(version="1.7", tenant="acme", trace={"id": 1})
+    assert EventMessage.from_bytes(later) == MESSAGE
+
+
+def test_a_message_written_before_the_version_field_is_1_0() -> None:
+    assert EventMessage.from_bytes(body(version=None)) == MESSAGE
+
+
+@pytest.mark.parametrize("version", ["2.0", "0.9", "10.1", "", "x"])
+def test_an_unknown_major_version_is_refused_with_a_clear_error(version: str) -> None:
+    with pytest.raises(PermanentError, match=re.escape("is not supported: this worker reads 1.x")):
+        EventMessage.from_bytes(body(version=version))
+
+
+@pytest.mark.parametrize(
+    "raw", [b"garbage", b"[]", b'"text"', b'{"version": "1.0"}', b'{"event_id": 1}']
+)
+def test_malformed_bodies_are_permanent_errors(raw: bytes) -> None:
+    with pytest.raises(PermanentError):
+        EventMessage.from_bytes(raw)
+
+
+def test_the_asyncapi_document_describes_the_message_as_written() -> None:
+    doc = yaml.safe_load(ASYNCAPI.read_text())
+    message = doc["components"]["messages"]["EventAccepted"]
+    assert message["name"] == MESSAGE_TYPE
+    schema = message["payload"]
+    written = orjson.loads(MESSAGE.to_bytes())
+    assert set(written) == set(schema["properties"])
+    assert set(schema["required"]) == set(written) - {"version"}
+    assert schema["properties"]["version"]["default"] == SCHEMA_VERSION
+    assert message["bindings"]["amqp"]["messageType"] == MESSAGE_TYPE
