@@ -21,6 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from conversation_events.domain.emotions import EmotionValue
+from conversation_events.persistence.tables import EventStatusValue
+
 # PostgreSQL cannot store NUL in text or JSONB: refuse it at the door with a clear error.
 NO_NUL = r"^[^\x00]*$"
 Id = Annotated[
@@ -54,7 +57,6 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
-Emotion = Literal["interesting", "happy", "neutral", "sad", "angry", "boring"]
 
 #: Fields the server owns; a client that sends them gets a 422 rather than silent dropping.
 SERVER_OWNED = frozenset(
@@ -85,7 +87,7 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    session_emotion: Emotion | None = None
+    session_emotion: EmotionValue | None = None
     # Strict: "3" or true are refused instead of silently becoming 3 or 1.
     user_initiated_questions: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
     new_memories_count: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
@@ -202,7 +204,7 @@ class EventView(BaseModel):
     conversation_id: str
     user_id: str
     bot_id: str
-    status: Literal["PENDING", "PROCESSING", "PROCESSED", "FAILED", "SKIPPED"]
+    status: EventStatusValue
     attempts: int
     last_error: str | None
     created_at: datetime

@@ -12,11 +12,12 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
 
 from conversation_events.domain.conversation import Message, Speaker
 from conversation_events.domain.text import LEXICONS, fold, lexicon
 
-__all__ = ["Emotion", "classify_emotion", "emotion_signals"]
+__all__ = ["Emotion", "EmotionValue", "classify_emotion", "emotion_signals"]
 
 
 class Emotion(StrEnum):
@@ -29,6 +30,12 @@ class Emotion(StrEnum):
     ANGRY = "angry"
     BORING = "boring"
 
+
+if TYPE_CHECKING:
+    EmotionValue = str
+else:
+    #: The values as a ``Literal``, for HTTP schemas that list them inline (OpenAPI, 422s).
+    EmotionValue = Literal[tuple(e.value for e in Emotion)]
 
 # Not ":" ":)" is a cue, and a colon rarely separates feelings.
 _CLAUSE_SPLIT_RE = re.compile(r"[.!?\u2026\u3002\uff01\uff1f;,\n\uff0c]+")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import (
     CheckConstraint,
@@ -31,6 +32,12 @@ class EventStatus(StrEnum):
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
 
+
+if TYPE_CHECKING:
+    EventStatusValue = str
+else:
+    #: The values as a ``Literal``, for HTTP schemas that list them inline (OpenAPI, 422s).
+    EventStatusValue = Literal[tuple(s.value for s in EventStatus)]
 
 TERMINAL_STATUSES = (EventStatus.PROCESSED, EventStatus.SKIPPED, EventStatus.FAILED)
 
