@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import (
@@ -313,3 +314,74 @@ def test_a_transient_failure_holds_neither_its_batch_nor_a_thread(
     assert scores == changes == {b["user_id"]: expected_change(b) for b in bodies}
     assert all(event_row(engine, i)["attempts"] == 1 for i in ids[1:] + second_ids)
     wait_for(lambda: queue_empty(topology.queue), timeout=5, what="queue empty")
+
+
+def test_a_frozen_database_is_held_through_not_hung_on(
+    engine: Engine,
+    database_url: str,
+    topology: Topology,
+    run_consumer: Callable[..., Consumer],
+) -> None:
+    # PostgreSQL's sockets stay open but nothing comes back: without a client-side deadline
+    # the batch's thread would wait in recv forever and its messages with it.
+    proxy, proxied_url = TcpProxy.in_front_of(database_url)
+    armed: list[bool] = []
+
+    def freeze_at_first_statement(*_: Any) -> None:
+        if armed and not armed[1:]:
+            armed.append(True)
+            proxy.freeze()
+
+    def freezing(
+        engine: Engine,
+        event_ids: list[str],
+        config: ProcessingConfig,
+        *,
+        redelivered: Collection[str] = (),
+    ) -> dict[str, Any]:
+        # Once the pool is warm, the next batch finds the database hung mid-transaction.
+        if armed and not event.contains(engine, "before_cursor_execute", freeze_at_first_statement):
+            event.listen(engine, "before_cursor_execute", freeze_at_first_statement)
+        return process_batch(engine, event_ids, config, redelivered=redelivered)
+
+    try:
+        consumer = run_consumer(
+            processor=freezing, db_url=proxied_url, db_deadline_s=1.5, worker_db_probe_cap_s=0.5
+        )
+        warm_up = conversation()
+        preload(engine, topology, [warm_up])
+        wait_for(
+            lambda: statuses(engine, [warm_up["conversation_id"]]) == {"PROCESSED": 1},
+            timeout=10,
+            what="the warm-up event",
+        )
+        armed.append(True)
+        users = [f"u-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+        bodies = [conversation(user_id=users[i % 3]) for i in range(6)]
+        preload(engine, topology, bodies)
+        probes_before = probe_failures()
+
+        wait_for(lambda: consumer.health.holding, timeout=10, what="the batch held")
+        assert not consumer.health.ready
+        wait_for(lambda: probe_failures() >= probes_before + 2, timeout=15, what="failed probes")
+        # The connection thread kept looping (heartbeats) while the database was silent.
+        assert time.monotonic() - consumer.health.last_loop < 2
+        assert statuses(engine, [b["conversation_id"] for b in bodies]) == {"PENDING": 6}
+        proxy.thaw()
+
+        wait_for(
+            lambda: statuses(engine, [b["conversation_id"] for b in bodies]) == {"PROCESSED": 6},
+            timeout=20,
+            what="every event PROCESSED after the thaw",
+        )
+        wait_for(lambda: consumer.health.ready, timeout=5, what="ready again")
+        changes, scores = score_sums(engine, users)
+        assert scores == changes
+        assert changes == pytest.approx(
+            {u: sum(expected_change(b) for b in bodies if b["user_id"] == u) for u in users}
+        )
+        assert len(armed) == 2  # the freeze did happen mid-batch
+        wait_for(lambda: queue_empty(topology.queue), timeout=10, what="all messages acked")
+        assert queue_counts(topology.dead_letter_queue)[0] == 0
+    finally:
+        proxy.close()
