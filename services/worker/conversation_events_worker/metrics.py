@@ -9,7 +9,8 @@ PROCESSED = Counter(
 )
 FAILED = Counter("conversation_events_failed_total", "Events that ended FAILED.", ["reason"])
 RETRIED = Counter(
-    "conversation_events_retried_total", "Transient failures requeued for another attempt."
+    "conversation_events_retried_total",
+    "Transient failures recorded as due again later (the relay republishes them).",
 )
 DEAD_LETTERED = Counter(
     "conversation_events_dead_lettered_total", "Messages rejected to the dead-letter queue."

@@ -44,10 +44,22 @@ class WorkerSettings(CommonSettings):
         ),
     )
     worker_retry_base_s: float = Field(
-        0.5, gt=0, description="First retry delay in seconds after a transient failure."
+        0.5,
+        gt=0,
+        description=(
+            "First retry delay in seconds after a transient failure of one event: the event's "
+            "not_before, after which the relay republishes it (no thread or message waits). "
+            "Short, because most such failures (a deadlock, a timeout) pass at once."
+        ),
     )
     worker_retry_cap_s: float = Field(
-        30.0, gt=0, description="Longest retry delay in seconds (exponential backoff, jittered)."
+        30.0,
+        gt=0,
+        description=(
+            "Longest retry delay in seconds (doubling per consecutive failure of the event in "
+            "this worker, jittered to half..all of it). With CE_MAX_ATTEMPTS at 5 the delays "
+            "stay at or below 4 s; the cap bounds larger attempt budgets."
+        ),
     )
     worker_db_probe_base_s: float = Field(
         0.5,
