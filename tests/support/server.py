@@ -11,10 +11,17 @@ from tests.support.services import free_port, wait_for
 
 
 class ServerThread:
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, **options: object) -> None:
+        """`options` are more `uvicorn.Config` keywords (e.g. the API's `uvicorn_options`)."""
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            **options,  # type: ignore[arg-type]
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

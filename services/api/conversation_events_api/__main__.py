@@ -8,6 +8,7 @@ import uvicorn
 
 from conversation_events.logs import configure_logging
 from conversation_events_api.main import create_app
+from conversation_events_api.server import uvicorn_options
 from conversation_events_api.settings import get_settings
 
 
@@ -30,8 +31,8 @@ def main() -> None:
         log_config=None,
         access_log=False,
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),
     )
 
 

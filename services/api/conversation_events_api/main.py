@@ -17,12 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
+from conversation_events.errors import ConflictingEvent, PermanentError
 from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events.persistence.db import make_engine
 from conversation_events_api.body import add_body_schemas
 from conversation_events_api.deps import unauthorized
 from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
+from conversation_events_api.overload import add_handlers
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
 from conversation_events_api.routes import conversations, friendship, health
@@ -57,13 +58,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
             pre_ping=False,
         )
         writer = EventWriter(
-            engine, batch_size=settings.writer_batch_size, concurrency=settings.writer_concurrency
+            engine,
+            batch_size=settings.writer_batch_size,
+            concurrency=settings.writer_concurrency,
+            max_pending=settings.writer_max_pending,
         )
         publisher = Publisher(
             settings.amqp_url.get_secret_value(),
             topology,
             engine,
             publish_timeout_s=settings.publish_timeout_s,
+            max_pending=settings.publish_max_pending,
             # Names this process's connection in the broker's management UI and API.
             connection_name=(
                 f"conversation-events-api {socket.gethostname()}[{os.getpid()}]"
@@ -109,7 +114,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         summary="Accepts finished chatbot conversations and scores friendship asynchronously.",
         lifespan=lifespan,
     )
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+        client_timeout_s=settings.client_timeout_s,
+        retry_after_s=settings.retry_after_s,
+    )
     app.include_router(conversations.router)
     app.include_router(friendship.router)
     app.include_router(health.router)
@@ -122,14 +133,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.exception_handler(RetryableError)
-    async def unavailable(request: Request, exc: RetryableError) -> JSONResponse:
-        log.warning("dependency unavailable", extra={"error": str(exc), "path": request.url.path})
-        return JSONResponse(
-            {"detail": "storage temporarily unavailable, retry later", "code": "unavailable"},
-            status_code=503,
-            headers={"Retry-After": str(settings.retry_after_s)},
-        )
+    add_handlers(app, settings.retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -170,6 +174,7 @@ _ERROR_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     422: "invalid",

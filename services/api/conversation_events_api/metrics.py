@@ -21,6 +21,14 @@ PUBLISH_FAILURES = Counter(
     "queue), nacked, timeout, unavailable (no broker channel), queue_full (publisher backlog).",
     ["reason"],
 )
+SHED = Counter(
+    "conversation_events_shed_total",
+    "Requests answered 503 `overloaded`, by the bound they met: in_flight or writer.",
+    ["bound"],
+)
+IN_FLIGHT = Gauge(
+    "conversation_events_http_in_flight", "/v1 requests being handled now (CE_MAX_IN_FLIGHT)."
+)
 RELAY_REPUBLISHED = Counter(
     "conversation_events_relay_republished_total",
     "Events republished by the relay: unconfirmed, past the re-drive horizon, or due retries.",

@@ -61,7 +61,71 @@ class ApiSettings(CommonSettings):
     )
     relay_batch_size: int = Field(500, ge=1, description="Most events one relay pass republishes.")
     retry_after_s: int = Field(
-        5, ge=1, description="Retry-After seconds sent with 503 when PostgreSQL is unreachable."
+        5,
+        ge=1,
+        description=(
+            "Retry-After seconds sent with every 503 (database unreachable, read-only or past its "
+            "deadline; process overloaded)."
+        ),
+    )
+    request_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=30,
+        description=(
+            "Client-side deadline in seconds for the database work of one request (the insert, "
+            "the reads); past it the answer is 503 + Retry-After. Default "
+            "5: a client learns within seconds to retry, even when PostgreSQL's socket is open "
+            "but silent; normal work takes milliseconds. The thread doing the work is freed by "
+            "the engine's watchdog (CE_DB_DEADLINE_S), which the request does not wait for."
+        ),
+    )
+    max_in_flight: int = Field(
+        128,
+        ge=1,
+        description=(
+            "Most /v1 requests one process handles at once; more get an immediate 503 "
+            "(`overloaded`). Default 128: several insert batches' worth (enough to keep the "
+            "writer busy at its full rate of ~600/s on one core) while queueing stays well under "
+            "a second; it also bounds request bodies held in memory (128 x CE_MAX_BODY_BYTES)."
+        ),
+    )
+    writer_max_pending: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Most events waiting for an insert batch; past it a POST gets 503 (`overloaded`) "
+            "at once. A backstop under CE_MAX_IN_FLIGHT for bursts that would otherwise queue "
+            "for longer than the request deadline."
+        ),
+    )
+    publish_max_pending: int = Field(
+        10_000,
+        ge=1,
+        description=(
+            "Most committed events waiting for their first publish. Past it the message is not "
+            "queued (counted as publish failure `queue_full`) and the relay publishes the event "
+            "after CE_RELAY_DELAY_S: the request still gets 202. Default: about 15 s of the "
+            "process's full accept rate, a few MB."
+        ),
+    )
+    client_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a request's head, and again its body; a slower one "
+            "has its connection closed (head) or gets 408 (body). Bounds the connections and "
+            "in-flight slots that slow or stalled clients can hold; 10 s is ample for 1 MiB."
+        ),
+    )
+    keep_alive_s: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Seconds an idle keep-alive connection stays open between requests (uvicorn's "
+            "timeout_keep_alive). Behind a load balancer keep it longer than the balancer's idle "
+            "timeout, or both may close the same connection as a request arrives."
+        ),
     )
 
     def key_list(self) -> list[str]:

@@ -3,6 +3,8 @@
 Each request hands its event to the writer and awaits the outcome; a loop takes everything
 waiting (up to a batch size) and inserts it on a worker thread. Under load the batches grow by
 themselves, so the commit cost and the thread hand-off are paid once per batch, not per request.
+The queue is bounded: past `max_pending` waiting events `insert` refuses at once (`Overloaded`),
+and an event whose request gave up waiting (its deadline passed) is not inserted at all.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from conversation_events.errors import PermanentError
 from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertOutcome, NewEvent, insert_events
 from conversation_events_api.batching import BatchQueue
+from conversation_events_api.overload import Overloaded
 
 log = logging.getLogger(__name__)
 
 
 class EventWriter:
-    def __init__(self, engine: Engine, *, batch_size: int, concurrency: int) -> None:
+    def __init__(
+        self, engine: Engine, *, batch_size: int, concurrency: int, max_pending: int = 1000
+    ) -> None:
         self._engine = engine
         self._batch_size = batch_size
         self._concurrency = concurrency
-        self._pending: BatchQueue[tuple[NewEvent, asyncio.Future[InsertOutcome]]] = BatchQueue()
+        self._pending: BatchQueue[tuple[NewEvent, asyncio.Future[InsertOutcome]]] = BatchQueue(
+            max_pending
+        )
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="event-writer")
         self._loops: list[asyncio.Task[None]] = []
 
@@ -42,15 +49,20 @@ class EventWriter:
         self._executor.shutdown(wait=True)
 
     async def insert(self, event: NewEvent) -> InsertOutcome:
-        """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable."""
+        """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable and
+        `Overloaded` when too many events already wait."""
         future: asyncio.Future[InsertOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.put((event, future))
+        if not self._pending.put((event, future)):
+            raise Overloaded("insert queue full")
         return await future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._pending.take(self._batch_size)
+            # A cancelled waiter answered 503 already; its client retries (idempotently).
+            batch = [i for i in await self._pending.take(self._batch_size) if not i[1].done()]
+            if not batch:
+                continue
             items = [event for event, _ in batch]
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._insert, items)

@@ -11,6 +11,7 @@ from tests.support.server import ServerThread
 from tests.support.services import wait_for
 
 from conversation_events_api.main import create_app
+from conversation_events_api.server import uvicorn_options
 from conversation_events_api.settings import ApiSettings
 
 API_KEY = "integration-test-key-0123456789"
@@ -49,7 +50,7 @@ def make_client(
             names,
             **overrides,
         )
-        server = ServerThread(create_app(settings)).__enter__()
+        server = ServerThread(create_app(settings), **uvicorn_options(settings)).__enter__()
         client = server.client(headers={"X-API-Key": API_KEY})
         servers.append(server)
         clients.append(client)

@@ -19,6 +19,7 @@ from conversation_events.persistence.events import InsertStatus, NewEvent, conte
 from conversation_events_api import metrics
 from conversation_events_api.body import json_body_doc, read_json_body
 from conversation_events_api.deps import ApiKey, State
+from conversation_events_api.overload import within
 from conversation_events_api.schemas import (
     NO_NUL,
     Accepted,
@@ -32,7 +33,13 @@ router = APIRouter(prefix="/v1/conversations", tags=["conversations"], dependenc
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
     413: {"model": ErrorBody, "description": "Body larger than the configured limit."},
-    503: {"model": ErrorBody, "description": "PostgreSQL unreachable; retry after `Retry-After`."},
+    503: {
+        "model": ErrorBody,
+        "description": (
+            "Not stored, retry after `Retry-After`: PostgreSQL unreachable, read-only or past the "
+            "request deadline (`unavailable`), or the process is overloaded (`overloaded`)."
+        ),
+    },
 }
 
 
@@ -46,6 +53,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "model": ErrorBody,
             "description": "Body not parseable: not UTF-8, or nested too deeply.",
         },
+        408: {"model": ErrorBody, "description": "Body not received within the client deadline."},
         409: {"model": ErrorBody, "description": "Conversation id re-used with other content."},
         # Declared by hand: the body is validated in the endpoint (see `body.py`), so FastAPI
         # does not add it.
@@ -91,7 +99,9 @@ async def conversation_end(request: Request, state: State) -> Response:
         metadata=canonical["metadata"],
         content_hash=content_hash(canonical),
     )
-    outcome = await state.writer.insert(event)
+    outcome = await within(
+        state.settings.request_timeout_s, state.writer.insert(event), "storing the event"
+    )
     if outcome.status is InsertStatus.CONFLICT:
         metrics.CONFLICTS.inc()
         raise ConflictingEvent(payload.conversation_id, outcome.event_id)
@@ -129,7 +139,7 @@ async def get_conversation(
         with translate_errors():
             return in_transaction(state.engine, read)
 
-    row = await asyncio.to_thread(load)
+    row = await within(state.settings.request_timeout_s, asyncio.to_thread(load), "the read")
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="unknown conversation_id")
     return EventView(event_id=str(row["id"]), **{k: v for k, v in row.items() if k != "id"})

@@ -11,6 +11,7 @@ from conversation_events.domain.friendship import FriendshipStatus
 from conversation_events.persistence import friendship as friendship_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events_api.deps import ApiKey, State
+from conversation_events_api.overload import within
 from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView
 
 router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[ApiKey])
@@ -22,7 +23,10 @@ router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[A
     responses={
         401: {"model": ErrorBody, "description": "Missing or invalid API key."},
         404: {"model": ErrorBody, "description": "The user has no friendship status yet."},
-        503: {"model": ErrorBody, "description": "PostgreSQL unreachable."},
+        503: {
+            "model": ErrorBody,
+            "description": "PostgreSQL unreachable or past the request deadline, or overloaded.",
+        },
     },
     summary="Friendship score, level, streak and per-topic metrics of a user",
 )
@@ -35,7 +39,7 @@ async def friendship_status(
                 state.engine, lambda conn: friendship_repo.get_status(conn, user_id)
             )
 
-    found = await asyncio.to_thread(load)
+    found = await within(state.settings.request_timeout_s, asyncio.to_thread(load), "the read")
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no friendship status for user_id")
     return FriendshipView.model_validate(view(found))

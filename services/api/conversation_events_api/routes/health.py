@@ -16,6 +16,10 @@ from conversation_events.persistence.db import in_transaction
 from conversation_events_api.deps import State
 
 router = APIRouter(tags=["operations"])
+_WRITABLE = text(
+    "SELECT pg_is_in_recovery() AS in_recovery,"
+    " current_setting('transaction_read_only') AS read_only"
+)
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -25,8 +29,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="PostgreSQL and RabbitMQ are reachable",
-    responses={503: {"description": "Not ready: the body says which dependency is down."}},
+    summary="PostgreSQL accepts writes and RabbitMQ is reachable",
+    responses={
+        503: {
+            "description": (
+                "Not ready: the body says which dependency is down (`database` is "
+                "`unavailable`, or `read_only` on a standby or a read-only database)."
+            )
+        }
+    },
 )
 async def readyz(
     state: State,
@@ -38,12 +49,17 @@ async def readyz(
         ),
     ),
 ) -> JSONResponse:
-    def ping() -> None:
-        in_transaction(state.engine, lambda conn: conn.execute(text("SELECT 1")))
+    def writable() -> bool:
+        # Reachable is not enough: a standby after a failover, or a database set to
+        # default_transaction_read_only, refuses every insert (SQLSTATE 25006).
+        row = in_transaction(state.engine, lambda conn: conn.execute(_WRITABLE).one())
+        return not row.in_recovery and row.read_only == "off"
 
     try:
-        await asyncio.wait_for(asyncio.to_thread(ping), timeout=state.settings.db_connect_timeout_s)
-        database = "ok"
+        ok = await asyncio.wait_for(
+            asyncio.to_thread(writable), timeout=state.settings.db_connect_timeout_s
+        )
+        database = "ok" if ok else "read_only"
     except Exception:
         database = "unavailable"
     broker_state = "ok" if state.publisher.connected else "unavailable"
