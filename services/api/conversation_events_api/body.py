@@ -40,7 +40,10 @@ def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-async def read_json_body(request: Request, model: type[M]) -> M:
+async def read_json_body(
+    request: Request, model: type[M], context: dict[str, Any] | None = None
+) -> M:
+    """`model` from the request's bytes; `context` reaches the model's validators."""
     body = await request.body()
     if not body:
         raise RequestValidationError(
@@ -58,7 +61,7 @@ async def read_json_body(request: Request, model: type[M]) -> M:
             ]
         )
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, context=context)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
     if errors and errors[0]["type"] == "json_invalid":

@@ -134,7 +134,12 @@ class ConversationEndRequest(BaseModel):
         start = info.data.get("start_time")
         if start is not None and end < start:
             raise ValueError("end_time must not be before start_time")
-        return end
+        return _not_in_future(end, info)
+
+    @field_validator("start_time")
+    @classmethod
+    def _start_not_in_future(cls, start: datetime, info: ValidationInfo) -> datetime:
+        return _not_in_future(start, info)
 
     def canonical(self) -> dict[str, Any]:
         """The content that defines this conversation: instants in UTC, aliases resolved."""
@@ -145,6 +150,19 @@ class ConversationEndRequest(BaseModel):
             if item["timestamp"] is not None:
                 item["timestamp"] = _utc_iso(item["timestamp"])
         return data
+
+
+def _not_in_future(value: datetime, info: ValidationInfo) -> datetime:
+    """Refuse an instant after the context's `not_after` (now plus the allowed clock skew).
+
+    A conversation cannot end in the future; one stamped years ahead would make every real
+    conversation afterwards "late" for the user's streak. The route passes the bound, so
+    validation stays free of the clock.
+    """
+    not_after = (info.context or {}).get("not_after")
+    if not_after is not None and value > not_after:
+        raise ValueError(f"must not be later than {not_after.isoformat()} (now plus clock skew)")
+    return value
 
 
 def _utc_iso(value: datetime) -> str:

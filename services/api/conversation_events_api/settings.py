@@ -127,6 +127,15 @@ class ApiSettings(CommonSettings):
             "timeout, or both may close the same connection as a request arrives."
         ),
     )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "How far in the future (seconds past this process's clock) an instant in a request "
+            "may be; later ones get 422. Producers' clocks drift a little, but an end_time far "
+            "ahead would freeze the user's streak and last interaction date until it passes."
+        ),
+    )
 
     def key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

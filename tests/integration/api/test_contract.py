@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -228,3 +229,18 @@ def test_openapi_declares_both_ways_to_send_the_key(client: httpx.Client) -> Non
     schemes = document["components"]["securitySchemes"]
     assert {s["type"] for s in schemes.values()} == {"apiKey", "http"}
     assert document["paths"][END]["post"]["security"]
+
+
+def test_instants_beyond_the_clock_skew_are_422_and_within_it_accepted(
+    client: httpx.Client,
+) -> None:
+    far = conversation(end_time=datetime(2999, 1, 1, tzinfo=UTC))
+    response = client.post(END, json=far)
+    assert response.status_code == 422
+    locs = [tuple(e["loc"]) for e in response.json()["detail"]]
+    assert ("body", "end_time") in locs and ("body", "start_time") in locs
+
+    soon = conversation(end_time=datetime.now(UTC) + timedelta(seconds=60))  # skew is 300 s
+    assert client.post(END, json=soon).status_code == 202
+    late = conversation(end_time=datetime.now(UTC) + timedelta(seconds=600))
+    assert client.post(END, json=late).status_code == 422

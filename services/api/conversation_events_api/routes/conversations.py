@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -72,7 +73,8 @@ async def conversation_end(request: Request, state: State) -> Response:
 
     Re-sending the same conversation is idempotent (202, same `event_id`, queued once).
     """
-    payload = await read_json_body(request, ConversationEndRequest)
+    not_after = datetime.now(UTC) + timedelta(seconds=state.settings.max_clock_skew_s)
+    payload = await read_json_body(request, ConversationEndRequest, {"not_after": not_after})
     if len(payload.conversation_log) > state.settings.max_log_items:
         raise HTTPException(
             422,
