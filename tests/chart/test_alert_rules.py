@@ -55,6 +55,12 @@ CASES: dict[str, tuple[dict[str, str], dict[str, str], int]] = {
         },
         15,
     ),
+    "ConversationEventsWorkersHolding": (
+        {f"conversation_events_worker_held{{{APP}}}": "0 0 30x20"},
+        # A blip shorter than the alert's `for`: the database answered again.
+        {f"conversation_events_worker_held{{{APP}}}": "0 30 30 0x20"},
+        15,
+    ),
     "ConversationEventsNoConsumers": (
         {
             f"rabbitmq_detailed_queue_messages{{{QUEUE}}}": "40x30",

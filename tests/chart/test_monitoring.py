@@ -45,6 +45,7 @@ def test_alerts_and_dashboard_use_real_metric_names(render):
         "ConversationEventsUnfinishedEventOld",
         "ConversationEventsDeadLetters",
         "ConversationEventsNoConsumers",
+        "ConversationEventsWorkersHolding",
         "ConversationEventsFailureRate",
         "ConversationEventsApi5xx",
     }
