@@ -17,11 +17,13 @@ Direction = Literal["up", "down", "none"]
 class ScalingPolicy:
     """How to turn a queue depth into a replica count. Same meanings as the chart's values.
 
-    All durations are seconds; ``target_per_replica`` and ``activation`` are messages.
+    All durations are seconds; ``target_per_replica`` and ``activation`` are messages. The
+    defaults are the chart's ``autoscaling`` defaults (``tests/chart`` checks they agree) and
+    the scaler's (``ScalerSettings`` takes them from here).
     """
 
     min_replicas: int = 1
-    max_replicas: int = 8
+    max_replicas: int = 10
     #: Messages (ready + unacked) one replica is expected to hold: the HPA target value.
     target_per_replica: float = 200.0
     #: Backlog above which the workers wake from zero (KEDA's ``activationValue``).
@@ -32,9 +34,9 @@ class ScalingPolicy:
     scale_up_factor: float = 2.0
     scale_up_step: int = 4
     #: Scale in to the highest recommendation of this trailing window (the HPA's behaviour).
-    scale_down_stabilization_s: float = 300.0
+    scale_down_stabilization_s: float = 120.0
     #: Time without activity before the last replica may go (KEDA's ``cooldownPeriod``).
-    cooldown_s: float = 300.0
+    cooldown_s: float = 120.0
     #: Age of the management statistics: no scale-in while the last scale-out is younger.
     stats_lag_s: float = 10.0
     #: Replicas to run (at least) once the metric failed ``fallback_after_failures`` times.
@@ -195,10 +197,10 @@ def desired_replicas(
     if not active:
         recommendation = 0
         why = f"{counted} not above activation {policy.activation}: inactive, recommending 0"
-    elif active and recommendation == 0:
+    elif recommendation == 0:
         recommendation = 1
         why = f"{counted}, {unacked} unacked: at least one replica"
-    elif active and current == 0:
+    elif current == 0:
         why += f" (above activation {policy.activation})"
 
     # 2. tolerance
@@ -257,8 +259,6 @@ def desired_replicas(
             if idle < policy.cooldown_s:
                 desired = max(1, policy.min_replicas)
                 why += f"; idle for {idle:.0f}s of the {policy.cooldown_s:g}s cooldown"
-        if desired == 0 and unacked > 0:  # pragma: no cover - rules 1 and 4 already ensure it
-            desired = 1
 
     desired = _clamp(desired, policy)
     new_state = replace(
