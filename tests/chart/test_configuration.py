@@ -11,20 +11,35 @@ import base64
 from typing import Any
 
 import pytest
+import yaml
 from pydantic_settings import BaseSettings
 
 from conversation_events.settings import CommonSettings
 from conversation_events_api.settings import ApiSettings
-from conversation_events_scaler.settings import ScalerSettings
+from conversation_events_scaler.decision import ScalingPolicy
+from conversation_events_scaler.settings import ProcessSettings, ScalerSettings
 from conversation_events_worker.settings import WorkerSettings
-from tests.chart.rendering import NAMESPACE, by_kind, pod_labels, pod_specs
+from tests.chart.rendering import CHART, NAMESPACE, by_kind, pod_labels, pod_specs
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
     "worker": WorkerSettings,
-    "scaler": ScalerSettings,
+    "scaler": ProcessSettings,
     "migrations": CommonSettings,
 }
+
+
+def env_names(settings_class: type[BaseSettings]) -> set[str]:
+    """The variables a settings class reads: its prefix + each field, nested settings too."""
+    prefix = settings_class.model_config.get("env_prefix", "")
+    names = set()
+    for name, field in settings_class.model_fields.items():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseSettings):
+            names |= env_names(nested)
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
 
 
 def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
@@ -59,7 +74,7 @@ def test_each_process_accepts_its_environment(render, combination, monkeypatch):
         seen.add(component)
         settings_class = SETTINGS[component]
         env = _environment(docs, pod["containers"][0])
-        fields = {f"CE_{name.upper()}" for name in settings_class.model_fields}
+        fields = env_names(settings_class)
         unknown = {k for k in env if k.startswith("CE_")} - fields
         assert not unknown, f"{component}: {sorted(unknown)} are not settings of {settings_class}"
         for key in list(__import__("os").environ):
@@ -112,3 +127,22 @@ def test_every_process_that_declares_the_queue_can_apply_its_policy(
         assert api.user and api.password, component
         if component == "migrations":
             assert "--broker" in container["command"]
+
+
+def test_the_scalers_defaults_are_the_charts():
+    """One set of scaling defaults: the chart's `autoscaling` values are the scaler's own."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["autoscaling"]
+    policy = ScalerSettings().scaling_policy()
+    assert policy == ScalingPolicy()
+    chart = {
+        "min_replicas": values["minReplicas"],
+        "max_replicas": values["maxReplicas"],
+        "target_per_replica": values["targetPerReplica"],
+        "activation": values["activationValue"],
+        "cooldown_s": values["cooldownSeconds"],
+        "scale_down_stabilization_s": values["scaleDownStabilizationSeconds"],
+        "fallback_after_failures": values["fallback"]["failureThreshold"],
+        "fallback_replicas": values["fallback"]["replicas"],
+    }
+    assert chart == {name: getattr(policy, name) for name in chart}
+    assert values["pollingIntervalSeconds"] == ScalerSettings().polling_interval_s

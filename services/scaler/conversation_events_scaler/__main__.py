@@ -1,7 +1,7 @@
 """``python -m conversation_events_scaler``: the queue-length autoscaler process.
 
-Reads ``CE_*`` / ``CE_SCALER_*`` settings, builds the metric source, the actuator and the
-leadership guard, serves ``/healthz`` and ``/metrics``, and polls until SIGTERM or SIGINT.
+Reads ``CE_*`` / ``CE_SCALER_*`` settings, builds the metric source and the actuator, serves
+``/healthz`` and ``/metrics``, and polls until SIGTERM or SIGINT.
 On shutdown the local actuator SIGTERMs its workers and waits for them to drain.
 """
 
@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from conversation_events_scaler.actuators import (
     kubernetes_api_client,
     worker_environment,
 )
-from conversation_events_scaler.leadership import AlreadyRunning, FileLock, Leadership, LeaseLock
+from conversation_events_scaler.lockfile import AlreadyRunning, FileLock
 from conversation_events_scaler.loop import ScalerLoop, ScalerMetrics, StatusFile
 from conversation_events_scaler.metrics_source import ManagementApiSource
 from conversation_events_scaler.server import HttpServer
@@ -40,52 +39,39 @@ from conversation_events_scaler.settings import ScalerSettings, get_settings
 log = logging.getLogger("conversation_events_scaler")
 
 
-def lock_path(settings: ScalerSettings) -> Path:
+def lock_path(settings: ScalerSettings, queue_name: str) -> Path:
     """The local scaler's lock file (one scaler per queue on this machine)."""
-    if settings.scaler_lock_file is not None:
-        return settings.scaler_lock_file
-    if settings.scaler_status_file is not None:
-        status = settings.scaler_status_file
+    if settings.lock_file is not None:
+        return settings.lock_file
+    if settings.status_file is not None:
+        status = settings.status_file
         return status.with_name(status.name + ".lock")
-    return Path(tempfile.gettempdir()) / f"conversation-events-scaler-{settings.queue_name}.lock"
+    return Path(tempfile.gettempdir()) / f"conversation-events-scaler-{queue_name}.lock"
 
 
-def build_actuator(settings: ScalerSettings) -> tuple[Actuator, Leadership | None]:
-    """The configured actuator, and the leader election the loop must pass (Kubernetes)."""
-    if settings.scaler_actuator == "kubernetes":
+def build_actuator(settings: ScalerSettings) -> Actuator:
+    """The configured actuator: the worker Deployment's scale, or local worker processes."""
+    if settings.actuator == "kubernetes":
         from kubernetes import client
 
-        api_client = kubernetes_api_client(settings.scaler_kubeconfig)
-        namespace = settings.scaler_namespace or in_cluster_namespace()
-        actuator = KubernetesActuator(
+        api_client = kubernetes_api_client(settings.kubeconfig)
+        namespace = settings.namespace or in_cluster_namespace()
+        return KubernetesActuator(
             client.AppsV1Api(api_client),
             namespace,
-            settings.scaler_deployment,
-            timeout_s=settings.scaler_kubernetes_timeout_s,
+            settings.deployment,
+            timeout_s=settings.kubernetes_timeout_s,
         )
-        if not settings.scaler_leader_election:
-            return actuator, None
-        identity = settings.scaler_identity or f"{socket.gethostname()}-{os.getpid()}"
-        lease = LeaseLock(
-            client.CoordinationV1Api(api_client),
-            namespace,
-            settings.scaler_lease_name,
-            identity,
-            duration_s=settings.scaler_lease_duration_s,
-            timeout_s=settings.scaler_kubernetes_timeout_s,
-        )
-        return actuator, lease
-    base_port = settings.scaler_worker_http_base_port
-    local = LocalProcessActuator(
-        settings.scaler_worker_command or default_worker_command(),
-        env=worker_environment(os.environ, pythonpath=settings.scaler_worker_pythonpath),
-        cwd=settings.scaler_worker_cwd,
+    base_port = settings.worker_http_base_port
+    return LocalProcessActuator(
+        settings.worker_command or default_worker_command(),
+        env=worker_environment(os.environ, pythonpath=settings.worker_pythonpath),
+        cwd=settings.worker_cwd,
         http_base_port=base_port,
-        grace_s=settings.scaler_worker_grace_s,
-        log_dir=settings.scaler_worker_log_dir,
+        grace_s=settings.worker_grace_s,
+        log_dir=settings.worker_log_dir,
         in_flight=http_in_flight_probe() if base_port else None,
     )
-    return local, None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -106,41 +92,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = get_settings()
-    configure_logging("scaler", settings.log_level)
+    process = get_settings()
+    settings = process.scaler
+    configure_logging("scaler", process.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns decisions
     policy = settings.scaling_policy()
 
     file_lock: FileLock | None = None
-    if settings.scaler_actuator == "local" and not args.dry_run:
-        file_lock = FileLock(lock_path(settings))
+    if settings.actuator == "local" and not args.dry_run:
+        file_lock = FileLock(lock_path(settings, process.queue_name))
         try:
             file_lock.acquire()
         except AlreadyRunning as exc:
             log.error(str(exc))
             return 2
     try:
-        actuator, leadership = build_actuator(settings)
+        actuator = build_actuator(settings)
     except Exception as exc:  # bad kubeconfig, no service account: say so and stop
         log.error("could not set up the actuator", extra={"error": repr(exc)})
         return 2
 
     source = ManagementApiSource(
-        settings.scaler_management_url,
-        settings.scaler_vhost,
-        settings.queue_name,
-        user=settings.scaler_management_user,
-        password=settings.scaler_management_password.get_secret_value(),
-        timeout_s=settings.scaler_management_timeout_s,
+        settings.management_url,
+        settings.vhost,
+        process.queue_name,
+        user=settings.management_user,
+        password=settings.management_password.get_secret_value(),
+        timeout_s=settings.management_timeout_s,
     )
     status = None
-    if settings.scaler_status_file is not None:
+    if settings.status_file is not None:
         status = StatusFile(
-            settings.scaler_status_file,
+            settings.status_file,
             static={
-                "actuator": settings.scaler_actuator,
-                "queue_name": settings.queue_name,
-                "vhost": settings.scaler_vhost,
+                "actuator": settings.actuator,
+                "queue_name": process.queue_name,
+                "vhost": settings.vhost,
             },
         )
     metrics = ScalerMetrics()
@@ -149,20 +136,19 @@ def main(argv: list[str] | None = None) -> int:
         actuator=actuator,
         policy=policy,
         metrics=metrics,
-        polling_interval_s=settings.scaler_polling_interval_s,
-        fast_polling_interval_s=settings.scaler_fast_polling_interval_s,
-        leadership=leadership,
+        polling_interval_s=settings.polling_interval_s,
+        fast_polling_interval_s=settings.fast_polling_interval_s,
         status=status,
         dry_run=args.dry_run,
     )
     try:
         server = HttpServer(
-            settings.scaler_http_host, settings.scaler_http_port, metrics.registry, loop.healthy
+            settings.http_host, settings.http_port, metrics.registry, loop.healthy
         ).start()
     except OSError as exc:
         log.error(
             "could not serve /healthz and /metrics",
-            extra={"port": settings.scaler_http_port, "error": str(exc)},
+            extra={"port": settings.http_port, "error": str(exc)},
         )
         source.close()
         if file_lock:
@@ -181,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "scaler started",
         extra={
-            "actuator": settings.scaler_actuator,
-            "queue_name": settings.queue_name,
-            "vhost": settings.scaler_vhost,
+            "actuator": settings.actuator,
+            "queue_name": process.queue_name,
+            "vhost": settings.vhost,
             "http_port": server.port,
             "dry_run": args.dry_run,
             "policy": asdict(policy),
@@ -201,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         actuator.close()  # local: SIGTERM every worker and wait for them to drain
         loop.write_stopped_status()
-        if leadership is not None:
-            leadership.release()
         if file_lock is not None:
             file_lock.release()
         source.close()

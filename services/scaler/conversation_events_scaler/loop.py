@@ -1,8 +1,8 @@
 """The scaler's loop: read the queue, decide, act, report. Thin on purpose.
 
-Every poll: (leadership) → ``actuator.current()`` → ``source.read()`` → ``desired_replicas`` →
+Every poll: ``actuator.current()`` → ``source.read()`` → ``desired_replicas`` →
 ``actuator.scale()`` when the decision differs → metrics, one JSON log line per change, status
-file. Every failure of the metric, the actuator or the lease is counted and logged, and the
+file. Every failure of the metric or the actuator is counted and logged, and the
 loop goes on: the decision's fallback covers a blind scaler.
 """
 
@@ -32,7 +32,6 @@ from conversation_events_scaler.decision import (
     desired_replicas,
 )
 from conversation_events_scaler.errors import MetricsUnavailable
-from conversation_events_scaler.leadership import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +87,6 @@ class ScalerMetrics:
             "1 while the replicas follow the fallback because the metric keeps failing",
             registry=r,
         )
-        self.leader = Gauge(
-            "conversation_events_scaler_leader", "1 while this scaler may act", registry=r
-        )
         self.last_poll = Gauge(
             "conversation_events_scaler_last_poll_timestamp_seconds",
             "Unix time of the last completed poll",
@@ -141,7 +137,6 @@ class ScalerLoop:
         metrics: ScalerMetrics,
         polling_interval_s: float,
         fast_polling_interval_s: float,
-        leadership: Leadership | None = None,
         status: StatusFile | None = None,
         dry_run: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -153,7 +148,6 @@ class ScalerLoop:
         self.metrics = metrics
         self.polling_interval_s = polling_interval_s
         self.fast_polling_interval_s = min(fast_polling_interval_s, polling_interval_s)
-        self.leadership = leadership
         self.status = status
         self.dry_run = dry_run
         self._clock = clock
@@ -164,7 +158,6 @@ class ScalerLoop:
         self.last_observation: Observation | None = None
         self.last_error: str | None = None
         self.last_poll_at: float | None = None
-        self.leading = leadership is None
         self._previous_messages: int | None = None
         self._metric_failing = False
 
@@ -179,16 +172,6 @@ class ScalerLoop:
             self.metrics.last_poll.set(self._wall())
 
     def _tick(self) -> float:
-        if self.leadership is not None:
-            self.leading = self.leadership.acquire()
-            self.metrics.leader.set(1 if self.leading else 0)
-            if not self.leading:
-                self.state = None  # a new leader starts from what it sees, not stale history
-                self._write_status(current=None)
-                return self.polling_interval_s
-        else:
-            self.metrics.leader.set(1)
-
         now = self._clock()
         try:
             current = self.actuator.current()
@@ -323,7 +306,6 @@ class ScalerLoop:
         decision = self.last_decision
         observation = self.last_observation
         payload: dict[str, Any] = {
-            "leader": self.leading,
             "stopped": stopped,
             "dry_run": self.dry_run,
             "current_replicas": current,
