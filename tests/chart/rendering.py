@@ -46,11 +46,17 @@ COMBINATIONS: dict[str, list[str]] = {
     "keda-external": ["--api-versions=keda.sh/v1alpha1", *EXTERNAL],
     "autoscaling-off": ["--set=autoscaling.enabled=false"],
     "ingress-tls": [
+        "--set=api.ingress.enabled=true",
         "--set=api.ingress.host=events.example.com",
         "--set=api.ingress.tls.enabled=true",
         "--set=api.ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt",
     ],
-    "network-policies": ["--set=networkPolicy.enabled=true"],
+    "network-policies": ["--set=networkPolicy.enabled=true"],  # the default, said explicitly
+    "no-network-policies": ["--set=networkPolicy.enabled=false"],
+    "ingress-plaintext": [
+        "--set=api.ingress.enabled=true",
+        "--set=api.ingress.allowPlaintext=true",
+    ],
     "existing-secret": ["--set=secrets.existingSecret=ce-credentials"],
     "existing-secret-external": ["--set=secrets.existingSecret=ce-credentials", *EXTERNAL],
     "monitoring": [

@@ -111,7 +111,7 @@ def test_exactly_one_autoscaler(render, combination, expected):
     elif expected == "scaler":
         assert not scaled and not auths
         assert {d["kind"] for d in scaler} == {
-            "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding",
+            "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy",
         }  # fmt: skip
     else:
         assert not scaled and not auths and not scaler

@@ -92,7 +92,11 @@ def test_schema_describes_exactly_the_documented_values():
             ],
             "externalRabbitmq.managementUrl is required",
         ),
-        (["--set=api.ingress.tls.enabled=true"], "needs api.ingress.host"),
+        (
+            ["--set=api.ingress.enabled=true", "--set=api.ingress.tls.enabled=true"],
+            "needs api.ingress.host",
+        ),
+        (["--set=api.ingress.enabled=true"], "TLS is required"),
     ],
 )
 def test_wrong_values_are_rejected(helm, args, error):
