@@ -1,0 +1,25 @@
+"""The measured scenarios, one module each, around one setup and teardown (``common``).
+
+Each scenario starts what it measures inside :func:`~bench.scenarios.common.isolated` (its own
+database and queues), drives it, verifies that nothing was lost, and returns plain numbers
+(dicts) for the report; ``isolated`` stops everything and removes what the run created.
+"""
+
+from bench.scenarios.accept import accept_path
+from bench.scenarios.autoscaling import autoscaling
+from bench.scenarios.backlog import preload_template
+from bench.scenarios.ceilings import ceilings
+from bench.scenarios.common import SYSTEMS, Config
+from bench.scenarios.lag import lag
+from bench.scenarios.processing import processing
+
+__all__ = [
+    "SYSTEMS",
+    "Config",
+    "accept_path",
+    "autoscaling",
+    "ceilings",
+    "lag",
+    "preload_template",
+    "processing",
+]

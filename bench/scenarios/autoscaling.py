@@ -1,0 +1,112 @@
+"""Autoscaling: a burst drained by the scaler (min 1, max N) and by N static workers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from bench import infra
+from bench.infra import log
+from bench.scenarios.backlog import publish_in_background
+from bench.scenarios.common import (
+    Config,
+    consumers,
+    isolated,
+    start_scaler,
+    start_workers,
+    unfinished,
+    worker_pids,
+)
+
+
+def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
+    """`mode` "scaled": scaler min 1 / max N; "static": N workers from the start."""
+    n = cfg.max_workers
+    with isolated(f"burst-{mode}", template, stop_timeout=90) as run:
+        if mode == "scaled":
+            scaler = start_scaler(run, 1, n, cfg)
+            workers_of = lambda: worker_pids(scaler)  # noqa: E731
+            want = 1
+        else:
+            static = start_workers("ours", n, run)
+            workers_of = lambda: [p.pid for p in static if p.alive()]  # noqa: E731
+            want = n
+        infra.wait_until(lambda: consumers(run.queue) >= want, timeout=60, what=f"{want} consumers")
+        engine = run.engine()
+        t0 = time.monotonic()
+        samples: list[dict[str, float]] = []
+        done = publish_in_background(run)
+        drained_at = None
+        back_to_min_at = None
+        deadline = t0 + max(180.0, events / 50) + cfg.scale_down_window_s + 120
+        while time.monotonic() < deadline:
+            t = time.monotonic() - t0
+            left = unfinished(engine)
+            published = done["published"]
+            samples.append(
+                {
+                    "t": t,
+                    "backlog": left - (events - published),
+                    "queue_ready": infra.queue_ready(run.queue) or 0,
+                    "workers": len(workers_of()),
+                }
+            )
+            if drained_at is None and published >= events and left == 0:
+                drained_at = t
+                if mode == "static":
+                    break
+            if drained_at is not None and samples[-1]["workers"] <= 1:
+                back_to_min_at = t
+                break
+            time.sleep(0.5)
+        with engine.connect() as conn:
+            statuses: dict[str, int] = dict(
+                conn.execute(
+                    text("SELECT status, count(*) FROM conversation_events GROUP BY status")
+                ).all()
+            )
+            errors: dict[str, int] = dict(
+                conn.execute(
+                    text(
+                        "SELECT left(last_error, 160), count(*) FROM conversation_events"
+                        " WHERE status = 'FAILED' GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
+                    )
+                ).all()
+            )
+        engine.dispose()
+        first_new = next((s["t"] for s in samples if s["workers"] >= 2), None)
+        at_max = next((s["t"] for s in samples if s["workers"] >= n), None)
+        result = {
+            "mode": mode,
+            "events": events,
+            "max_workers": n,
+            "publish_s": done["seconds"],
+            "drain_s": drained_at,
+            "first_new_worker_s": first_new if mode == "scaled" else None,
+            "time_to_max_s": at_max if mode == "scaled" else None,
+            "back_to_min_s": (back_to_min_at - drained_at)
+            if back_to_min_at is not None and drained_at is not None
+            else None,
+            "statuses": statuses,
+            "failed_errors": errors,
+            "samples": samples,
+        }
+        log(
+            f"burst {mode}: drained in {drained_at} s, first new worker {first_new} s,"
+            f" max at {at_max} s, back to min {result['back_to_min_s']} s, statuses {statuses}"
+        )
+        return result
+
+
+def autoscaling(cfg: Config, template: str, events: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("scaled", "static"):
+        log(f"autoscaling burst: {mode}")
+        try:
+            out[mode] = burst(mode, cfg, template, events)
+        except Exception as exc:
+            log(f"burst {mode} failed: {exc!r}")
+            out[mode] = {"error": repr(exc)}
+    return out

@@ -1,0 +1,111 @@
+"""Lag: our API, scaler (min 1, max N) and workers under a steady offered rate."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+
+from bench import infra
+from bench.infra import log
+from bench.scenarios.common import (
+    Config,
+    consumers,
+    isolated,
+    run_loadgen,
+    start_scaler,
+    start_system,
+    unfinished,
+    worker_pids,
+)
+
+# API processes of the whole-system runs: one per core. A single process saturates its event
+# loop near 500 requests/s here, and its publisher then falls behind the requests.
+LAG_API_PROCESSES = 2
+
+
+def lag(cfg: Config, template: str) -> dict[str, Any]:
+    """Our API + scaler (min 1, max N) + workers under a steady offered rate."""
+    results: dict[str, Any] = {"scaler": True, "api_processes": LAG_API_PROCESSES}
+    with isolated("lag", template) as run:
+        ports = start_system("ours", LAG_API_PROCESSES, run)
+        scaler = start_scaler(run, 1, cfg.max_workers, cfg)
+        infra.wait_until(lambda: consumers(run.queue) >= 1, timeout=60, what="a consuming worker")
+        engine = run.engine()
+        for rate in cfg.lag_rates:
+            prefix = f"lag{rate}-{uuid.uuid4().hex[:6]}"
+            meter = run.cpu_meter("system").start()
+            lg, out = run_loadgen(
+                ports,
+                duration=cfg.lag_duration,
+                warmup=cfg.lag_warmup,
+                connections=64,
+                rate=rate,
+                prefix=prefix,
+            )
+            max_workers_seen = 0
+            while lg.alive():
+                max_workers_seen = max(max_workers_seen, len(worker_pids(scaler)))
+                time.sleep(0.5)
+            lg.stop()
+            load = json.loads(out.read_text())
+            backlog_at_end = unfinished(engine, prefix)
+            infra.wait_until(
+                lambda: unfinished(engine, prefix) == 0,  # noqa: B023
+                timeout=120,
+                what="lag run drained",
+            )
+            cpu = meter.stop()
+            with engine.connect() as conn:
+                row = conn.execute(
+                    text(
+                        "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
+                        " WHERE conversation_id LIKE :p),"
+                        " m AS (SELECT min(created_at) + make_interval(secs => :warm) AS t0,"
+                        " min(created_at) + make_interval(secs => :warm + :dur) AS t1 FROM w)"
+                        " SELECT count(*) AS n,"
+                        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                        " processed_at - created_at)) AS p50,"
+                        " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                        " processed_at - created_at)) AS p99,"
+                        " max(extract(epoch FROM processed_at - created_at)) AS max"
+                        " FROM w, m WHERE created_at >= m.t0 AND created_at < m.t1"
+                    ),
+                    {"p": f"{prefix}-%", "warm": cfg.lag_warmup, "dur": cfg.lag_duration},
+                ).one()
+                processed_in_window = conn.execute(
+                    text(
+                        "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
+                        " WHERE conversation_id LIKE :p)"
+                        " SELECT count(*) FROM w WHERE processed_at >"
+                        " (SELECT min(created_at) FROM w) + make_interval(secs => :w)"
+                        " AND processed_at <="
+                        " (SELECT min(created_at) FROM w) + make_interval(secs => :w + :d)"
+                    ),
+                    {"p": f"{prefix}-%", "w": cfg.lag_warmup, "d": cfg.lag_duration},
+                ).scalar()
+            accepted = int(load["accepted"])
+            results[str(rate)] = {
+                "offered_rate": rate,
+                "accepted_rate": load["rate"],
+                "errors": load["errors"],
+                "api_latency_ms": load["latency_ms"],
+                "processed_rate": (processed_in_window or 0) / cfg.lag_duration,
+                "backlog_at_end": backlog_at_end,
+                "lag_p50_ms": 1000 * float(row.p50 or 0),
+                "lag_p99_ms": 1000 * float(row.p99 or 0),
+                "lag_max_ms": 1000 * float(row.max or 0),
+                "max_workers": max_workers_seen,
+                "cpu_ms_per_event": 1000 * sum(cpu.values()) / max(1, accepted),
+                "cpu_s": cpu,
+            }
+            log(
+                f"lag at {rate}/s: API p99 {load['latency_ms']['p99']:.1f} ms, lag p50 "
+                f"{results[str(rate)]['lag_p50_ms']:.0f} ms p99 "
+                f"{results[str(rate)]['lag_p99_ms']:.0f} ms, workers {max_workers_seen}"
+            )
+        engine.dispose()
+        return results
