@@ -22,10 +22,18 @@ from conversation_events_api.body import read_json_body
 from conversation_events_api.middleware import EdgeMiddleware
 from conversation_events_api.schemas import ConversationEndRequest
 from conversation_events_api.security import key_is_valid, presented_key
+from conversation_events_api.settings import ApiSettings
 
 _KEYS = [os.environ.get("BENCH_API_KEY", "").encode()]
 app = FastAPI()
-app.add_middleware(EdgeMiddleware, max_body_bytes=1_048_576)
+_EDGE = ApiSettings.model_fields  # the API's own edge limits, so the ceiling is comparable
+app.add_middleware(
+    EdgeMiddleware,
+    max_body_bytes=_EDGE["max_body_bytes"].default,
+    max_in_flight=_EDGE["max_in_flight"].default,
+    client_timeout_s=_EDGE["client_timeout_s"].default,
+    retry_after_s=_EDGE["retry_after_s"].default,
+)
 
 
 def check_key(request: Request) -> None:
