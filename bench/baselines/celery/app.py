@@ -10,18 +10,13 @@ BENCH_QUEUE and BENCH_API_KEY in the environment.
 from __future__ import annotations
 
 import os
-import uuid
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 
 from bench.baselines.celery.tasks import process_conversation_event
+from bench.baselines.events import new_event
 from conversation_events.persistence.db import make_engine
-from conversation_events.persistence.events import (
-    InsertStatus,
-    NewEvent,
-    content_hash,
-    insert_events,
-)
+from conversation_events.persistence.events import InsertStatus, insert_events
 from conversation_events_api.schemas import ConversationEndRequest
 
 engine = make_engine(
@@ -46,21 +41,7 @@ def healthz() -> dict[str, str]:
 
 @app.post("/v1/conversations/end", status_code=202, dependencies=[Depends(check_key)])
 def conversation_end(payload: ConversationEndRequest) -> dict[str, str]:
-    canonical = payload.canonical()
-    event = NewEvent(
-        id=str(uuid.uuid4()),
-        conversation_id=payload.conversation_id,
-        user_id=payload.user_id,
-        bot_id=payload.bot_id,
-        bot_name=payload.bot_name,
-        bot_type=payload.bot_type,
-        agent_tag=payload.agent_tag,
-        start_time=payload.start_time,
-        end_time=payload.end_time,
-        conversation_log=canonical["conversation_log"],
-        metadata=canonical["metadata"],
-        content_hash=content_hash(canonical),
-    )
+    event = new_event(payload)
     with engine.begin() as conn:
         [outcome] = insert_events(conn, [event])
     if outcome.status is InsertStatus.CONFLICT:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from datetime import UTC, datetime
 
 import orjson
 import pika
 from fastapi import Depends, FastAPI, Header, HTTPException
 
+from bench.baselines.events import new_event
 from conversation_events.persistence.db import make_engine
-from conversation_events.persistence.events import NewEvent, content_hash, insert_events
+from conversation_events.persistence.events import NewEvent, insert_events
 from conversation_events_api.schemas import ConversationEndRequest
 
 logger = logging.getLogger(__name__)
@@ -45,21 +45,7 @@ def check_key(x_api_key: str = Header("")) -> None:
 
 def create_event_without_processing(request: ConversationEndRequest) -> NewEvent:
     """The note's `service.create_event_without_processing`: one INSERT, one commit."""
-    canonical = request.canonical()
-    event = NewEvent(
-        id=str(uuid.uuid4()),
-        conversation_id=request.conversation_id,
-        user_id=request.user_id,
-        bot_id=request.bot_id,
-        bot_name=request.bot_name,
-        bot_type=request.bot_type,
-        agent_tag=request.agent_tag,
-        start_time=request.start_time,
-        end_time=request.end_time,
-        conversation_log=canonical["conversation_log"],
-        metadata=canonical["metadata"],
-        content_hash=content_hash(canonical),
-    )
+    event = new_event(request)
     with engine.begin() as conn:
         insert_events(conn, [event])
     return event
