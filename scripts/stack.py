@@ -138,6 +138,18 @@ def up() -> int:
     return 0
 
 
+def key(tenant: str, scopes: str, name: str | None) -> int:
+    """Create an API key in the stack's database; print it, and nothing else, on stdout."""
+    name = name or f"stack-{tenant}-{secrets.token_hex(4)}"
+    args = ["--name", name, "--tenant", tenant, "--scopes", scopes, "--key-only"]
+    return subprocess.run(  # noqa: S603
+        [str(PYTHON), "-m", "conversation_events_api.keys", "create", *args],
+        cwd=ROOT,
+        env=with_path(base_env(), "api") | {"CE_LOG_LEVEL": "WARNING"},
+        check=False,
+    ).returncode
+
+
 def down() -> int:
     pids = load_pids()
     for pid in pids.values():
@@ -195,7 +207,13 @@ def main() -> int:
     sub.add_parser("down")
     st = sub.add_parser("status")
     st.add_argument("--json", action="store_true")
+    mk = sub.add_parser("key", help="create an API key and print it (nothing else)")
+    mk.add_argument("--tenant", default="default")
+    mk.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest,read,admin")
+    mk.add_argument("--name", help="default: stack-<tenant>-<random>")
     args = parser.parse_args()
+    if args.command == "key":
+        return key(args.tenant, args.scopes, args.name)
     if args.command == "up":
         return up()
     if args.command == "down":

@@ -12,6 +12,8 @@ import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
+#: The name of the API key a request acts with (never the key itself).
+key_name: contextvars.ContextVar[str | None] = contextvars.ContextVar("key_name", default=None)
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
@@ -31,7 +33,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, var in (("request_id", request_id), ("event_id", event_id)):
+        for key, var in (("request_id", request_id), ("event_id", event_id), ("key", key_name)):
             value = var.get()
             if value is not None:
                 payload[key] = value

@@ -74,7 +74,8 @@ def process_batch(
 ) -> Outcomes:
     """Process several events with a fixed number of transactions, whatever their count.
 
-    In one transaction: lock the events (id order) and their users' statuses (user id order),
+    In one transaction: lock the events (id order) and their users' statuses ((tenant, user id)
+    order),
     re-check that each event is still not terminal and has attempts left, apply the scores in
     order of `end_time`, store statuses and results with the attempt counted, commit.
 
@@ -173,11 +174,13 @@ def _apply(
             log_ = normalise_log(row["conversation_log"])
             score = score_conversation(log_, row["metadata"], config.weights)
             scored.append((row, score, attempt))
-    statuses = friendship_repo.lock_many(conn, (row["user_id"] for row, _, _ in scored))
+    statuses = friendship_repo.lock_many(
+        conn, ((row["tenant"], row["user_id"]) for row, _, _ in scored)
+    )
     for row, score, attempt in sorted(scored, key=lambda item: item[0]["end_time"]):
-        user_id = row["user_id"]
-        statuses[user_id] = apply_interaction(
-            statuses[user_id],
+        user = (row["tenant"], row["user_id"])
+        statuses[user] = apply_interaction(
+            statuses[user],
             Interaction(
                 end_time=row["end_time"],
                 topic=topic_for(row["agent_tag"], row["bot_type"], row["bot_id"]),
@@ -192,13 +195,13 @@ def _apply(
                 EventStatus.PROCESSED,
                 attempts=attempt,
                 change=score.change,
-                level=statuses[user_id].friendship_level.value,
+                level=statuses[user].friendship_level.value,
                 details=score.details,
                 scoring_version=config.weights.version,
             )
         )
         results[str(row["id"])] = ProcessResult(Outcome.PROCESSED, row["created_at"])
-    friendship_repo.save_many(conn, statuses.values())
+    friendship_repo.save_many(conn, statuses)
     event_repo.complete_many(conn, completions)
     return results
 

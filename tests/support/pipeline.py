@@ -9,6 +9,7 @@ from typing import Any
 import pika
 from sqlalchemy import Engine, text
 
+from conversation_events.access import DEFAULT_TENANT
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence import events as event_repo
@@ -17,9 +18,10 @@ from conversation_events_worker.broker import declare_topology, publish_confirme
 from tests.support.services import AMQP_URL
 
 
-def new_event(body: dict[str, Any]) -> NewEvent:
-    """A request body as the API would store it."""
+def new_event(body: dict[str, Any], tenant: str = DEFAULT_TENANT) -> NewEvent:
+    """A request body as the API would store it (in `tenant`)."""
     return NewEvent(
+        tenant=tenant,
         id=str(uuid.uuid4()),
         conversation_id=body["conversation_id"],
         user_id=body["user_id"],
@@ -35,15 +37,19 @@ def new_event(body: dict[str, Any]) -> NewEvent:
     )
 
 
-def store(engine: Engine, body: dict[str, Any]) -> str:
+def store(engine: Engine, body: dict[str, Any], tenant: str = DEFAULT_TENANT) -> str:
     """Insert a request body as the API would; returns the event id."""
     with engine.begin() as conn:
-        [outcome] = insert_events(conn, [new_event(body)])
+        [outcome] = insert_events(conn, [new_event(body, tenant)])
     return outcome.event_id
 
 
 def publish(
-    topology: Topology, event_id: str, body: dict[str, Any] | None = None, raw: bytes | None = None
+    topology: Topology,
+    event_id: str,
+    body: dict[str, Any] | None = None,
+    raw: bytes | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
@@ -55,7 +61,7 @@ def publish(
             return
         assert body is not None
         message = EventMessage.now(
-            event_id, body["conversation_id"], body["user_id"], body["bot_id"]
+            event_id, body["conversation_id"], body["user_id"], body["bot_id"], tenant=tenant
         )
         publish_confirmed(channel, topology, message)
     finally:
@@ -122,7 +128,9 @@ def preload(engine: Engine, topology: Topology, bodies: list[dict[str, Any]]) ->
         channel.confirm_delivery()
         declare_topology(channel, topology)
         for event in events:
-            message = EventMessage.now(event.id, event.conversation_id, event.user_id, event.bot_id)
+            message = EventMessage.now(
+                event.id, event.conversation_id, event.user_id, event.bot_id, tenant=event.tenant
+            )
             publish_confirmed(channel, topology, message)
     finally:
         connection.close()
@@ -147,7 +155,11 @@ def redrive_due(engine: Engine, topology: Topology, event_ids: list[str]) -> int
             channel.confirm_delivery()
             for row in due:
                 message = EventMessage.now(
-                    str(row["id"]), row["conversation_id"], row["user_id"], row["bot_id"]
+                    str(row["id"]),
+                    row["conversation_id"],
+                    row["user_id"],
+                    row["bot_id"],
+                    tenant=row["tenant"],
                 )
                 publish_confirmed(channel, topology, message)
         finally:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 import yaml
 
+from conversation_events.access import DEFAULT_TENANT
 from conversation_events.errors import PermanentError
 from conversation_events.messaging.contract import MESSAGE_TYPE, SCHEMA_VERSION, EventMessage
 
@@ -24,17 +25,23 @@ def body(**changes: object) -> bytes:
 
 
 def test_a_message_round_trips_with_its_version() -> None:
-    assert orjson.loads(MESSAGE.to_bytes())["version"] == SCHEMA_VERSION == "1.0"
+    assert orjson.loads(MESSAGE.to_bytes())["version"] == SCHEMA_VERSION == "1.1"
     assert EventMessage.from_bytes(MESSAGE.to_bytes()) == MESSAGE
 
 
 def test_a_later_minor_version_with_unknown_fields_is_read() -> None:
-    later = body(version="1.7", tenant="acme", trace={"id": 1})
+    later = body(version="1.7", priority="high", trace={"id": 1})
     assert EventMessage.from_bytes(later) == MESSAGE
 
 
 def test_a_message_written_before_the_version_field_is_1_0() -> None:
     assert EventMessage.from_bytes(body(version=None)) == MESSAGE
+
+
+def test_a_1_0_message_without_a_tenant_is_the_default_tenant() -> None:
+    acme = EventMessage.now("e-1", "c-1", "u-1", "pika", tenant="acme")
+    assert EventMessage.from_bytes(acme.to_bytes()).tenant == "acme"
+    assert EventMessage.from_bytes(body(version="1.0", tenant=None)).tenant == "default"
 
 
 @pytest.mark.parametrize("version", ["2.0", "0.9", "10.1", "", "x"])
@@ -58,6 +65,9 @@ def test_the_asyncapi_document_describes_the_message_as_written() -> None:
     schema = message["payload"]
     written = orjson.loads(MESSAGE.to_bytes())
     assert set(written) == set(schema["properties"])
-    assert set(schema["required"]) == set(written) - {"version"}
-    assert schema["properties"]["version"]["default"] == SCHEMA_VERSION
+    assert set(schema["required"]) == set(written) - {"version", "tenant"}
+    assert schema["properties"]["tenant"]["default"] == DEFAULT_TENANT
+    assert schema["properties"]["version"]["default"] == "1.0"  # what an absent version means
+    assert schema["properties"]["version"]["examples"] == [SCHEMA_VERSION]
+    assert doc["info"]["version"] == f"{SCHEMA_VERSION}.0"
     assert message["bindings"]["amqp"]["messageType"] == MESSAGE_TYPE

@@ -17,17 +17,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from conversation_events.errors import ConflictingEvent, PermanentError
+from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
 from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events.persistence.db import make_engine
 from conversation_events_api.body import add_body_schemas
 from conversation_events_api.deps import unauthorized
 from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
-from conversation_events_api.overload import add_handlers
+from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
-from conversation_events_api.routes import conversations, friendship, health
-from conversation_events_api.security import key_is_valid, presented_key
+from conversation_events_api.routes import admin, conversations, friendship, health
+from conversation_events_api.security import KeyRing, presented_key
 from conversation_events_api.settings import ApiSettings
 from conversation_events_api.state import AppState
 from conversation_events_api.writer import EventWriter
@@ -90,10 +90,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             writer=writer,
             publisher=publisher,
             relay=relay,
-            api_keys=[k.encode() for k in settings.key_list()],
+            keys=KeyRing(settings.key_list(), engine, ttl_s=settings.api_key_cache_s),
         )
-        if not settings.key_list():
-            log.warning("no API keys configured: every /v1 request will get 401")
         await writer.start()
         await publisher.start()
         await relay.start()
@@ -123,6 +121,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.include_router(conversations.router)
     app.include_router(friendship.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     build_openapi = app.openapi
 
@@ -139,10 +138,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI parses a JSON body before it runs the key dependency: without this check an
         # unauthenticated client would learn the validation rules from a 422.
-        if request.url.path.startswith("/v1/") and not key_is_valid(
-            presented_key(request), request.app.state.ce.api_keys
-        ):
-            return http_error_response(unauthorized())
+        if request.url.path.startswith("/v1/"):
+            keys: KeyRing = request.app.state.ce.keys
+            try:
+                principal = await keys.authenticate(presented_key(request))
+            except RetryableError:
+                headers = {"Retry-After": str(settings.retry_after_s)}
+                return Response(UNAVAILABLE_BODY, 503, headers, media_type="application/json")
+            if principal is None:
+                return http_error_response(unauthorized())
         body = orjson.dumps({"detail": validation_details(exc.errors())})
         return Response(body, status_code=422, media_type="application/json")
 
@@ -172,6 +176,7 @@ _MAX_ECHO_CHARS = 200
 _ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     408: "request_timeout",

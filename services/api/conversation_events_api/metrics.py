@@ -52,3 +52,13 @@ REQUEST_SECONDS = Histogram(
     ["route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+FORBIDDEN = Counter(
+    "conversation_events_forbidden_total",
+    "Requests refused (403) because the key lacks a scope, by key name (never the key).",
+    ["key", "scope"],
+)
+ERASURES = Counter(
+    "conversation_events_erasures_total",
+    "Users erased through DELETE /v1/users/{user_id}, by the admin key's name.",
+    ["key"],
+)

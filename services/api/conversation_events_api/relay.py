@@ -91,7 +91,13 @@ class Relay:
             if not rows:
                 return False
             messages = [
-                EventMessage.now(str(r["id"]), r["conversation_id"], r["user_id"], r["bot_id"])
+                EventMessage.now(
+                    str(r["id"]),
+                    r["conversation_id"],
+                    r["user_id"],
+                    r["bot_id"],
+                    tenant=r["tenant"],
+                )
                 for r in rows
             ]
             confirmed = await self._publisher.publish_now(messages)

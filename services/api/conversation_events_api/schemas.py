@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from conversation_events.domain.emotions import EmotionValue
+from conversation_events.domain.scoring import SCORED_METADATA_KEYS
 from conversation_events.persistence.tables import EventStatusValue
 
 # PostgreSQL cannot store NUL in text or JSONB: refuse it at the door with a clear error.
@@ -83,7 +85,12 @@ class LogItem(BaseModel):
 
 
 class Metadata(BaseModel):
-    """Values computed upstream (e.g. by an LLM); when present they override our analysis."""
+    """Values computed upstream (e.g. by an LLM); when present they override our analysis.
+
+    Only `session_emotion`, `user_initiated_questions` and `new_memories_count` are stored.
+    Other keys are accepted for compatibility, checked to be valid JSON (422 otherwise), and
+    dropped: they are never stored nor queued.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -140,6 +147,12 @@ class ConversationEndRequest(BaseModel):
     @classmethod
     def _start_not_in_future(cls, start: datetime, info: ValidationInfo) -> datetime:
         return _not_in_future(start, info)
+
+    def stored_metadata(self) -> dict[str, Any] | None:
+        """What is kept of `metadata`: the keys scoring reads, nothing else (minimisation)."""
+        if self.metadata is None:
+            return None
+        return {key: getattr(self.metadata, key) for key in SCORED_METADATA_KEYS}
 
     def canonical(self) -> dict[str, Any]:
         """The content that defines this conversation: instants in UTC, aliases resolved."""
@@ -217,6 +230,19 @@ class Accepted(BaseModel):
     status_url: str
 
 
+ErrorCode = Literal["retrying", "attempts_exhausted", "processing_failed"]
+
+
+def coarse_error(status: str, last_error: str | None) -> ErrorCode | None:
+    """What a client may know of a failure: a code. The details (driver messages naming hosts
+    and ports) stay in the logs and in the database for operators."""
+    if last_error is None:
+        return None
+    if status != "FAILED":
+        return "retrying"
+    return "attempts_exhausted" if last_error.startswith("gave up after") else "processing_failed"
+
+
 class EventView(BaseModel):
     event_id: str
     conversation_id: str
@@ -224,12 +250,35 @@ class EventView(BaseModel):
     bot_id: str
     status: EventStatusValue
     attempts: int
-    last_error: str | None
+    last_error: ErrorCode | None = Field(
+        description=(
+            "Why the last attempt failed, as a code: `retrying` (a retry is due), "
+            "`attempts_exhausted` or `processing_failed` (FAILED). Details are in the logs."
+        )
+    )
     created_at: datetime
     processed_at: datetime | None
     friendship_score_change: float | None = None
     new_friendship_level: str | None = None
     score_calculation_details: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> EventView:
+        """The view of a stored event row."""
+        return cls(
+            event_id=str(row["id"]),
+            conversation_id=row["conversation_id"],
+            user_id=row["user_id"],
+            bot_id=row["bot_id"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=coarse_error(row["status"], row["last_error"]),
+            created_at=row["created_at"],
+            processed_at=row["processed_at"],
+            friendship_score_change=row["friendship_score_change"],
+            new_friendship_level=row["new_friendship_level"],
+            score_calculation_details=row["score_calculation_details"],
+        )
 
 
 class TopicView(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from conversation_events.access import MIN_KEY_LENGTH
 from conversation_events.settings import CommonSettings
 
 
@@ -13,8 +14,21 @@ class ApiSettings(CommonSettings):
     api_keys: SecretStr = Field(
         SecretStr(""),
         description=(
-            "Comma-separated API keys accepted on /v1 routes (header X-API-Key or Authorization: "
-            "Bearer). Empty: every /v1 request is refused with 401."
+            "Comma-separated bootstrap API keys (header X-API-Key or Authorization: Bearer), "
+            f"each at least {MIN_KEY_LENGTH} characters: every scope in the default tenant, "
+            "and the right to manage every tenant's keys. Meant to create the first keys "
+            "(POST /v1/admin/keys or `python -m conversation_events_api.keys create`), which "
+            "live hashed in PostgreSQL. Empty: only keys from the database are accepted."
+        ),
+    )
+    api_key_cache_s: float = Field(
+        2.0,
+        gt=0,
+        le=5,
+        description=(
+            "Seconds an API process trusts its last lookup of a key: a revoked key is refused "
+            "by every process within this time; each key costs one query per process per "
+            "period. At most 5 (the documented revocation delay)."
         ),
     )
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 in containers.")
@@ -136,6 +150,16 @@ class ApiSettings(CommonSettings):
             "ahead would freeze the user's streak and last interaction date until it passes."
         ),
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        short = [
+            k for k in value.get_secret_value().split(",") if 0 < len(k.strip()) < MIN_KEY_LENGTH
+        ]
+        if short:
+            raise ValueError(f"every API key needs at least {MIN_KEY_LENGTH} characters")
+        return value
 
     def key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

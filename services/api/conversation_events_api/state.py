@@ -13,6 +13,7 @@ from conversation_events_api.settings import ApiSettings
 if TYPE_CHECKING:
     from conversation_events_api.publisher import Publisher
     from conversation_events_api.relay import Relay
+    from conversation_events_api.security import KeyRing
     from conversation_events_api.writer import EventWriter
 
 
@@ -24,4 +25,4 @@ class AppState:
     writer: EventWriter
     publisher: Publisher
     relay: Relay
-    api_keys: list[bytes]
+    keys: KeyRing

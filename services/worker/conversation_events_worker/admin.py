@@ -1,6 +1,6 @@
 """Operator commands.
 
-    python -m conversation_events_worker.admin requeue-failed [--conversation-id ID ...]
+    python -m conversation_events_worker.admin requeue-failed [--tenant T] [--conversation-id ID]
     python -m conversation_events_worker.admin replay-dead-letters [--limit N]
     python -m conversation_events_worker.admin migrate-queue
 
@@ -50,11 +50,14 @@ log = logging.getLogger(__name__)
 
 
 def requeue_failed(
-    settings: WorkerSettings, engine: Engine, conversation_ids: Sequence[str] | None
+    settings: WorkerSettings,
+    engine: Engine,
+    conversation_ids: Sequence[str] | None,
+    tenant: str | None = None,
 ) -> dict[str, int]:
     topology = settings.topology()
     with translate_errors(), engine.begin() as conn:
-        ids = event_repo.requeue_failed(conn, conversation_ids)
+        ids = event_repo.requeue_failed(conn, conversation_ids, tenant=tenant)
         rows = [event_repo.get_event(conn, event_id) for event_id in ids]
     published: list[str] = []
     with _channel(settings, topology) as channel:
@@ -62,7 +65,11 @@ def requeue_failed(
             if row is None:
                 continue
             message = EventMessage.now(
-                str(row["id"]), row["conversation_id"], row["user_id"], row["bot_id"]
+                str(row["id"]),
+                row["conversation_id"],
+                row["user_id"],
+                row["bot_id"],
+                tenant=row["tenant"],
             )
             publish_confirmed(channel, topology, message)
             published.append(message.event_id)
@@ -96,7 +103,7 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
                     unknown.append(method.delivery_tag)
                     continue
                 if row["status"] == EventStatus.FAILED:
-                    event_repo.requeue_failed(conn, [row["conversation_id"]])
+                    event_repo.requeue_failed(conn, event_ids=[message.event_id])
                     status: EventStatus | None = EventStatus.PENDING
                 else:
                     status = EventStatus(row["status"])
@@ -205,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     requeue.add_argument(
         "--conversation-id", action="append", dest="ids", help="only these (repeatable)"
     )
+    requeue.add_argument(
+        "--tenant", help="only this tenant's (the conversation ids' tenant; default: default)"
+    )
     replay = sub.add_parser("replay-dead-letters", help="move dead letters back to the main queue")
     replay.add_argument("--limit", type=int, default=10_000, help="most messages to move")
     sub.add_parser(
@@ -225,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: dict[str, object]
     try:
         if args.command == "requeue-failed":
-            summary = dict(requeue_failed(settings, engine, args.ids))
+            summary = dict(requeue_failed(settings, engine, args.ids, args.tenant))
         elif args.command == "replay-dead-letters":
             summary = dict(replay_dead_letters(settings, engine, args.limit))
         else:

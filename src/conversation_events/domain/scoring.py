@@ -46,6 +46,8 @@ DEFAULT_EMOTION_BONUS: Mapping[str, float] = MappingProxyType(
 )
 
 # Where an input came from, as recorded in the breakdown.
+#: The upstream metadata keys scoring reads: the only ones stored (data minimisation).
+SCORED_METADATA_KEYS = ("session_emotion", "user_initiated_questions", "new_memories_count")
 SOURCE_METADATA = "metadata"
 SOURCE_ANALYSIS = "analysis"
 SOURCE_DEFAULT = "default"

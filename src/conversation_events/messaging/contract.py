@@ -5,6 +5,9 @@ The body is versioned (`version`, major.minor) and typed (the AMQP `type` proper
 readers ignore fields they do not know. A major version is a breaking change: a reader
 refuses a major it does not read, as a permanent error (the worker dead-letters it), rather
 than guessing. A body without `version` is 1.0 (written before the field existed).
+
+1.1 added `tenant`, the tenant the conversation and user ids belong to; a body without it
+(1.0) belongs to the default tenant.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from typing import Any
 
 import orjson
 
+from conversation_events.access import DEFAULT_TENANT
 from conversation_events.errors import PermanentError
 
 CONTENT_TYPE = "application/json"
 #: The AMQP `type` property of every event message.
 MESSAGE_TYPE = "conversation_events.event_accepted"
 #: The version this code writes; it reads every 1.x.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 _READS_MAJOR = 1
 
 
@@ -32,12 +36,14 @@ class EventMessage:
     user_id: str
     bot_id: str
     enqueued_at: datetime
+    tenant: str = DEFAULT_TENANT
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
             {
                 "version": SCHEMA_VERSION,
                 "event_id": self.event_id,
+                "tenant": self.tenant,
                 "conversation_id": self.conversation_id,
                 "user_id": self.user_id,
                 "bot_id": self.bot_id,
@@ -65,10 +71,19 @@ class EventMessage:
                 user_id=str(data["user_id"]),
                 bot_id=str(data["bot_id"]),
                 enqueued_at=datetime.fromisoformat(data["enqueued_at"]),
+                tenant=str(data.get("tenant", DEFAULT_TENANT)),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise PermanentError(f"malformed message body: {exc}") from exc
 
     @classmethod
-    def now(cls, event_id: str, conversation_id: str, user_id: str, bot_id: str) -> EventMessage:
-        return cls(event_id, conversation_id, user_id, bot_id, datetime.now(UTC))
+    def now(
+        cls,
+        event_id: str,
+        conversation_id: str,
+        user_id: str,
+        bot_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> EventMessage:
+        return cls(event_id, conversation_id, user_id, bot_id, datetime.now(UTC), tenant)

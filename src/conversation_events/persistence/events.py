@@ -30,10 +30,12 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
 
+from conversation_events.access import DEFAULT_TENANT
 from conversation_events.persistence.tables import TERMINAL_STATUSES, EventStatus, events
 
 
@@ -58,10 +60,12 @@ class NewEvent:
     conversation_log: list[dict[str, Any]]
     metadata: dict[str, Any] | None
     content_hash: str
+    tenant: str = DEFAULT_TENANT
 
     def row(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "tenant": self.tenant,
             "conversation_id": self.conversation_id,
             "user_id": self.user_id,
             "bot_id": self.bot_id,
@@ -90,8 +94,8 @@ class InsertOutcome:
 
 _INSERT = (
     insert(events)
-    .on_conflict_do_nothing(index_elements=["conversation_id"])
-    .returning(events.c.conversation_id, events.c.id)
+    .on_conflict_do_nothing(index_elements=["tenant", "conversation_id"])
+    .returning(events.c.tenant, events.c.conversation_id, events.c.id)
 )
 
 
@@ -103,29 +107,34 @@ def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOut
     # One prebuilt statement run as an executemany: SQLAlchemy's "insertmanyvalues" turns it
     # into multi-row INSERTs with a cached compiled form, whatever the batch size.
     inserted = {
-        row.conversation_id: row.id for row in conn.execute(_INSERT, [item.row() for item in batch])
+        (row.tenant, row.conversation_id): row.id
+        for row in conn.execute(_INSERT, [item.row() for item in batch])
     }
-    missing = {item.conversation_id for item in batch} - inserted.keys()
-    existing: dict[str, tuple[str, str]] = {}
+    missing = {(item.tenant, item.conversation_id) for item in batch} - inserted.keys()
+    existing: dict[tuple[str, str], tuple[str, str]] = {}
     if missing:
+        pairs = list(missing)
         existing = {
-            row.conversation_id: (row.id, row.content_hash)
+            (row.tenant, row.conversation_id): (row.id, row.content_hash)
             for row in conn.execute(
-                select(events.c.conversation_id, events.c.id, events.c.content_hash).where(
-                    events.c.conversation_id.in_(missing)
+                select(
+                    events.c.tenant, events.c.conversation_id, events.c.id, events.c.content_hash
+                ).where(
+                    tuple_(events.c.tenant, events.c.conversation_id).in_(pairs),
                 )
             )
         }
     outcomes: list[InsertOutcome] = []
     for item in batch:
-        event_id = inserted.get(item.conversation_id)
+        key = (item.tenant, item.conversation_id)
+        event_id = inserted.get(key)
         if event_id == item.id:
             outcomes.append(InsertOutcome(InsertStatus.CREATED, event_id))
             continue
         if event_id is not None:  # an earlier item of this batch created the row
             stored_id, stored_hash = event_id, _hash_of(batch, event_id)
         else:
-            stored_id, stored_hash = existing[item.conversation_id]
+            stored_id, stored_hash = existing[key]
             if stored_id == item.id:  # this very item, committed by an earlier try
                 outcomes.append(InsertOutcome(InsertStatus.CREATED, stored_id))
                 continue
@@ -175,9 +184,16 @@ def mark_published(conn: Connection, event_ids: Sequence[str]) -> None:
         conn.execute(_MARK_PUBLISHED, {"event_ids": list(event_ids)})
 
 
-def get_by_conversation_id(conn: Connection, conversation_id: str) -> RowMapping | None:
+def get_by_conversation_id(
+    conn: Connection, tenant: str, conversation_id: str
+) -> RowMapping | None:
+    """The tenant's event for `conversation_id`; another tenant's is None, as if unknown."""
     return (
-        conn.execute(select(events).where(events.c.conversation_id == conversation_id))
+        conn.execute(
+            select(events).where(
+                events.c.tenant == tenant, events.c.conversation_id == conversation_id
+            )
+        )
         .mappings()
         .first()
     )
@@ -370,7 +386,13 @@ def take_due(
     """
     return list(
         conn.execute(
-            select(events.c.id, events.c.conversation_id, events.c.user_id, events.c.bot_id)
+            select(
+                events.c.id,
+                events.c.tenant,
+                events.c.conversation_id,
+                events.c.user_id,
+                events.c.bot_id,
+            )
             .where(
                 events.c.status == EventStatus.PENDING,
                 # published_at >= created_at, so this bounds both cases: an index range.
@@ -442,14 +464,27 @@ def release_expired_leases(conn: Connection, limit: int) -> list[str]:
     )
 
 
-def requeue_failed(conn: Connection, conversation_ids: Sequence[str] | None = None) -> list[str]:
+def requeue_failed(
+    conn: Connection,
+    conversation_ids: Sequence[str] | None = None,
+    *,
+    tenant: str | None = None,
+    event_ids: Sequence[str] | None = None,
+) -> list[str]:
     """Operator action: FAILED events back to PENDING with a fresh attempt budget.
 
-    They become unpublished, so the relay publishes them again. Returns their ids.
+    Every FAILED event, or only those of `tenant`, `conversation_ids` (within `tenant`, the
+    default one unless given) or `event_ids`. They become unpublished, so the relay publishes
+    them again. Returns their ids.
     """
     conditions = [events.c.status == EventStatus.FAILED]
     if conversation_ids:
         conditions.append(events.c.conversation_id.in_(conversation_ids))
+        tenant = tenant or DEFAULT_TENANT
+    if tenant is not None:
+        conditions.append(events.c.tenant == tenant)
+    if event_ids is not None:
+        conditions.append(events.c.id.in_(event_ids))
     return list(
         conn.execute(
             update(events)

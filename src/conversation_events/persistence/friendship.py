@@ -1,4 +1,7 @@
-"""Repository functions for `friendship_status`: load under a row lock, save."""
+"""Repository functions for `friendship_status`: load under a row lock, save.
+
+A status belongs to a user of a tenant: every function takes `(tenant, user_id)` keys.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +9,38 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, RowMapping, bindparam, select, text
+from sqlalchemy import Connection, RowMapping, select, text
 
 from conversation_events.domain.emotions import Emotion
 from conversation_events.domain.friendship import FriendshipStatus, Level, TopicMetrics
 from conversation_events.persistence.tables import friendship_status
 
-_LOCK = (
-    select(friendship_status)
-    .where(friendship_status.c.user_id.in_(bindparam("user_ids", expanding=True)))
-    .order_by(friendship_status.c.user_id)
-    .with_for_update()
+#: A user within its tenant.
+UserKey = tuple[str, str]
+
+_LOCK = text(
+    """
+    SELECT f.* FROM friendship_status AS f
+    JOIN unnest(CAST(:tenants AS varchar[]), CAST(:user_ids AS varchar[])) AS u(tenant, user_id)
+      ON f.tenant = u.tenant AND f.user_id = u.user_id
+    ORDER BY f.tenant, f.user_id
+    FOR UPDATE OF f
+    """
 )
-# One statement creates every missing row, in user id order (the order of the array).
+# One statement creates every missing row, in key order (the order of the arrays).
 _CREATE = text(
     """
-    INSERT INTO friendship_status (user_id, friendship_level)
-    SELECT user_id, :level
-    FROM unnest(CAST(:user_ids AS varchar[])) WITH ORDINALITY AS u(user_id, n)
+    INSERT INTO friendship_status (tenant, user_id, friendship_level)
+    SELECT tenant, user_id, :level
+    FROM unnest(CAST(:tenants AS varchar[]), CAST(:user_ids AS varchar[]))
+        WITH ORDINALITY AS u(tenant, user_id, n)
     ORDER BY n
-    ON CONFLICT (user_id) DO NOTHING
+    ON CONFLICT (tenant, user_id) DO NOTHING
     """
 )
 
 
-def lock_many(conn: Connection, user_ids: Iterable[str]) -> dict[str, FriendshipStatus]:
+def lock_many(conn: Connection, keys: Iterable[UserKey]) -> dict[UserKey, FriendshipStatus]:
     """The users' statuses, locked until the transaction ends; created on first use.
 
     Row locks serialise concurrent workers updating the same user: each sees the other's
@@ -38,27 +48,33 @@ def lock_many(conn: Connection, user_ids: Iterable[str]) -> dict[str, Friendship
     row is locked, and then every row is locked in user id order: two workers therefore never
     wait on each other in a cycle (creating a row while holding a lock on another would).
     """
-    wanted = sorted(set(user_ids))
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
+    arrays = {"tenants": [k[0] for k in wanted], "user_ids": [k[1] for k in wanted]}
     # ON CONFLICT DO NOTHING neither locks nor waits for an existing row.
-    conn.execute(_CREATE, {"user_ids": wanted, "level": Level.PHASE1_STRANGER.value})
+    conn.execute(_CREATE, {**arrays, "level": Level.PHASE1_STRANGER.value})
     return {
-        row["user_id"]: to_domain(row)
-        for row in conn.execute(_LOCK, {"user_ids": wanted}).mappings()
+        (row["tenant"], row["user_id"]): to_domain(row)
+        for row in conn.execute(_LOCK, arrays).mappings()
     }
 
 
-def get_status(conn: Connection, user_id: str) -> FriendshipStatus | None:
+def get_status(conn: Connection, tenant: str, user_id: str) -> FriendshipStatus | None:
+    """The user's status in `tenant`; another tenant's user of the same id is not seen."""
     row = (
-        conn.execute(select(friendship_status).where(friendship_status.c.user_id == user_id))
+        conn.execute(
+            select(friendship_status).where(
+                friendship_status.c.tenant == tenant, friendship_status.c.user_id == user_id
+            )
+        )
         .mappings()
         .first()
     )
     return None if row is None else to_domain(row)
 
 
-# One statement for the whole batch: the rows arrive as parallel arrays, joined by user id.
+# One statement for the whole batch: the rows arrive as parallel arrays, joined by key.
 _SAVE = text(
     """
     UPDATE friendship_status AS f
@@ -71,24 +87,27 @@ _SAVE = text(
         topic_metrics = v.topics::jsonb,
         updated_at = now()
     FROM unnest(
-        CAST(:user_ids AS varchar[]), CAST(:scores AS double precision[]),
-        CAST(:levels AS text[]), CAST(:streaks AS integer[]), CAST(:days AS date[]),
-        CAST(:ats AS timestamptz[]), CAST(:emotions AS text[]), CAST(:topics AS text[])
-    ) AS v(user_id, score, level, streak, day, at, emotion, topics)
-    WHERE f.user_id = v.user_id
+        CAST(:tenants AS varchar[]), CAST(:user_ids AS varchar[]),
+        CAST(:scores AS double precision[]), CAST(:levels AS text[]),
+        CAST(:streaks AS integer[]), CAST(:days AS date[]), CAST(:ats AS timestamptz[]),
+        CAST(:emotions AS text[]), CAST(:topics AS text[])
+    ) AS v(tenant, user_id, score, level, streak, day, at, emotion, topics)
+    WHERE f.tenant = v.tenant AND f.user_id = v.user_id
     """
 )
 
 
-def save_many(conn: Connection, statuses: Iterable[FriendshipStatus]) -> None:
+def save_many(conn: Connection, statuses: Mapping[UserKey, FriendshipStatus]) -> None:
     """Write the statuses back (one statement)."""
-    rows = list(statuses)
+    keys = list(statuses)
+    rows = [statuses[key] for key in keys]
     if not rows:
         return
     conn.execute(
         _SAVE,
         {
-            "user_ids": [s.user_id for s in rows],
+            "tenants": [key[0] for key in keys],
+            "user_ids": [key[1] for key in keys],
             "scores": [s.friendship_score for s in rows],
             "levels": [s.friendship_level.value for s in rows],
             "streaks": [s.streak_day for s in rows],

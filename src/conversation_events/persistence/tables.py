@@ -20,7 +20,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+
+from conversation_events.access import DEFAULT_TENANT
 
 metadata = MetaData()
 
@@ -45,6 +47,8 @@ events = Table(
     "conversation_events",
     metadata,
     Column("id", UUID(as_uuid=False), primary_key=True),
+    # Conversation and user ids are the client's, so they are unique only within a tenant.
+    Column("tenant", String(63), nullable=False, server_default=DEFAULT_TENANT),
     Column("conversation_id", String(255), nullable=False),
     Column("user_id", String(255), nullable=False),
     Column("bot_id", String(255), nullable=False),
@@ -73,7 +77,9 @@ events = Table(
     Column("new_friendship_level", String(32)),
     Column("score_calculation_details", JSONB),
     Column("scoring_version", Integer),
-    UniqueConstraint("conversation_id", name="uq_conversation_events_conversation_id"),
+    UniqueConstraint(
+        "tenant", "conversation_id", name="uq_conversation_events_tenant_conversation_id"
+    ),
     CheckConstraint(
         "status IN ('PENDING', 'PROCESSING', 'PROCESSED', 'FAILED', 'SKIPPED')",
         name="ck_conversation_events_status",
@@ -94,12 +100,13 @@ events = Table(
         "created_at",
         postgresql_where=text("status = 'FAILED'"),
     ),
-    Index("ix_conversation_events_user", "user_id", "end_time"),
+    Index("ix_conversation_events_tenant_user", "tenant", "user_id", "end_time"),
 )
 
 friendship_status = Table(
     "friendship_status",
     metadata,
+    Column("tenant", String(63), primary_key=True, server_default=DEFAULT_TENANT),
     Column("user_id", String(255), primary_key=True),
     Column("friendship_score", Double, nullable=False, server_default=text("0")),
     Column("friendship_level", String(32), nullable=False),
@@ -109,4 +116,28 @@ friendship_status = Table(
     Column("last_emotion", String(16)),
     Column("topic_metrics", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    # What logs and metrics carry instead of the key; unique among a tenant's live keys.
+    Column("name", String(100), nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("scopes", ARRAY(String(16)), nullable=False),
+    # sha256 (hex) of the key: the key itself is shown once, at creation, and never stored.
+    Column("key_hash", String(64), nullable=False),
+    # The key's first characters, so an operator can tell which key a leaked one is.
+    Column("key_prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("revoked_at", DateTime(timezone=True)),
+    UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+    Index(
+        "uq_api_keys_live_name",
+        "tenant",
+        "name",
+        unique=True,
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -70,3 +71,33 @@ def make_client(
 @pytest.fixture
 def client(make_client: Callable[..., httpx.Client]) -> httpx.Client:
     return make_client()
+
+
+def unique_tenant() -> str:
+    """A tenant no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def new_key(client: httpx.Client) -> Callable[..., str]:
+    """Create a key through the admin endpoint with the bootstrap key; returns the key."""
+
+    def create(tenant: str, scopes: str = "ingest,read,admin", name: str | None = None) -> str:
+        response = client.post(
+            "/v1/admin/keys",
+            json={
+                "name": name or f"key-{uuid.uuid4().hex[:8]}",
+                "tenant": tenant,
+                "scopes": scopes.split(","),
+            },
+        )
+        assert response.status_code == 201, response.text
+        key: str = response.json()["key"]
+        return key
+
+    return create
+
+
+def as_key(key: str) -> dict[str, str]:
+    """Request headers that authenticate with `key`."""
+    return {"X-API-Key": key}

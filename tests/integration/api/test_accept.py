@@ -59,9 +59,9 @@ def test_accepts_stores_pending_and_queues_ids_only(
     [(props, message)] = get_messages(names[1])
     assert props.message_id == reply["event_id"]
     assert props.delivery_mode == 2
-    ids = {"event_id", "conversation_id", "user_id", "bot_id", "enqueued_at"}
+    ids = {"event_id", "tenant", "conversation_id", "user_id", "bot_id", "enqueued_at"}
     assert set(message) == ids | {"version"}
-    assert message["user_id"] == body["user_id"]
+    assert (message["tenant"], message["user_id"]) == ("default", body["user_id"])
     wait_for(
         lambda: stored(engine, body["conversation_id"])["published_at"] is not None,
         timeout=5,

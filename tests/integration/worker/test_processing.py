@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from tests.support.payloads import conversation
 from tests.support.pipeline import event_row, store
 
@@ -81,3 +82,26 @@ def test_terminal_events_are_duplicates_on_either_path(engine: Engine) -> None:
     again = process_batch(engine, [event_id], CONFIG, redelivered={event_id})[event_id]
     assert again == ProcessResult(Outcome.DUPLICATE)
     assert event_row(engine, event_id)["attempts"] == 1
+
+
+def test_the_same_user_id_in_two_tenants_has_two_statuses(engine: Engine) -> None:
+    body = conversation()  # the same conversation and user ids in both tenants
+    other = {**body, "metadata": {**body["metadata"], "session_emotion": "interesting"}}
+    tenants = [f"t-{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    ids = [store(engine, body, tenants[0]), store(engine, other, tenants[1])]
+
+    results = process_batch(engine, ids, CONFIG)
+
+    assert [r.outcome for r in results.values() if isinstance(r, ProcessResult)] == [
+        Outcome.PROCESSED
+    ] * 2
+    changes = [event_row(engine, event_id)["friendship_score_change"] for event_id in ids]
+    assert changes[1] - changes[0] == 5  # interesting (+15) against happy (+10)
+    with engine.connect() as conn:
+        scores = dict(
+            conn.execute(
+                text("SELECT tenant, friendship_score FROM friendship_status WHERE user_id = :u"),
+                {"u": body["user_id"]},
+            ).all()
+        )
+    assert scores == dict(zip(tenants, changes, strict=True))

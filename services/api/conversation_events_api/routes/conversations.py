@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Request, status
@@ -19,7 +20,7 @@ from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
 from conversation_events_api import metrics
 from conversation_events_api.body import json_body_doc, read_json_body
-from conversation_events_api.deps import ApiKey, State
+from conversation_events_api.deps import Ingest, Reader, State
 from conversation_events_api.overload import within
 from conversation_events_api.schemas import (
     NO_NUL,
@@ -29,10 +30,11 @@ from conversation_events_api.schemas import (
     EventView,
 )
 
-router = APIRouter(prefix="/v1/conversations", tags=["conversations"], dependencies=[ApiKey])
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+    403: {"model": ErrorBody, "description": "The key lacks the route's scope (`forbidden`)."},
     413: {"model": ErrorBody, "description": "Body larger than the configured limit."},
     503: {
         "model": ErrorBody,
@@ -68,10 +70,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     summary="Accept a finished conversation for scoring",
     openapi_extra=json_body_doc(ConversationEndRequest),
 )
-async def conversation_end(request: Request, state: State) -> Response:
+async def conversation_end(request: Request, state: State, principal: Ingest) -> Response:
     """Store the conversation durably (status PENDING), queue it, and answer 202.
 
-    Re-sending the same conversation is idempotent (202, same `event_id`, queued once).
+    Needs the `ingest` scope; the conversation belongs to the key's tenant. Re-sending the same
+    conversation is idempotent (202, same `event_id`, queued once). Of `metadata`, only the
+    keys scoring uses are stored.
     """
     not_after = datetime.now(UTC) + timedelta(seconds=state.settings.max_clock_skew_s)
     payload = await read_json_body(request, ConversationEndRequest, {"not_after": not_after})
@@ -89,6 +93,7 @@ async def conversation_end(request: Request, state: State) -> Response:
     canonical = payload.canonical()
     event = NewEvent(
         id=str(uuid.uuid4()),
+        tenant=principal.tenant,
         conversation_id=payload.conversation_id,
         user_id=payload.user_id,
         bot_id=payload.bot_id,
@@ -98,7 +103,7 @@ async def conversation_end(request: Request, state: State) -> Response:
         start_time=payload.start_time,
         end_time=payload.end_time,
         conversation_log=canonical["conversation_log"],
-        metadata=canonical["metadata"],
+        metadata=payload.stored_metadata(),
         content_hash=content_hash(canonical),
     )
     outcome = await within(
@@ -110,7 +115,9 @@ async def conversation_end(request: Request, state: State) -> Response:
     if outcome.status is InsertStatus.CREATED:
         metrics.ACCEPTED.inc()
         state.publisher.submit(
-            EventMessage.now(event.id, event.conversation_id, event.user_id, event.bot_id)
+            EventMessage.now(
+                event.id, event.conversation_id, event.user_id, event.bot_id, tenant=event.tenant
+            )
         )
     else:
         metrics.DUPLICATES.inc()
@@ -118,7 +125,7 @@ async def conversation_end(request: Request, state: State) -> Response:
         "status": "accepted",
         "conversation_id": payload.conversation_id,
         "event_id": outcome.event_id,
-        "status_url": f"/v1/conversations/{payload.conversation_id}",
+        "status_url": f"/v1/conversations/{quote(payload.conversation_id, safe='')}",
     }
     return Response(orjson.dumps(body), status.HTTP_202_ACCEPTED, media_type="application/json")
 
@@ -132,9 +139,12 @@ async def conversation_end(request: Request, state: State) -> Response:
 async def get_conversation(
     conversation_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
     state: State,
+    principal: Reader,
 ) -> EventView:
+    """Needs the `read` scope; another tenant's conversation is unknown (404)."""
+
     def read(conn: Connection) -> dict[str, Any] | None:
-        row = event_repo.get_by_conversation_id(conn, conversation_id)
+        row = event_repo.get_by_conversation_id(conn, principal.tenant, conversation_id)
         return None if row is None else dict(row)
 
     def load() -> dict[str, Any] | None:
@@ -144,4 +154,4 @@ async def get_conversation(
     row = await within(state.settings.request_timeout_s, asyncio.to_thread(load), "the read")
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="unknown conversation_id")
-    return EventView(event_id=str(row["id"]), **{k: v for k, v in row.items() if k != "id"})
+    return EventView.of(row)

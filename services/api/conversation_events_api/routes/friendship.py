@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Path, status
 from conversation_events.domain.friendship import FriendshipStatus
 from conversation_events.persistence import friendship as friendship_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
-from conversation_events_api.deps import ApiKey, State
+from conversation_events_api.deps import Reader, State
 from conversation_events_api.overload import within
 from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView
 
-router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[ApiKey])
+router = APIRouter(prefix="/v1/friendship", tags=["friendship"])
 
 
 @router.get(
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[A
     response_model=FriendshipView,
     responses={
         401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+        403: {"model": ErrorBody, "description": "The key lacks the `read` scope."},
         404: {"model": ErrorBody, "description": "The user has no friendship status yet."},
         503: {
             "model": ErrorBody,
@@ -31,12 +32,17 @@ router = APIRouter(prefix="/v1/friendship", tags=["friendship"], dependencies=[A
     summary="Friendship score, level, streak and per-topic metrics of a user",
 )
 async def friendship_status(
-    user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)], state: State
+    user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
+    state: State,
+    principal: Reader,
 ) -> FriendshipView:
+    """Needs the `read` scope; another tenant's user of the same id is unknown (404)."""
+
     def load() -> FriendshipStatus | None:
         with translate_errors():
             return in_transaction(
-                state.engine, lambda conn: friendship_repo.get_status(conn, user_id)
+                state.engine,
+                lambda conn: friendship_repo.get_status(conn, principal.tenant, user_id),
             )
 
     found = await within(state.settings.request_timeout_s, asyncio.to_thread(load), "the read")

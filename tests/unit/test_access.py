@@ -1,0 +1,43 @@
+"""Keys, scopes and the message's tenant: the rules without storage."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversation_events.access import (
+    MIN_KEY_LENGTH,
+    Scope,
+    generate_key,
+    key_hash,
+    parse_scopes,
+    subject_hash,
+    valid_tenant,
+)
+
+
+def test_generated_keys_are_prefixed_long_and_distinct() -> None:
+    keys = {generate_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(k.startswith("ce_") and len(k) >= 40 >= MIN_KEY_LENGTH for k in keys)
+    assert all(len(key_hash(k)) == 64 and key_hash(k) != k for k in keys)
+
+
+def test_scopes_parse_and_unknown_ones_are_refused() -> None:
+    assert parse_scopes("ingest, read") == {Scope.INGEST, Scope.READ}
+    with pytest.raises(ValueError, match="root"):
+        parse_scopes("read,root")
+    with pytest.raises(ValueError, match="at least one"):
+        parse_scopes(" , ")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "ok"),
+    [("default", True), ("acme-2", True), ("Acme", False), ("-x", False), ("a" * 64, False)],
+)
+def test_tenant_names(tenant: str, ok: bool) -> None:
+    assert valid_tenant(tenant) is ok
+
+
+def test_erasure_subjects_differ_by_tenant_and_hold_no_id() -> None:
+    assert subject_hash("a", "user-1") != subject_hash("b", "user-1")
+    assert "user-1" not in subject_hash("a", "user-1")
