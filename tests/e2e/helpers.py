@@ -1,6 +1,7 @@
 """What the black-box suite needs, over HTTP only: the target, request bodies, polling.
 
-Nothing here imports the project's code: the suite runs unchanged against the one-machine
+Nothing here imports the project's code (the SPEC's numbers come from the dependency-free
+`tests/spec.py`): the suite runs unchanged against the one-machine
 stack, a kind cluster's ingress or a real deployment, given `E2E_BASE_URL` and `E2E_API_KEY`
 (from the environment, else from `.stack/env` written by `scripts/stack up`).
 """
@@ -19,24 +20,18 @@ from urllib.parse import quote
 
 import httpx
 
+# Re-exported for the e2e tests.
+from tests.spec import EMOTION_BONUS as EMOTION_BONUS
+from tests.spec import LEVELS as LEVELS
+from tests.spec import TERMINAL
+from tests.spec import expected_change as expected_change
+
 ROOT = Path(__file__).resolve().parents[2]
 STACK_ENV = ROOT / ".stack" / "env"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 #: Seconds to wait for an event to be processed; generous for a loaded two-core CI machine
 #: and for a deployment whose workers scale up from their minimum first.
 PROCESSING_TIMEOUT_S = float(os.environ.get("E2E_PROCESSING_TIMEOUT_S", "90"))
-
-#: SPEC section 3: the emotion bonus of scoring version 1.
-EMOTION_BONUS = {
-    "interesting": 15.0,
-    "happy": 10.0,
-    "neutral": 0.0,
-    "sad": -5.0,
-    "angry": -10.0,
-    "boring": -15.0,
-}
-LEVELS = ("PHASE1_STRANGER", "PHASE2_ACQUAINTANCE", "PHASE3_FRIEND")
-TERMINAL = frozenset({"PROCESSED", "SKIPPED", "FAILED"})
 
 T = TypeVar("T")
 
@@ -132,18 +127,6 @@ def conversation(
         body["metadata"] = metadata
     body.update(fields)
     return body
-
-
-def expected_change(body: dict[str, Any]) -> float:
-    """SPEC section 3 for a body built by `conversation` (alternating log, full metadata)."""
-    turns = sum(1 for item in body["conversation_log"] if item["content"].strip()) // 2
-    meta = body["metadata"]
-    return (
-        0.5 * turns
-        + 3 * meta["user_initiated_questions"]
-        + EMOTION_BONUS[meta["session_emotion"]]
-        + 5 * meta["new_memories_count"]
-    )
 
 
 def poll(

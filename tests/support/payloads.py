@@ -7,6 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+# Re-exported: the tests that build bodies here score them with the one oracle.
+from tests.spec import expected_change as expected_change
+
 
 def conversation(
     *,
@@ -49,28 +52,6 @@ def conversation(
     }
     body.update(fields)
     return body
-
-
-EMOTION_BONUS = {
-    "interesting": 15,
-    "happy": 10,
-    "neutral": 0,
-    "sad": -5,
-    "angry": -10,
-    "boring": -15,
-}
-
-
-def expected_change(body: dict[str, Any]) -> float:
-    """SPEC section 3 for a body whose log alternates speakers and whose metadata is complete."""
-    turns = len([m for m in body["conversation_log"] if m["content"].strip()]) // 2
-    meta = body["metadata"]
-    return (
-        0.5 * turns
-        + 3 * meta["user_initiated_questions"]
-        + EMOTION_BONUS[meta["session_emotion"]]
-        + 5 * meta["new_memories_count"]
-    )
 
 
 def conversations_for(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests import spec
 
 from conversation_events.domain.conversation import Message, Speaker
 from conversation_events.domain.emotions import Emotion
@@ -42,17 +43,10 @@ def test_scoring_version_is_one() -> None:
 
 
 def test_default_weights_match_the_spec() -> None:
-    assert DEFAULT_WEIGHTS.per_turn == 0.5
-    assert DEFAULT_WEIGHTS.per_question == 3.0
-    assert DEFAULT_WEIGHTS.per_memory == 5.0
-    assert dict(DEFAULT_WEIGHTS.emotion_bonus) == {
-        "interesting": 15.0,
-        "happy": 10.0,
-        "neutral": 0.0,
-        "sad": -5.0,
-        "angry": -10.0,
-        "boring": -15.0,
-    }
+    assert DEFAULT_WEIGHTS.per_turn == spec.PER_TURN == 0.5
+    assert DEFAULT_WEIGHTS.per_question == spec.PER_QUESTION == 3.0
+    assert DEFAULT_WEIGHTS.per_memory == spec.PER_MEMORY == 5.0
+    assert dict(DEFAULT_WEIGHTS.emotion_bonus) == spec.EMOTION_BONUS
 
 
 def test_analysis_only() -> None:
@@ -283,14 +277,7 @@ def test_details_are_json_serialisable_and_complete() -> None:
         "per_turn": 0.5,
         "per_question": 3.0,
         "per_memory": 5.0,
-        "emotion_bonus": {
-            "interesting": 15.0,
-            "happy": 10.0,
-            "neutral": 0.0,
-            "sad": -5.0,
-            "angry": -10.0,
-            "boring": -15.0,
-        },
+        "emotion_bonus": spec.EMOTION_BONUS,
     }
     assert math.isclose(sum(round_tripped["components"].values()), round_tripped["change"])
 
