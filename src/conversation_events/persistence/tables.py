@@ -28,6 +28,8 @@ metadata = MetaData()
 
 
 class EventStatus(StrEnum):
+    """Where an event is in its life: stored, being processed, or done one of three ways."""
+
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
     PROCESSED = "PROCESSED"
@@ -35,13 +37,13 @@ class EventStatus(StrEnum):
     SKIPPED = "SKIPPED"
 
 
+TERMINAL_STATUSES = (EventStatus.PROCESSED, EventStatus.SKIPPED, EventStatus.FAILED)
+
 if TYPE_CHECKING:
     EventStatusValue = str
 else:
     #: The values as a ``Literal``, for HTTP schemas that list them inline (OpenAPI, 422s).
     EventStatusValue = Literal[tuple(s.value for s in EventStatus)]
-
-TERMINAL_STATUSES = (EventStatus.PROCESSED, EventStatus.SKIPPED, EventStatus.FAILED)
 
 events = Table(
     "conversation_events",
