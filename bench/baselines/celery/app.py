@@ -14,18 +14,12 @@ import os
 from fastapi import Depends, FastAPI, Header, HTTPException
 
 from bench.baselines.celery.tasks import process_conversation_event
-from bench.baselines.events import new_event
-from conversation_events.persistence.db import make_engine
+from bench.baselines.common import engine as baseline_engine
+from bench.baselines.common import new_event
 from conversation_events.persistence.events import InsertStatus, insert_events
 from conversation_events_api.schemas import ConversationEndRequest
 
-engine = make_engine(
-    os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/postgres"),
-    pool_size=20,
-    connect_timeout_s=3,
-    statement_timeout_ms=10_000,
-    application_name="bench-celery-api",
-)
+engine = baseline_engine("bench-celery-api", pool_size=20)
 app = FastAPI()
 
 

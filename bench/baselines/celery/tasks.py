@@ -17,8 +17,8 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy import Engine
 
+from bench.baselines.common import engine as baseline_engine
 from conversation_events.errors import RetryableError
-from conversation_events.persistence.db import make_engine
 from conversation_events.processing import ProcessingConfig, process_event
 
 QUEUE = os.environ.get("BENCH_QUEUE", "celery")
@@ -45,12 +45,8 @@ def engine() -> Engine:
     """One engine per worker process, created after the fork (connections never cross it)."""
     global _engine
     if _engine is None:
-        _engine = make_engine(
-            os.environ["BENCH_DATABASE_URL"],
-            pool_size=int(os.environ.get("BENCH_CELERY_POOL", "4")),
-            connect_timeout_s=3,
-            statement_timeout_ms=10_000,
-            application_name="bench-celery-worker",
+        _engine = baseline_engine(
+            "bench-celery-worker", pool_size=int(os.environ.get("BENCH_CELERY_POOL", "4"))
         )
     return _engine
 

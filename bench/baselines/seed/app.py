@@ -19,8 +19,8 @@ import orjson
 import pika
 from fastapi import Depends, FastAPI, Header, HTTPException
 
-from bench.baselines.events import new_event
-from conversation_events.persistence.db import make_engine
+from bench.baselines.common import engine as baseline_engine
+from bench.baselines.common import new_event
 from conversation_events.persistence.events import NewEvent, insert_events
 from conversation_events_api.schemas import ConversationEndRequest
 
@@ -28,13 +28,7 @@ logger = logging.getLogger(__name__)
 
 QUEUE_NAME = os.environ.get("BENCH_QUEUE", "conversation_events_processing")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-engine = make_engine(
-    os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/postgres"),
-    pool_size=10,
-    connect_timeout_s=3,
-    statement_timeout_ms=10_000,
-    application_name="bench-seed-api",
-)
+engine = baseline_engine("bench-seed-api", pool_size=10)
 app = FastAPI()
 
 

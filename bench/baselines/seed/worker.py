@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pika
 
-from conversation_events.persistence.db import make_engine
+from bench.baselines.common import engine as baseline_engine
 from conversation_events.processing import ProcessingConfig, process_event
 
 logger = logging.getLogger(__name__)
@@ -26,13 +26,7 @@ logger = logging.getLogger(__name__)
 
 def main() -> None:
     queue = os.environ["BENCH_QUEUE"]
-    engine = make_engine(
-        os.environ["BENCH_DATABASE_URL"],
-        pool_size=2,
-        connect_timeout_s=3,
-        statement_timeout_ms=10_000,
-        application_name="bench-seed-worker",
-    )
+    engine = baseline_engine("bench-seed-worker", pool_size=2)
     config = ProcessingConfig(zone=ZoneInfo("Asia/Ho_Chi_Minh"), max_attempts=5, lease_s=300)
     connection = pika.BlockingConnection(pika.URLParameters(os.environ["BENCH_AMQP_URL"]))
     channel = connection.channel()

@@ -1,9 +1,13 @@
-"""The row the baselines store for a request: the same one our API stores."""
+"""What the baselines share with each other and our API: the database engine and the row."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
+from sqlalchemy.engine import Engine
+
+from conversation_events.persistence.db import make_engine
 from conversation_events.persistence.events import NewEvent, content_hash
 from conversation_events_api.schemas import ConversationEndRequest
 
@@ -24,4 +28,15 @@ def new_event(request: ConversationEndRequest) -> NewEvent:
         conversation_log=canonical["conversation_log"],
         metadata=canonical["metadata"],
         content_hash=content_hash(canonical),
+    )
+
+
+def engine(application_name: str, pool_size: int) -> Engine:
+    """An engine on `BENCH_DATABASE_URL` with our processes' connect and statement timeouts."""
+    return make_engine(
+        os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/postgres"),
+        pool_size=pool_size,
+        connect_timeout_s=3,
+        statement_timeout_ms=10_000,
+        application_name=application_name,
     )
