@@ -1,7 +1,8 @@
 """Processes, databases, queues and CPU accounting for the benchmark scenarios.
 
 Every run uses its own database (`ce_bench_*`) and queue names (`bench.*`), never the
-one-machine stack's defaults, and removes them afterwards.
+one-machine stack's defaults, and removes them afterwards. Polling and free ports come from
+the tests' harness (`tests/support`), so tests and benchmarks wait the same way.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +24,8 @@ from typing import Any
 import pika
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from tests.support.services import free_port as free_port
+from tests.support.services import wait_for as wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -146,25 +148,6 @@ def delete_stale_queues() -> None:
         except OSError:
             return
     delete_queues(found.get("queues", []), found.get("exchanges", []))
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_ok(url: str) -> bool:
