@@ -8,6 +8,7 @@ loop goes on: the decision's fallback covers a blind scaler.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -45,52 +46,38 @@ class ScalerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.queue_messages = Gauge(
-            "conversation_events_scaler_queue_messages",
+        # Names are conversation_events_scaler_<name> (counters gain _total).
+        gauge = functools.partial(
+            Gauge, namespace="conversation_events", subsystem="scaler", registry=self.registry
+        )
+        counter = functools.partial(
+            Counter, namespace="conversation_events", subsystem="scaler", registry=self.registry
+        )
+        self.queue_messages = gauge(
+            "queue_messages",
             "Messages in the queue at the last successful read (ready, unacked, counted)",
             ["state"],
-            registry=r,
         )
-        self.queue_consumers = Gauge(
-            "conversation_events_scaler_queue_consumers",
-            "Consumers on the queue at the last successful read",
-            registry=r,
+        self.queue_consumers = gauge(
+            "queue_consumers", "Consumers on the queue at the last successful read"
         )
-        self.desired = Gauge(
-            "conversation_events_scaler_desired_replicas", "Replicas last decided", registry=r
+        self.desired = gauge("desired_replicas", "Replicas last decided")
+        self.current = gauge("current_replicas", "Replicas running as the actuator last reported")
+        self.decisions = counter(
+            "decisions", "Decisions taken, by direction (up, down, none)", ["direction"]
         )
-        self.current = Gauge(
-            "conversation_events_scaler_current_replicas",
-            "Replicas running as the actuator last reported",
-            registry=r,
-        )
-        self.decisions = Counter(
-            "conversation_events_scaler_decisions",
-            "Decisions taken, by direction (up, down, none)",
-            ["direction"],
-            registry=r,
-        )
-        self.metric_errors = Counter(
-            "conversation_events_scaler_metric_errors",
-            "Failed reads of the queue metric",
-            registry=r,
-        )
-        self.actuator_errors = Counter(
-            "conversation_events_scaler_actuator_errors",
+        self.metric_errors = counter("metric_errors", "Failed reads of the queue metric")
+        self.actuator_errors = counter(
+            "actuator_errors",
             "Failed reads or changes of the replicas, by kind (retryable, permanent)",
             ["kind"],
-            registry=r,
         )
-        self.fallback = Gauge(
-            "conversation_events_scaler_fallback_active",
+        self.fallback = gauge(
+            "fallback_active",
             "1 while the replicas follow the fallback because the metric keeps failing",
-            registry=r,
         )
-        self.last_poll = Gauge(
-            "conversation_events_scaler_last_poll_timestamp_seconds",
-            "Unix time of the last completed poll",
-            registry=r,
+        self.last_poll = gauge(
+            "last_poll_timestamp_seconds", "Unix time of the last completed poll"
         )
         for direction in ("up", "down", "none"):
             self.decisions.labels(direction)
