@@ -62,6 +62,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             batch_size=settings.writer_batch_size,
             concurrency=settings.writer_concurrency,
             max_pending=settings.writer_max_pending,
+            max_wait_s=settings.writer_max_wait_s,
         )
         publisher = Publisher(
             settings.amqp_url.get_secret_value(),

@@ -95,13 +95,15 @@ class ApiSettings(CommonSettings):
         ),
     )
     max_in_flight: int = Field(
-        128,
+        64,
         ge=1,
         description=(
             "Most /v1 requests one process handles at once; more get an immediate 503 "
-            "(`overloaded`). Default 128: several insert batches' worth (enough to keep the "
-            "writer busy at its full rate of ~600/s on one core) while queueing stays well under "
-            "a second; it also bounds request bodies held in memory (128 x CE_MAX_BODY_BYTES)."
+            "(`overloaded`). Default 64: enough to keep the writer at its full rate (~600/s "
+            "on one core is reached with 64 concurrent requests), while the requests it admits "
+            "wait well under a second even when the process gets only part of a core (about "
+            "64 / accepted rate). It also bounds the request bodies held in memory "
+            "(64 x CE_MAX_BODY_BYTES)."
         ),
     )
     writer_max_pending: int = Field(
@@ -111,6 +113,16 @@ class ApiSettings(CommonSettings):
             "Most events waiting for an insert batch; past it a POST gets 503 (`overloaded`) "
             "at once. A backstop under CE_MAX_IN_FLIGHT for bursts that would otherwise queue "
             "for longer than the request deadline."
+        ),
+    )
+    writer_max_wait_s: float = Field(
+        0.25,
+        gt=0,
+        description=(
+            "Longest wait in seconds of the oldest event queued for an insert batch before new "
+            "POSTs get 503 (`overloaded`) at once. Adapts the bound to the rate the writer "
+            "actually achieves: on a starved CPU or a slow database a fixed count would still "
+            "mean waits of seconds. 0.25 s is several batch times on a healthy process."
         ),
     )
     publish_max_pending: int = Field(

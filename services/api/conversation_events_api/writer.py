@@ -3,8 +3,10 @@
 Each request hands its event to the writer and awaits the outcome; a loop takes everything
 waiting (up to a batch size) and inserts it on a worker thread. Under load the batches grow by
 themselves, so the commit cost and the thread hand-off are paid once per batch, not per request.
-The queue is bounded: past `max_pending` waiting events `insert` refuses at once (`Overloaded`),
-and an event whose request gave up waiting (its deadline passed) is not inserted at all.
+The queue is bounded twice: `insert` refuses at once (`Overloaded`) past `max_pending` waiting
+events, and while the oldest one has waited longer than `max_wait_s` (the writer is behind: the
+process or PostgreSQL is short of CPU, so any fixed count would still mean long waits). An event
+whose request gave up waiting (its deadline passed) is not inserted at all.
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ log = logging.getLogger(__name__)
 
 class EventWriter:
     def __init__(
-        self, engine: Engine, *, batch_size: int, concurrency: int, max_pending: int = 1000
+        self,
+        engine: Engine,
+        *,
+        batch_size: int,
+        concurrency: int,
+        max_pending: int = 1000,
+        max_wait_s: float = 0.25,
     ) -> None:
         self._engine = engine
         self._batch_size = batch_size
         self._concurrency = concurrency
-        self._pending: BatchQueue[tuple[NewEvent, asyncio.Future[InsertOutcome]]] = BatchQueue(
-            max_pending
+        self._max_wait = max_wait_s
+        # (event, its waiter, when it was queued on the loop's clock)
+        self._pending: BatchQueue[tuple[NewEvent, asyncio.Future[InsertOutcome], float]] = (
+            BatchQueue(max_pending)
         )
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="event-writer")
         self._loops: list[asyncio.Task[None]] = []
@@ -51,8 +61,12 @@ class EventWriter:
     async def insert(self, event: NewEvent) -> InsertOutcome:
         """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable and
         `Overloaded` when too many events already wait."""
-        future: asyncio.Future[InsertOutcome] = asyncio.get_running_loop().create_future()
-        if not self._pending.put((event, future)):
+        loop = asyncio.get_running_loop()
+        oldest = self._pending.oldest()
+        if oldest is not None and loop.time() - oldest[2] > self._max_wait:
+            raise Overloaded(f"insert queue behind by more than {self._max_wait:g} s")
+        future: asyncio.Future[InsertOutcome] = loop.create_future()
+        if not self._pending.put((event, future, loop.time())):
             raise Overloaded("insert queue full")
         return await future
 
@@ -63,15 +77,15 @@ class EventWriter:
             batch = [i for i in await self._pending.take(self._batch_size) if not i[1].done()]
             if not batch:
                 continue
-            items = [event for event, _ in batch]
+            items = [event for event, _, _ in batch]
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._insert, items)
             except Exception as exc:  # every waiter learns why its event was not stored
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, future, _), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if isinstance(outcome, BaseException):
