@@ -26,6 +26,7 @@ from conversation_events.domain.scoring import (
 from conversation_events.errors import ConversationEventsError, EventNotFound, RetryableError
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence import friendship as friendship_repo
+from conversation_events.persistence import users as user_repo
 from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.tables import TERMINAL_STATUSES, EventStatus
 
@@ -38,6 +39,8 @@ class ProcessingConfig:
     max_attempts: int
     lease_s: float
     weights: ScoringWeights = field(default=DEFAULT_WEIGHTS)
+    #: Content retention 0: drop an event's log and metadata as soon as it is finished.
+    drop_content: bool = False
 
 
 class Outcome(StrEnum):
@@ -45,6 +48,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     DUPLICATE = "duplicate"  # already terminal: a redelivery, nothing changed
     EXHAUSTED = "exhausted"  # attempts used up (workers died on it): now FAILED
+    ERASED = "erased"  # its user was erased after it ended: deleted, not applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,9 @@ def _apply(
     rows = event_repo.lock_many(conn, ids)
     for missing in set(ids) - {str(row["id"]) for row in rows}:
         results[missing] = EventNotFound(f"event {missing} is not in the database")
+    rows, erased = _without_erased(conn, rows)
+    for event_id in erased:
+        results[event_id] = ProcessResult(Outcome.ERASED)
     for row in rows:
         event_id = str(row["id"])
         # A claimed event's attempt is already in its row; a first delivery counts it now.
@@ -202,8 +209,29 @@ def _apply(
         )
         results[str(row["id"])] = ProcessResult(Outcome.PROCESSED, row["created_at"])
     friendship_repo.save_many(conn, statuses)
-    event_repo.complete_many(conn, completions)
+    event_repo.complete_many(conn, completions, drop_content=config.drop_content)
     return results
+
+
+def _without_erased(conn: Connection, rows: list[RowMapping]) -> tuple[list[RowMapping], list[str]]:
+    """The rows to apply, and the ids of those deleted because their user was erased later.
+
+    An erasure deletes the user's events, but one stored while it ran (or by a release that
+    did not check) can survive it: it is deleted here, never applied, so no status reappears.
+    """
+    pending = [row for row in rows if row["status"] not in TERMINAL_STATUSES]
+    erasures = user_repo.erasures(conn, ((row["tenant"], row["user_id"]) for row in pending))
+    if not erasures:
+        return rows, []
+    late = [
+        str(row["id"])
+        for row in pending
+        if user_repo.was_erased_after(erasures, (row["tenant"], row["user_id"]), row["end_time"])
+    ]
+    if late:
+        event_repo.delete_events(conn, late)
+        log.info("events of erased users deleted unapplied", extra={"events": len(late)})
+    return [row for row in rows if str(row["id"]) not in late], late
 
 
 def fail_event(

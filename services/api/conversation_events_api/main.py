@@ -26,7 +26,7 @@ from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too
 from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
-from conversation_events_api.routes import admin, conversations, friendship, health
+from conversation_events_api.routes import admin, conversations, friendship, health, users
 from conversation_events_api.security import KeyRing, presented_key
 from conversation_events_api.settings import ApiSettings
 from conversation_events_api.state import AppState
@@ -122,6 +122,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.include_router(conversations.router)
     app.include_router(friendship.router)
+    app.include_router(users.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     build_openapi = app.openapi
@@ -182,6 +183,7 @@ _ERROR_CODES = {
     405: "method_not_allowed",
     408: "request_timeout",
     409: "conflict",
+    410: "erased",
     413: "payload_too_large",
     422: "invalid",
     503: "unavailable",

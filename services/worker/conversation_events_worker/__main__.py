@@ -10,7 +10,6 @@ from types import FrameType
 from conversation_events.logs import configure_logging
 from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events.persistence.db import make_engine
-from conversation_events.processing import ProcessingConfig
 from conversation_events_worker.consumer import Consumer, batches_at_once
 from conversation_events_worker.http import serve
 from conversation_events_worker.settings import get_settings
@@ -29,9 +28,7 @@ def main() -> int:
         deadline_s=settings.db_deadline_s,
         application_name="conversation-events-worker",
     )
-    config = ProcessingConfig(
-        zone=settings.zone, max_attempts=settings.max_attempts, lease_s=settings.worker_lease_s
-    )
+    config = settings.processing_config()
     consumer = Consumer(settings, engine, config)
     # Dead-lettering and the delivery limit, as this release configures them (idempotent).
     ensure_queue_policy(settings.management_api(), settings.topology())

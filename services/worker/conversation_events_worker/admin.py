@@ -3,6 +3,7 @@
     python -m conversation_events_worker.admin requeue-failed [--tenant T] [--conversation-id ID]
     python -m conversation_events_worker.admin replay-dead-letters [--limit N]
     python -m conversation_events_worker.admin migrate-queue
+    python -m conversation_events_worker.admin purge [--batch-size N]
 
 `requeue-failed` gives FAILED events a fresh attempt budget and publishes them again.
 `replay-dead-letters` moves messages from the dead-letter queue back to the main queue, first
@@ -12,6 +13,10 @@ malformed ones are kept in the dead-letter queue and counted.
 `migrate-queue` re-creates a main queue that an earlier version declared with arguments
 (dead-lettering, delivery limit) as a queue with its type only, governed by the queue policy,
 keeping its messages; it is safe to run again, also after it was interrupted.
+`purge` applies the retention policy: it drops the content (log and metadata) of events
+processed more than `CE_RETENTION_CONTENT_DAYS` ago and deletes events processed more than
+`CE_RETENTION_EVENT_DAYS` ago, in transactions of `--batch-size` rows that skip rows others
+hold; FAILED and unfinished events are left alone. It is safe to run at any time and again.
 Each prints one JSON summary line.
 """
 
@@ -37,6 +42,8 @@ from conversation_events.messaging.policy import (
 )
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence import events as event_repo
+from conversation_events.persistence import retention
+from conversation_events.persistence import users as user_repo
 from conversation_events.persistence.db import make_engine, translate_errors
 from conversation_events.persistence.tables import EventStatus
 from conversation_events_worker.broker import (
@@ -80,7 +87,7 @@ def requeue_failed(
 
 def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) -> dict[str, int]:
     topology = settings.topology()
-    replayed = dropped = 0
+    replayed = dropped = erased = 0
     kept: list[int] = []  # malformed
     unknown: list[int] = []
     with _channel(settings, topology) as channel:
@@ -98,6 +105,11 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
             with translate_errors(), engine.begin() as conn:
                 row = event_repo.get_event(conn, message.event_id, lock=True)
                 if row is None:
+                    if user_repo.erased_at(conn, message.tenant, message.user_id) is not None:
+                        # Its event went with its user's erasure: nothing of it may remain.
+                        erased += 1
+                        channel.basic_ack(method.delivery_tag)
+                        continue
                     # Nothing here can process it, and it may be the only trace of an event
                     # another database holds: keep it, like a malformed one.
                     unknown.append(method.delivery_tag)
@@ -123,7 +135,36 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
         "dropped": dropped,
         "malformed_kept": len(kept),
         "unknown_kept": len(unknown),
+        "erased_dropped": erased,
     }
+
+
+def purge(settings: WorkerSettings, engine: Engine, batch_size: int) -> dict[str, int]:
+    """Apply the retention policy in small transactions until nothing is due."""
+    dropped = deleted = batches = 0
+    for step, days in (
+        (retention.drop_content, settings.retention_content_days),
+        (retention.delete_events, settings.retention_event_days),
+    ):
+        while True:
+            with translate_errors(), engine.begin() as conn:
+                done = step(conn, days, batch_size)
+            batches += 1
+            if step is retention.drop_content:
+                dropped += done
+            else:
+                deleted += done
+            if done < batch_size:
+                break
+    summary = {
+        "content_dropped": dropped,
+        "events_deleted": deleted,
+        "batches": batches,
+        "content_days": settings.retention_content_days,
+        "event_days": settings.retention_event_days,
+    }
+    log.info("retention purge done", extra=summary)
+    return summary
 
 
 def migrate_queue(settings: WorkerSettings) -> dict[str, object]:
@@ -220,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "migrate-queue", help="re-create a queue declared with arguments by an earlier version"
     )
+    purging = sub.add_parser("purge", help="drop content and delete events past retention")
+    purging.add_argument("--batch-size", type=int, help="rows per transaction")
     args = parser.parse_args(argv)
 
     settings = WorkerSettings()
@@ -238,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = dict(requeue_failed(settings, engine, args.ids, args.tenant))
         elif args.command == "replay-dead-letters":
             summary = dict(replay_dead_letters(settings, engine, args.limit))
+        elif args.command == "purge":
+            batch = args.batch_size or settings.purge_batch_size
+            summary = dict(purge(settings, engine, max(1, batch)))
         else:
             summary = migrate_queue(settings)
     finally:

@@ -4,7 +4,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 PROCESSED = Counter(
     "conversation_events_processed_total",
-    "Messages settled successfully, by outcome (processed, skipped, duplicate).",
+    "Messages settled successfully, by outcome (processed, skipped, duplicate, exhausted, "
+    "erased: its user was erased after it ended, so it was deleted unapplied).",
     ["outcome"],
 )
 FAILED = Counter("conversation_events_failed_total", "Events that ended FAILED.", ["reason"])

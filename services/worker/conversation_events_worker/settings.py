@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
+from conversation_events.processing import ProcessingConfig
 from conversation_events.settings import CommonSettings
 
 
@@ -97,11 +98,51 @@ class WorkerSettings(CommonSettings):
             "messages then return to the queue). Below the pod's terminationGracePeriodSeconds."
         ),
     )
+    retention_content_days: int = Field(
+        30,
+        ge=0,
+        le=3650,
+        description=(
+            "Days a PROCESSED or SKIPPED event keeps its content (log and metadata) after it "
+            "was processed; the purge drops it then (content hash and score breakdown stay, so "
+            "re-sends are still recognised). 0: the worker drops it as it finishes the event. "
+            "30 days leaves time to investigate a wrong score; FAILED and unfinished events "
+            "keep their content until resolved."
+        ),
+    )
+    retention_event_days: int = Field(
+        400,
+        ge=1,
+        le=36500,
+        description=(
+            "Days after processing when the purge deletes a PROCESSED or SKIPPED event row: "
+            "also the idempotency window (a conversation re-sent later is stored as new). Just "
+            "over a year, so yearly reports and late re-sends still find their events."
+        ),
+    )
+    purge_batch_size: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Rows one purge transaction drops or deletes: small, so its locks are short and "
+            "the accept path does not notice it."
+        ),
+    )
     heartbeat_s: int = Field(
         30,
         ge=0,
         description="AMQP heartbeat in seconds; a dead peer is detected in about twice this.",
     )
+
+    def processing_config(self) -> ProcessingConfig:
+        """How this worker processes events (zone, attempts, lease, content retention 0)."""
+        return ProcessingConfig(
+            zone=self.zone,
+            max_attempts=self.max_attempts,
+            lease_s=self.worker_lease_s,
+            drop_content=self.retention_content_days == 0,
+        )
 
 
 @lru_cache

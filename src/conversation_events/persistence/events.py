@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     literal,
     literal_column,
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation_events.access import DEFAULT_TENANT
+from conversation_events.persistence import users as user_repo
 from conversation_events.persistence.tables import TERMINAL_STATUSES, EventStatus, events
 
 
@@ -84,6 +86,7 @@ class InsertStatus(StrEnum):
     CREATED = "created"
     DUPLICATE = "duplicate"  # same conversation id, same content: idempotent re-send
     CONFLICT = "conflict"  # same conversation id, other content
+    ERASED = "erased"  # ended before its user's erasure: not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +105,24 @@ _INSERT = (
 def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOutcome]:
     """Insert a batch in one statement; classify each item as created, duplicate or conflict.
 
-    Duplicates inside the batch resolve like re-sends: the first one is created.
+    Duplicates inside the batch resolve like re-sends: the first one is created. A
+    conversation that ended before its user was erased is not stored (ERASED): a re-sent old
+    conversation must not bring the user back.
     """
+    erased = user_repo.erasures(conn, ((item.tenant, item.user_id) for item in batch))
+    if erased:
+        late = {
+            item.id
+            for item in batch
+            if user_repo.was_erased_after(erased, (item.tenant, item.user_id), item.end_time)
+        }
+        if late:
+            kept = [item for item in batch if item.id not in late]
+            stored = iter(insert_events(conn, kept) if kept else [])
+            return [
+                InsertOutcome(InsertStatus.ERASED, item.id) if item.id in late else next(stored)
+                for item in batch
+            ]
     # One prebuilt statement run as an executemany: SQLAlchemy's "insertmanyvalues" turns it
     # into multi-row INSERTs with a cached compiled form, whatever the batch size.
     inserted = {
@@ -282,12 +301,16 @@ _COMPLETE = text(
         friendship_score_change = v.change,
         new_friendship_level = v.level,
         score_calculation_details = v.details::jsonb,
-        scoring_version = v.version
+        scoring_version = v.version,
+        conversation_log = CASE WHEN v.drop_content THEN NULL ELSE e.conversation_log END,
+        metadata = CASE WHEN v.drop_content THEN NULL ELSE e.metadata END,
+        content_purged_at = CASE WHEN v.drop_content THEN now() ELSE e.content_purged_at END
     FROM unnest(
         CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
         CAST(:errors AS text[]), CAST(:changes AS double precision[]),
-        CAST(:levels AS text[]), CAST(:details AS text[]), CAST(:versions AS integer[])
-    ) AS v(id, status, attempts, error, change, level, details, version)
+        CAST(:levels AS text[]), CAST(:details AS text[]), CAST(:versions AS integer[]),
+        CAST(:drops AS boolean[])
+    ) AS v(id, status, attempts, error, change, level, details, version, drop_content)
     WHERE e.id = v.id
     """
 )
@@ -311,8 +334,14 @@ class Completion:
     error: str | None = None
 
 
-def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
-    """Store the results and move the events to a terminal status (one statement)."""
+def complete_many(
+    conn: Connection, completions: Sequence[Completion], *, drop_content: bool = False
+) -> None:
+    """Store the results and move the events to a terminal status (one statement).
+
+    `drop_content` (content retention 0): the log and metadata of events that end PROCESSED
+    or SKIPPED go at once; the content hash and the results stay. FAILED ones keep theirs.
+    """
     if completions:
         conn.execute(
             _COMPLETE,
@@ -328,6 +357,7 @@ def complete_many(conn: Connection, completions: Sequence[Completion]) -> None:
                     for c in completions
                 ],
                 "versions": [c.scoring_version for c in completions],
+                "drops": [drop_content and c.status is not EventStatus.FAILED for c in completions],
             },
         )
 
@@ -499,3 +529,10 @@ def requeue_failed(
             .returning(events.c.id)
         ).scalars()
     )
+
+
+def delete_events(conn: Connection, event_ids: Sequence[str]) -> int:
+    """Delete these events (rows the caller has locked)."""
+    if not event_ids:
+        return 0
+    return int(conn.execute(delete(events).where(events.c.id.in_(list(event_ids)))).rowcount)

@@ -59,8 +59,11 @@ events = Table(
     Column("agent_tag", Text),
     Column("start_time", DateTime(timezone=True), nullable=False),
     Column("end_time", DateTime(timezone=True), nullable=False),
-    Column("conversation_log", JSONB, nullable=False),
+    # The content: NULL once dropped (CE_RETENTION_CONTENT_DAYS after processing), when
+    # `content_purged_at` says so; the hash and the results stay.
+    Column("conversation_log", JSONB),
     Column("metadata", JSONB),
+    Column("content_purged_at", DateTime(timezone=True)),
     # sha256 of the canonical request: tells an idempotent re-send from a conflicting one.
     Column("content_hash", String(64), nullable=False),
     Column("status", String(16), nullable=False, server_default=EventStatus.PENDING.value),
@@ -103,6 +106,19 @@ events = Table(
         postgresql_where=text("status = 'FAILED'"),
     ),
     Index("ix_conversation_events_tenant_user", "tenant", "user_id", "end_time"),
+    # The retention purge: finished events whose content is still kept, and finished events.
+    Index(
+        "ix_conversation_events_content_kept",
+        "processed_at",
+        postgresql_where=text(
+            "status IN ('PROCESSED', 'SKIPPED') AND conversation_log IS NOT NULL"
+        ),
+    ),
+    Index(
+        "ix_conversation_events_finished",
+        "processed_at",
+        postgresql_where=text("status IN ('PROCESSED', 'SKIPPED')"),
+    ),
 )
 
 friendship_status = Table(
@@ -142,4 +158,13 @@ api_keys = Table(
         unique=True,
         postgresql_where=text("revoked_at IS NULL"),
     ),
+)
+
+# Erased users: a re-sent old conversation or a late message must not bring one back. Only a
+# pseudonymous digest of (tenant, user id) is kept (`access.subject_hash`), not the id.
+user_erasures = Table(
+    "user_erasures",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )

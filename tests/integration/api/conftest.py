@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 from tests.support.server import ServerThread
 from tests.support.services import wait_for
 
+from conversation_events.processing import Outcome, ProcessingConfig, ProcessResult, process_batch
 from conversation_events_api.main import create_app
 from conversation_events_api.server import uvicorn_options
 from conversation_events_api.settings import ApiSettings
@@ -101,3 +104,10 @@ def new_key(client: httpx.Client) -> Callable[..., str]:
 def as_key(key: str) -> dict[str, str]:
     """Request headers that authenticate with `key`."""
     return {"X-API-Key": key}
+
+
+def process(engine: Engine, event_id: str) -> None:
+    """What a worker does with the event's message (these tests run no worker)."""
+    config = ProcessingConfig(zone=ZoneInfo("UTC"), max_attempts=3, lease_s=60)
+    result = process_batch(engine, [event_id], config)[event_id]
+    assert isinstance(result, ProcessResult) and result.outcome is Outcome.PROCESSED, result

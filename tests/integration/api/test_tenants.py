@@ -8,20 +8,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from tests.integration.api.conftest import API_KEY, as_key, unique_tenant
+from tests.integration.api.conftest import API_KEY, as_key, process, unique_tenant
 from tests.support.payloads import conversation
 from tests.support.services import wait_for
 
-from conversation_events.processing import Outcome, ProcessingConfig, ProcessResult, process_batch
-
 END = "/v1/conversations/end"
 ROOT = Path(__file__).resolve().parents[3]
-CONFIG = ProcessingConfig(zone=ZoneInfo("UTC"), max_attempts=3, lease_s=60)
 
 
 def test_two_tenants_share_ids_without_seeing_each_other(
@@ -62,12 +58,6 @@ def test_two_tenants_share_ids_without_seeing_each_other(
             {"u": shared["user_id"]},
         ).scalar_one()
     assert tenants == 2
-
-
-def process(engine: Engine, event_id: str) -> None:
-    """What a worker does with the event's message (these tests run no worker)."""
-    result = process_batch(engine, [event_id], CONFIG)[event_id]
-    assert isinstance(result, ProcessResult) and result.outcome is Outcome.PROCESSED, result
 
 
 @pytest.mark.parametrize(

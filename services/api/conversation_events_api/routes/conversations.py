@@ -58,6 +58,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         },
         408: {"model": ErrorBody, "description": "Body not received within the client deadline."},
         409: {"model": ErrorBody, "description": "Conversation id re-used with other content."},
+        410: {
+            "model": ErrorBody,
+            "description": "The user was erased after this conversation ended (`erased`).",
+        },
         # Declared by hand: the body is validated in the endpoint (see `body.py`), so FastAPI
         # does not add it.
         422: {
@@ -109,6 +113,11 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
     outcome = await within(
         state.settings.request_timeout_s, state.writer.insert(event), "storing the event"
     )
+    if outcome.status is InsertStatus.ERASED:
+        raise HTTPException(
+            status.HTTP_410_GONE,
+            detail="the user was erased after this conversation ended; it is not stored",
+        )
     if outcome.status is InsertStatus.CONFLICT:
         metrics.CONFLICTS.inc()
         raise ConflictingEvent(payload.conversation_id, outcome.event_id)
