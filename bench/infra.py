@@ -25,7 +25,7 @@ import pika
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from tests.support.services import free_port as free_port
-from tests.support.services import wait_for as wait_until
+from tests.support.services import wait_for as wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -245,7 +245,7 @@ def start_http(name: str, args: list[str], path: str, env: dict[str, str], port:
     """Start an HTTP server process and wait until `/healthz` answers."""
     proc = Proc(name, args, path, env)
     try:
-        wait_until(
+        wait_for(
             lambda: (
                 (_ for _ in ()).throw(RuntimeError(f"{name} exited:\n{proc.tail()}"))
                 if not proc.alive()

@@ -32,7 +32,7 @@ def expected_change(body: dict[str, Any]) -> float:
     """SPEC section 3 for a body whose log alternates speakers and whose metadata is complete."""
     turns = sum(1 for item in body["conversation_log"] if item["content"].strip()) // 2
     meta = body["metadata"]
-    return (
+    return float(
         PER_TURN * turns
         + PER_QUESTION * meta["user_initiated_questions"]
         + EMOTION_BONUS[meta["session_emotion"]]

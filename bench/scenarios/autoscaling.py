@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -25,15 +27,16 @@ def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
     """`mode` "scaled": scaler min 1 / max N; "static": N workers from the start."""
     n = cfg.max_workers
     with isolated(f"burst-{mode}", template, stop_timeout=90) as run:
+        workers_of: Callable[[], list[int]]
         if mode == "scaled":
             scaler = start_scaler(run, 1, n, cfg)
-            workers_of = lambda: worker_pids(scaler)  # noqa: E731
+            workers_of = functools.partial(worker_pids, scaler)
             want = 1
         else:
             static = start_workers("ours", n, run)
             workers_of = lambda: [p.pid for p in static if p.alive()]  # noqa: E731
             want = n
-        infra.wait_until(lambda: consumers(run.queue) >= want, timeout=60, what=f"{want} consumers")
+        infra.wait_for(lambda: consumers(run.queue) >= want, timeout=60, what=f"{want} consumers")
         engine = run.engine()
         t0 = time.monotonic()
         samples: list[dict[str, float]] = []

@@ -113,7 +113,7 @@ def publish_backlog(kind: str, run: Run) -> int:
             publish(channel, run.exchange, topology.routing_key, rows)
     finally:
         connection.close()
-    infra.wait_until(
+    infra.wait_for(
         lambda: (infra.queue_ready(run.queue) or 0) >= len(rows), timeout=60, what="backlog queued"
     )
     return len(rows)

@@ -125,7 +125,8 @@ def run_module(module: str, *args: str, env: dict[str, str] | None = None) -> st
 
 
 def run_json(module: str, *args: str) -> dict[str, Any]:
-    return json.loads(run_module(module, *args))
+    result: dict[str, Any] = json.loads(run_module(module, *args))
+    return result
 
 
 def unfinished(engine: Engine, prefix: str | None = None) -> int:

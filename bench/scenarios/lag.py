@@ -33,7 +33,7 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
     with isolated("lag", template) as run:
         ports = start_system("ours", LAG_API_PROCESSES, run)
         scaler = start_scaler(run, 1, cfg.max_workers, cfg)
-        infra.wait_until(lambda: consumers(run.queue) >= 1, timeout=60, what="a consuming worker")
+        infra.wait_for(lambda: consumers(run.queue) >= 1, timeout=60, what="a consuming worker")
         engine = run.engine()
         for rate in cfg.lag_rates:
             prefix = f"lag{rate}-{uuid.uuid4().hex[:6]}"
@@ -53,7 +53,7 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
             lg.stop()
             load = json.loads(out.read_text())
             backlog_at_end = unfinished(engine, prefix)
-            infra.wait_until(
+            infra.wait_for(
                 lambda: unfinished(engine, prefix) == 0,  # noqa: B023
                 timeout=120,
                 what="lag run drained",

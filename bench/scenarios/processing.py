@@ -41,7 +41,7 @@ def processing_run(
         publish_backlog(kind, run)
         engine = run.engine()
         procs = start_workers(kind, workers, run, extra)
-        infra.wait_until(lambda: done_count(engine) > 0, timeout=60, what=f"{name} first event")
+        infra.wait_for(lambda: done_count(engine) > 0, timeout=60, what=f"{name} first event")
         meter = run.cpu_meter("workers").start()
         first_done = done_count(engine)
         timeout = max(120.0, events / 50)
@@ -52,7 +52,7 @@ def processing_run(
                     raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
             return done_count(engine) >= events
 
-        infra.wait_until(finished, timeout=timeout, interval=0.25, what=f"{name} drained")
+        infra.wait_for(finished, timeout=timeout, interval=0.25, what=f"{name} drained")
         cpu = meter.stop()
         with engine.connect() as conn:
             row = conn.execute(

@@ -129,7 +129,7 @@ def test_every_process_that_declares_the_queue_can_apply_its_policy(
             assert "--broker" in container["command"]
 
 
-def test_the_scalers_defaults_are_the_charts():
+def test_the_scalers_defaults_are_the_charts() -> None:
     """One set of scaling defaults: the chart's `autoscaling` values are the scaler's own."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())["autoscaling"]
     policy = ScalerSettings().scaling_policy()
