@@ -69,7 +69,7 @@ def test_alerts_and_dashboard_use_real_metric_names(render):
 def test_service_monitors_scrape_app_and_queue_metrics(render):
     docs = render("monitoring")
     app = one(docs, "ServiceMonitor", FULLNAME)["spec"]
-    assert app["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert app["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
     mq = one(docs, "ServiceMonitor", f"{FULLNAME}-rabbitmq")["spec"]
     [endpoint] = mq["endpoints"]
     assert endpoint["path"] == "/metrics/detailed"

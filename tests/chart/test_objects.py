@@ -238,7 +238,11 @@ def test_secure_contexts_resources_and_probes_everywhere(render, combination):
         if owner["kind"] in LONG_RUNNING and component in APP_PROBES:
             port, live, ready = APP_PROBES[component]
             [c] = pod["containers"]
-            assert c["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+            assert c["ports"][0] == {"name": "http", "containerPort": port, "protocol": "TCP"}
+            # The API's metrics have a port of their own (not routed by any Ingress).
+            assert [p["name"] for p in c["ports"]] == (
+                ["http", "metrics"] if component == "api" else ["http"]
+            )
             for probe, path in (("livenessProbe", live), ("readinessProbe", ready)):
                 assert c[probe]["httpGet"] == {"path": path, "port": "http"}, f"{where} {probe}"
             assert c["startupProbe"]["httpGet"]["path"] == "/healthz"

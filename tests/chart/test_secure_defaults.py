@@ -35,3 +35,35 @@ def test_each_process_gets_only_the_credentials_it_uses(render):
             env = env_of(container)
             # The API key serves the API only.
             assert ("CE_API_KEYS" in env) == (component == "api"), component
+
+
+def test_metrics_and_docs_are_not_served_where_the_api_is_routed(render):
+    docs = render("ingress-tls")
+    [ingress] = by_kind(docs, "Ingress")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"]["port"] == {"name": "http"}
+    [api] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == f"{FULLNAME}-api"]
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    env = {k: v.get("value") for k, v in env_of(container).items()}
+    assert env["CE_METRICS_PORT"] == "9090" and env["CE_DOCS_ENABLED"] == "false"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8000,
+        "metrics": 9090,
+    }
+    [service] = [d for d in by_kind(docs, "Service") if d["metadata"]["name"] == f"{FULLNAME}-api"]
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {
+        "http": "http",
+        "metrics": "metrics",
+    }
+    [policy] = [
+        d for d in by_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == f"{FULLNAME}-api"
+    ]
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        if "metrics" in ports:
+            # Only the scraper's namespace reaches the metrics port.
+            assert ports == {"metrics"}
+            assert [list(peer) for peer in rule["from"]] == [["namespaceSelector"]]
+        else:
+            assert ports == {"http"}

@@ -40,6 +40,9 @@ T = TypeVar("T")
 class Target:
     base_url: str
     api_key: str
+    #: The API's /metrics: `METRICS_URL` where metrics have a port of their own (a chart
+    #: deployment, reached by port-forward), else on the API's URL (the one-machine stack).
+    metrics_url: str = ""
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -64,7 +67,8 @@ def load_target() -> Target | None:
         source = read_env_file(STACK_ENV)
     base = source.get("E2E_BASE_URL", "").rstrip("/")
     key = source.get("E2E_API_KEY", "")
-    return Target(base, key) if base and key else None
+    metrics = source.get("METRICS_URL") or f"{base}/metrics"
+    return Target(base, key, metrics) if base and key else None
 
 
 def unique(prefix: str) -> str:

@@ -80,6 +80,7 @@ def test_auth_is_checked_before_the_body(anonymous: httpx.Client) -> None:
     assert response.status_code == 401
 
 
-def test_probes_and_metrics_need_no_key(anonymous: httpx.Client) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+def test_probes_and_metrics_need_no_key(anonymous: httpx.Client, target: Target) -> None:
+    for path in ("/healthz", "/readyz", "/openapi.json"):
         assert anonymous.get(path).status_code == 200, path
+    assert anonymous.get(target.metrics_url).status_code == 200, target.metrics_url

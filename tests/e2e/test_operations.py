@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.helpers import Api, conversation
+from tests.e2e.helpers import Api, Target, conversation
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +37,10 @@ def test_readyz_reports_database_and_broker(anonymous: httpx.Client) -> None:
 
 
 def test_metrics_expose_the_api_series_in_prometheus_text(
-    api: Api, anonymous: httpx.Client
+    api: Api, anonymous: httpx.Client, target: Target
 ) -> None:
     api.accept(conversation())  # at least one request observed by this replica's histogram
-    response = anonymous.get("/metrics")
+    response = anonymous.get(target.metrics_url)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text

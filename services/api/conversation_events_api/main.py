@@ -15,6 +15,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
@@ -27,6 +28,7 @@ from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
 from conversation_events_api.routes import admin, conversations, friendship, health, users
+from conversation_events_api.routes.health import metrics_registry
 from conversation_events_api.security import KeyRing, presented_key
 from conversation_events_api.settings import ApiSettings
 from conversation_events_api.state import AppState
@@ -97,9 +99,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await publisher.start()
         await relay.start()
         log.info("api started", extra={"queue": settings.queue_name})
+        metrics_server = None
+        if settings.metrics_port:
+            metrics_server, _ = start_http_server(
+                settings.metrics_port, addr=settings.host, registry=metrics_registry()
+            )
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             policy.cancel()
             await relay.stop()
             await writer.stop()
@@ -112,6 +122,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="1.0.0",
         summary="Accepts finished chatbot conversations and scores friendship asynchronously.",
         lifespan=lifespan,
+        # Closed in production unless asked for (CE_DOCS_ENABLED).
+        docs_url="/docs" if settings.serves_docs else None,
+        redoc_url="/redoc" if settings.serves_docs else None,
+        openapi_url="/openapi.json" if settings.serves_docs else None,
     )
     app.add_middleware(
         EdgeMiddleware,

@@ -153,6 +153,23 @@ class ApiSettings(CommonSettings):
             "timeout, or both may close the same connection as a request arrives."
         ),
     )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of a listener of its own for /metrics (on CE_HOST); 0 serves /metrics on "
+            "the API port (development). The chart sets 9090, a port its Ingress never routes, "
+            "so the metrics are not public wherever the API is."
+        ),
+    )
+    docs_enabled: bool | None = Field(
+        None,
+        description=(
+            "Serve /docs and /openapi.json. Unset: on in development, off in production, where "
+            "the API's shape is nobody's business but its clients' (set true to publish it)."
+        ),
+    )
     max_clock_skew_s: float = Field(
         300.0,
         ge=0,
@@ -172,6 +189,12 @@ class ApiSettings(CommonSettings):
         if short:
             raise ValueError(f"every API key needs at least {MIN_KEY_LENGTH} characters")
         return value
+
+    @property
+    def serves_docs(self) -> bool:
+        if self.docs_enabled is None:
+            return self.environment == "development"
+        return self.docs_enabled
 
     def key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

@@ -9,6 +9,9 @@ import httpx
 import pytest
 from tests.integration.api.conftest import API_KEY
 from tests.support.payloads import conversation
+from tests.support.services import free_port
+
+from conversation_events_api.settings import ApiSettings
 
 END = "/v1/conversations/end"
 
@@ -244,3 +247,28 @@ def test_instants_beyond_the_clock_skew_are_422_and_within_it_accepted(
     assert client.post(END, json=soon).status_code == 202
     late = conversation(end_time=datetime.now(UTC) + timedelta(seconds=600))
     assert client.post(END, json=late).status_code == 422
+
+
+def test_metrics_on_a_port_of_their_own_are_not_on_the_api_port(
+    make_client: Callable[..., httpx.Client],
+) -> None:
+    port = free_port()
+    client = make_client(metrics_port=port)
+    assert client.get("/metrics").status_code == 404
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert answer.status_code == 200
+    assert "conversation_events_accepted_total" in answer.text
+
+
+def test_production_serves_no_api_documentation_unless_asked(
+    make_client: Callable[..., httpx.Client],
+) -> None:
+    def settings(**values: object) -> ApiSettings:
+        return ApiSettings.model_construct(**{"docs_enabled": None, **values})
+
+    assert not settings(environment="production").serves_docs
+    assert settings(environment="production", docs_enabled=True).serves_docs
+    assert settings(environment="development").serves_docs
+    client = make_client(docs_enabled=False)
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert client.get(path).status_code == 404, path

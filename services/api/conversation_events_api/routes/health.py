@@ -6,7 +6,7 @@ import asyncio
 import os
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -70,10 +70,22 @@ async def readyz(
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
-    registry = REGISTRY
+def metrics_registry() -> CollectorRegistry:
+    """The registry to expose: this process's, or every worker process's in multiprocess mode."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return registry
+    return REGISTRY
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (here unless CE_METRICS_PORT serves them on a port of their own)",
+    response_class=Response,
+    responses={404: {"description": "Served on CE_METRICS_PORT instead."}},
+)
+async def prometheus_metrics(state: State) -> Response:
+    if state.settings.metrics_port:
+        raise HTTPException(404, detail="metrics are served on their own port")
+    return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
