@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import stack_cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 # STACK_DIR lets several stacks (e.g. a test's) live side by side; each has its own state.
 STATE = Path(os.environ.get("STACK_DIR", ROOT / ".stack")).resolve()
@@ -88,16 +90,23 @@ def up() -> int:
         print(f"already running: {', '.join(pids)}; `scripts/stack down` first", file=sys.stderr)
         return 1
     STATE.mkdir(exist_ok=True)
+    cluster_env = up_cluster()
+    if cluster_env is None:
+        return 1
     port = int(os.environ.get("STACK_PORT", "8000"))
     api_key = secrets.token_urlsafe(24)
-    env = base_env()
+    env = base_env() | cluster_env
     env.update(CE_API_KEYS=api_key, CE_PORT=str(port), CE_HOST="127.0.0.1")
-    subprocess.run(  # noqa: S603
+    migrated = subprocess.run(  # noqa: S603
         [str(PYTHON), "-m", "conversation_events.migrate", "--create-database", "--broker"],
         cwd=ROOT,
         env=with_path(env, "api"),
-        check=True,
+        check=False,
     )
+    if migrated.returncode != 0:
+        print("the migration step failed (see above)", file=sys.stderr)
+        down()
+        return 1
     pids = {"api": start("api", ["-m", "conversation_events_api"], with_path(env, "api"))}
     scaler_env = with_path(env, "scaler")
     scaler_env.update(
@@ -145,7 +154,7 @@ def key(tenant: str, scopes: str, name: str | None) -> int:
     return subprocess.run(  # noqa: S603
         [str(PYTHON), "-m", "conversation_events_api.keys", "create", *args],
         cwd=ROOT,
-        env=with_path(base_env(), "api") | {"CE_LOG_LEVEL": "WARNING"},
+        env=with_path(base_env() | running_cluster_env(), "api") | {"CE_LOG_LEVEL": "WARNING"},
         check=False,
     ).returncode
 
@@ -164,6 +173,8 @@ def down() -> int:
     PIDS.unlink(missing_ok=True)
     ENV_FILE.unlink(missing_ok=True)
     print("conversation-events stopped" if pids else "nothing was running")
+    if stack_cluster.down(STATE):
+        print("cluster stopped and removed (RabbitMQ nodes, PostgreSQL servers)")
     return 0
 
 
@@ -183,6 +194,9 @@ def status(as_json: bool) -> int:
         report["ready"] = json.loads(body) if code else "unreachable"
     if SCALER_STATUS.exists():
         report["scaler"] = json.loads(SCALER_STATUS.read_text())
+    topology = stack_cluster.status(STATE, queue_name())
+    if topology is not None:
+        report["topology"] = topology
     running = any(p["alive"] for p in report["processes"].values())  # type: ignore[union-attr]
     if as_json:
         print(json.dumps(report, indent=2, default=str))
@@ -197,7 +211,75 @@ def status(as_json: bool) -> int:
         if isinstance(scaler, dict):
             workers, decision = scaler.get("current_replicas"), scaler.get("last_decision")
             print(f"workers  {workers}  last decision: {decision}")
+        if topology is not None:
+            stack_cluster.print_status(topology)
     return 0 if running else 3
+
+
+# --- the replicated topology (STACK_TOPOLOGY=cluster; the machinery is in stack_cluster.py) ---
+
+
+def queue_name() -> str:
+    return os.environ.get("CE_QUEUE_NAME", stack_cluster.DEFAULT_QUEUE)
+
+
+def running_cluster_env() -> dict[str, str]:
+    """The cluster's addresses for a command run beside a running cluster ({} without one)."""
+    cluster = stack_cluster.Cluster.load(STATE)
+    return cluster.process_env() if cluster is not None else {}
+
+
+def up_cluster() -> dict[str, str] | None:
+    """Start the cluster if asked for; the environment it gives the processes (None: failed)."""
+    try:
+        if not stack_cluster.wanted():
+            return {}
+        print(
+            "starting 3 RabbitMQ nodes and a PostgreSQL primary with a streaming standby",
+            flush=True,
+        )
+        cluster = stack_cluster.up(STATE)
+    except stack_cluster.ClusterError as exc:
+        print(f"cluster: {exc}", file=sys.stderr)
+        return None
+    timings = ", ".join(f"{k} {v}" for k, v in cluster.timings.items())
+    print(f"cluster up ({timings}); state in {cluster.root}")
+    return cluster.process_env()
+
+
+def drill(command: str, args: argparse.Namespace) -> int:
+    """One of the cluster's drills; prints what it did as JSON."""
+    try:
+        if command == "kill-broker-leader":
+            result = stack_cluster.kill_broker_leader(STATE, args.queue or queue_name())
+        elif command == "restart-broker-node":
+            result = stack_cluster.restart_broker_node(STATE, args.node)
+        elif command == "stop-broker-node":
+            result = stack_cluster.stop_broker_node(STATE, args.node)
+        elif command == "start-broker-node":
+            result = stack_cluster.start_broker_node(STATE, args.node)
+        else:
+            result = stack_cluster.failover_database(STATE)
+    except stack_cluster.ClusterError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+def add_drills(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    leader = sub.add_parser("kill-broker-leader", help="SIGKILL the node leading the main queue")
+    leader.add_argument("--queue", help="queue whose leader to kill (default: CE_QUEUE_NAME)")
+    for name, what in (
+        ("restart-broker-node", "stop a broker node cleanly and start it again"),
+        ("stop-broker-node", "stop a broker node cleanly"),
+        ("start-broker-node", "start a stopped or killed broker node"),
+    ):
+        sub.add_parser(name, help=what).add_argument("node", type=int, choices=(1, 2, 3))
+    sub.add_parser(
+        "failover-database",
+        help="stop the primary hard, promote the standby, rebuild the old primary as standby",
+    )
 
 
 def main() -> int:
@@ -211,6 +293,7 @@ def main() -> int:
     mk.add_argument("--tenant", default="default")
     mk.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest,read,admin")
     mk.add_argument("--name", help="default: stack-<tenant>-<random>")
+    add_drills(sub)
     args = parser.parse_args()
     if args.command == "key":
         return key(args.tenant, args.scopes, args.name)
@@ -218,7 +301,9 @@ def main() -> int:
         return up()
     if args.command == "down":
         return down()
-    return status(args.json)
+    if args.command == "status":
+        return status(args.json)
+    return drill(args.command, args)
 
 
 if __name__ == "__main__":
