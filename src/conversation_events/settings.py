@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conversation_events.messaging.brokers import amqp_urls, password
 from conversation_events.messaging.policy import ManagementApi
 from conversation_events.messaging.topology import Topology
 
@@ -34,7 +35,11 @@ class CommonSettings(BaseSettings):
     )
     amqp_url: SecretStr = Field(
         SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F"),
-        description="AMQP URL of RabbitMQ; `amqps://` for TLS. Default: the local dev broker.",
+        description=(
+            "AMQP URL of RabbitMQ; `amqps://` for TLS. Several comma-separated URLs for the "
+            "nodes of a cluster: each process connects to any live one and moves to another "
+            "when its node dies. Default: the local dev broker."
+        ),
     )
     management_url: SecretStr = Field(
         SecretStr("http://127.0.0.1:15672"),
@@ -121,9 +126,13 @@ class CommonSettings(BaseSettings):
         from sqlalchemy.engine import make_url
 
         db_password = make_url(self.database_url.get_secret_value()).password or ""
-        amqp = self.amqp_url.get_secret_value()
-        amqp_password = amqp.split("@", 1)[0].rsplit(":", 1)[-1] if "@" in amqp else ""
-        return {"database password": db_password, "AMQP password": amqp_password}
+        urls = amqp_urls(self.amqp_url.get_secret_value())
+        secrets = {"database password": db_password}
+        for i, url in enumerate(urls, start=1):
+            secrets["AMQP password" if len(urls) == 1 else f"AMQP password of URL {i}"] = password(
+                url
+            )
+        return secrets
 
     def management_api(self) -> ManagementApi:
         return ManagementApi.for_broker(

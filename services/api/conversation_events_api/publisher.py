@@ -9,22 +9,28 @@ Only a broker `Basic.Ack` of a routed message counts as confirmed. Messages are 
 `mandatory`, and the channel raises on a return (`on_return_raises`): a message no queue took
 (the queue unbound, deleted or not yet declared) is acked by the broker all the same, and
 would otherwise be recorded as published and stranded.
+
+`CE_AMQP_URL` may name several nodes of a cluster. aio-pika's robust connection reconnects to
+one URL only, so the connection here is a plain one: when it (or its channel) closes, the
+publisher connects again to whichever node answers, the one just lost last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection, AbstractRobustExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from sqlalchemy import Engine
 
 from conversation_events.errors import BrokerUnavailable
+from conversation_events.messaging.brokers import connection_order
 from conversation_events.messaging.contract import CONTENT_TYPE, EventMessage
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.db import translate_errors
@@ -61,7 +67,7 @@ def failure_reason(error: BaseException) -> str:
 
 async def declare_topology(
     channel: aio_pika.abc.AbstractChannel, topology: Topology
-) -> AbstractRobustExchange:
+) -> AbstractExchange:
     """Declare exchanges, queues and bindings with the shared arguments; returns the exchange."""
     exchange = await channel.declare_exchange(
         topology.exchange, aio_pika.ExchangeType.DIRECT, durable=True
@@ -77,7 +83,7 @@ async def declare_topology(
         topology.dead_letter_queue, durable=True, arguments=topology.dead_letter_queue_arguments
     )
     await dead.bind(dlx, routing_key=topology.dead_letter_queue)
-    return exchange  # type: ignore[return-value]
+    return exchange
 
 
 class Publisher:
@@ -100,9 +106,11 @@ class Publisher:
         self._connection_name = connection_name
         self._pending: BatchQueue[EventMessage] = BatchQueue(max_pending)
         self._failures = ThrottledLog(log, "publishes failed; the relay republishes them")
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
-        self._exchange: AbstractRobustExchange | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._node: str | None = None  # the URL of the node connected to (or last lost)
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -122,6 +130,7 @@ class Publisher:
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -168,7 +177,7 @@ class Publisher:
         metrics.PUBLISH_FAILURES.labels(reason).inc(count)
         self._failures.record(reason, count, error)
 
-    async def _publish_one(self, exchange: AbstractRobustExchange, message: EventMessage) -> None:
+    async def _publish_one(self, exchange: AbstractExchange, message: EventMessage) -> None:
         """Publish one message; returns only when the broker acked it routed, else raises."""
         result = await exchange.publish(
             aio_pika.Message(
@@ -234,22 +243,50 @@ class Publisher:
                 delay = min(delay * 2, 10.0)
                 continue
             self._connection, self._channel = connection, channel
-            connection.close_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(0))
-            connection.reconnect_callbacks.add(lambda *_: metrics.BROKER_CONNECTED.set(1))
+            lost = functools.partial(self._lost, connection)
+            connection.close_callbacks.add(lost)
+            channel.close_callbacks.add(lost)
             metrics.BROKER_CONNECTED.set(1)
-            log.info("publisher connected to the broker")
+            log.info("publisher connected to the broker", extra={"node": _node_name(self._node)})
 
-    async def _open(
-        self,
-    ) -> tuple[AbstractRobustConnection, AbstractRobustChannel, AbstractRobustExchange]:
-        """Connect, open a confirming channel and declare the topology, or close and raise.
+    def _lost(self, connection: AbstractConnection, *_: object) -> None:
+        """The connection or its channel closed: connect again, to another node if one answers."""
+        if self._stopping or self._connection is not connection:
+            return  # closed by `stop()`, or the second callback of the same loss
+        metrics.BROKER_CONNECTED.set(0)
+        log.warning("broker connection lost; reconnecting", extra={"node": _node_name(self._node)})
+        self._connection = self._channel = self._exchange = None
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(
+            asyncio.create_task(self._reconnect(connection), name="publisher-connect")
+        )
+
+    async def _reconnect(self, connection: AbstractConnection) -> None:
+        if not connection.is_closed:  # only the channel closed
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), timeout=5)
+        await self._connect_forever()
+
+    async def _open(self) -> tuple[AbstractConnection, AbstractChannel, AbstractExchange]:
+        """Connect to the first node that answers, open a confirming channel and declare the
+        topology, or close and raise.
 
         A failed declaration closes only its channel: without the close here every retry would
         leave one more open connection on the broker.
         """
-        connection = await aio_pika.connect_robust(
-            self._url, timeout=5, client_properties={"connection_name": self._connection_name}
-        )
+        failure: Exception | None = None
+        for url in connection_order(self._url, after=self._node):
+            try:
+                connection = await aio_pika.connect(
+                    url, timeout=5, client_properties={"connection_name": self._connection_name}
+                )
+            except Exception as exc:  # any way a handshake can fail (e.g. StopAsyncIteration)
+                failure = exc
+                continue
+            self._node = url
+            break
+        else:  # no node answered: the caller backs off and tries them all again
+            raise ConnectionError(f"no broker node answered: {failure!r}") from failure
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await declare_topology(channel, self._topology)
@@ -258,3 +295,10 @@ class Publisher:
                 await asyncio.wait_for(connection.close(), timeout=5)
             raise
         return connection, channel, exchange
+
+
+def _node_name(url: str | None) -> str | None:
+    """host:port of a node's URL, for logs (never the credentials)."""
+    if url is None:
+        return None
+    return url.rsplit("@", 1)[-1].split("/", 1)[0]

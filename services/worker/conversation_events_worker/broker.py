@@ -6,6 +6,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from conversation_events.messaging.brokers import connection_order
 from conversation_events.messaging.contract import CONTENT_TYPE, EventMessage
 from conversation_events.messaging.topology import Topology
 
@@ -21,14 +22,24 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def connection_parameters(url: str, heartbeat_s: int) -> pika.URLParameters:
-    params = pika.URLParameters(url)
-    params.heartbeat = heartbeat_s
-    params.blocked_connection_timeout = 60
-    params.connection_attempts = 1
-    params.socket_timeout = 5
-    params.client_properties = {"connection_name": "conversation-events-worker"}
-    return params
+def connection_parameters(amqp_url: str, heartbeat_s: int) -> list[pika.URLParameters]:
+    """Parameters for each node in `amqp_url` (comma-separated), in the order to try them.
+
+    `pika.BlockingConnection` takes the list and connects to the first node that answers; each
+    reconnection draws a new order (see `connection_order`), so a dead node is skipped and the
+    workers spread over the cluster.
+    """
+    result = []
+    for url in connection_order(amqp_url):
+        params = pika.URLParameters(url)
+        params.heartbeat = heartbeat_s
+        params.blocked_connection_timeout = 60
+        params.connection_attempts = 1
+        params.retry_delay = 0  # between nodes: the caller backs off after a full round
+        params.socket_timeout = 5
+        params.client_properties = {"connection_name": "conversation-events-worker"}
+        result.append(params)
+    return result
 
 
 def declare_topology(channel: BlockingChannel, topology: Topology) -> None:

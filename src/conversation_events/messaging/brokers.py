@@ -1,0 +1,45 @@
+"""Several broker addresses: `CE_AMQP_URL` names one RabbitMQ node, or the nodes of a cluster.
+
+The nodes are given as comma-separated AMQP URLs (a comma inside a URL's userinfo is
+percent-encoded, `%2C`, so it never splits one). Every connector tries them in turn and, when
+its connection dies, connects again to whichever node answers: the queue lives on every node
+of the cluster (a quorum queue), so any of them serves publishers and consumers alike.
+"""
+
+from __future__ import annotations
+
+import random
+from urllib.parse import unquote, urlsplit
+
+
+def amqp_urls(value: str) -> list[str]:
+    """The URLs in `value`, in their given order; ValueError when there is none.
+
+    >>> amqp_urls("amqp://a:5672/%2F, amqp://b:5672/%2F")
+    ['amqp://a:5672/%2F', 'amqp://b:5672/%2F']
+    """
+    urls = [url.strip() for url in value.split(",") if url.strip()]
+    if not urls:
+        raise ValueError("no AMQP URL given")
+    return urls
+
+
+def connection_order(value: str, *, after: str | None = None) -> list[str]:
+    """The order in which to try the nodes for one (re)connection.
+
+    From a random node, so that the processes of a deployment spread over the cluster instead
+    of all piling onto the first node; after a lost connection, `after` (the node just lost)
+    comes last.
+    """
+    urls = amqp_urls(value)
+    start = random.randrange(len(urls))
+    order = urls[start:] + urls[:start]
+    if after in order:
+        order.remove(after)
+        order.append(after)
+    return order
+
+
+def password(url: str) -> str:
+    """The password of one AMQP URL ('' when it has none)."""
+    return unquote(urlsplit(url).password or "")
