@@ -171,6 +171,10 @@ class Publisher:
                 failed.setdefault(failure_reason(result), []).append(result)
         for reason, errors in failed.items():
             self._failed(reason, len(errors), repr(errors[0]))
+        if "nacked" in failed and self._connection is not None:
+            # A quorum queue's nacks can outlive their cause on this channel: one opened while
+            # the queue elected a new leader nacked every later publish (RabbitMQ 3.10).
+            self._lost(self._connection, pause_s=1.0)
         return confirmed
 
     def _failed(self, reason: str, count: int, error: str) -> None:
@@ -249,8 +253,9 @@ class Publisher:
             metrics.BROKER_CONNECTED.set(1)
             log.info("publisher connected to the broker", extra={"node": _node_name(self._node)})
 
-    def _lost(self, connection: AbstractConnection, *_: object) -> None:
-        """The connection or its channel closed: connect again, to another node if one answers."""
+    def _lost(self, connection: AbstractConnection, *_: object, pause_s: float = 0.0) -> None:
+        """The connection or its channel closed (or is not to be trusted): connect again, to
+        another node if one answers, after `pause_s`."""
         if self._stopping or self._connection is not connection:
             return  # closed by `stop()`, or the second callback of the same loss
         metrics.BROKER_CONNECTED.set(0)
@@ -258,13 +263,14 @@ class Publisher:
         self._connection = self._channel = self._exchange = None
         self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(
-            asyncio.create_task(self._reconnect(connection), name="publisher-connect")
+            asyncio.create_task(self._reconnect(connection, pause_s), name="publisher-connect")
         )
 
-    async def _reconnect(self, connection: AbstractConnection) -> None:
-        if not connection.is_closed:  # only the channel closed
+    async def _reconnect(self, connection: AbstractConnection, pause_s: float) -> None:
+        if not connection.is_closed:  # only the channel closed, or we gave up on it
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), timeout=5)
+        await asyncio.sleep(pause_s)
         await self._connect_forever()
 
     async def _open(self) -> tuple[AbstractConnection, AbstractChannel, AbstractExchange]:
