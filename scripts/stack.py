@@ -253,11 +253,11 @@ def drill(command: str, args: argparse.Namespace) -> int:
         if command == "kill-broker-leader":
             result = stack_cluster.kill_broker_leader(STATE, args.queue or queue_name())
         elif command == "restart-broker-node":
-            result = stack_cluster.restart_broker_node(STATE, args.node)
+            result = stack_cluster.restart_broker_node(STATE, args.node, queue_name())
         elif command == "stop-broker-node":
             result = stack_cluster.stop_broker_node(STATE, args.node)
         elif command == "start-broker-node":
-            result = stack_cluster.start_broker_node(STATE, args.node)
+            result = stack_cluster.start_broker_node(STATE, args.node, queue_name())
         else:
             result = stack_cluster.failover_database(STATE)
     except stack_cluster.ClusterError as exc:

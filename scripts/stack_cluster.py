@@ -758,19 +758,31 @@ def stop_broker_node(state: Path, index: int) -> dict[str, Any]:
     return {"stopped": node.name, "seconds": round(time.monotonic() - started, 1)}
 
 
-def start_broker_node(state: Path, index: int, timeout: float = 120) -> dict[str, Any]:
+def start_broker_node(state: Path, index: int, queue: str, timeout: float = 120) -> dict[str, Any]:
+    """Start a node; returns once it runs in the cluster and its member of `queue` (when it
+    has one) is online again."""
     cluster = _loaded(state)
     node = cluster.node(index)
     started = time.monotonic()
     start_node(cluster, node)
     await_node(cluster, node, timeout)
     poll(f"{node.name} running in the cluster", lambda: node.name in running_nodes(cluster), 30)
+
+    def member_online() -> bool:
+        info = queue_info(cluster, queue)
+        return (
+            info is None
+            or node.name not in info.get("members", [])
+            or (node.name in info.get("online", []))
+        )
+
+    poll(f"{node.name}'s member of {queue} online", member_online, 60)
     return {"started": node.name, "seconds": round(time.monotonic() - started, 1)}
 
 
-def restart_broker_node(state: Path, index: int) -> dict[str, Any]:
+def restart_broker_node(state: Path, index: int, queue: str) -> dict[str, Any]:
     stopped = stop_broker_node(state, index)
-    started = start_broker_node(state, index)
+    started = start_broker_node(state, index, queue)
     return {
         "restarted": started["started"],
         "stop_s": stopped["seconds"],
