@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+import orjson
 import pytest
 
+from conversation_events import logs
 from conversation_events.access import (
     MIN_KEY_LENGTH,
     Scope,
@@ -41,3 +45,13 @@ def test_tenant_names(tenant: str, ok: bool) -> None:
 def test_erasure_subjects_differ_by_tenant_and_hold_no_id() -> None:
     assert subject_hash("a", "user-1") != subject_hash("b", "user-1")
     assert "user-1" not in subject_hash("a", "user-1")
+
+
+def test_log_lines_carry_the_keys_name_not_the_key() -> None:
+    token = logs.key_name.set("acme-ingest")
+    try:
+        record = logging.LogRecord("api", logging.INFO, __file__, 1, "accepted", None, None)
+        line = orjson.loads(logs.JsonFormatter("api").format(record))
+    finally:
+        logs.key_name.reset(token)
+    assert line["key"] == "acme-ingest"

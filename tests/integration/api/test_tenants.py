@@ -13,8 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 from tests.integration.api.conftest import API_KEY, as_key, process, unique_tenant
+from tests.integration.api.test_accept import get_messages
 from tests.support.payloads import conversation
-from tests.support.services import wait_for
+from tests.support.services import queue_counts, wait_for
 
 END = "/v1/conversations/end"
 ROOT = Path(__file__).resolve().parents[3]
@@ -224,3 +225,39 @@ def test_stack_key_prints_a_working_key_and_nothing_else(
     view = client.get(f"/v1/conversations/{body['conversation_id']}", headers=as_key(key))
     assert view.status_code == 200
     assert client.get(f"/v1/conversations/{body['conversation_id']}").status_code == 404
+
+
+OPERATOR_ROUTES = [
+    ("GET", "/v1/admin/keys"),
+    ("POST", "/v1/admin/keys"),
+    ("DELETE", "/v1/admin/keys/some-key"),
+    ("DELETE", "/v1/users/u-1"),
+    ("GET", "/v1/users/u-1/export"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATOR_ROUTES)
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "ce_" + "n" * 43}])
+def test_operator_routes_refuse_a_missing_or_unknown_key(
+    client: httpx.Client, method: str, path: str, headers: dict[str, str]
+) -> None:
+    # The client's default header is the bootstrap key: replace it.
+    response = client.request(method, path, headers={"X-API-Key": "", **headers})
+    assert response.status_code == 401 and response.json()["code"] == "unauthorized"
+
+
+def test_operator_routes_are_not_in_the_public_openapi_document(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert [p for p in paths if p.startswith(("/v1/admin", "/v1/users"))] == []
+
+
+def test_the_queued_message_carries_the_keys_tenant(
+    client: httpx.Client, new_key: Callable[..., str], names: tuple[str, str]
+) -> None:
+    tenant = unique_tenant()
+    body = conversation()
+    assert client.post(END, json=body, headers=as_key(new_key(tenant))).status_code == 202
+
+    wait_for(lambda: queue_counts(names[1])[0] == 1, timeout=10, what="one queued message")
+    [(_, message)] = get_messages(names[1])
+    assert (message["tenant"], message["user_id"]) == (tenant, body["user_id"])

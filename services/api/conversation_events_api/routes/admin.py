@@ -24,7 +24,10 @@ from conversation_events_api.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/admin/keys", tags=["admin"])
+# Operator routes stay out of the public OpenAPI document (docs/operations.md describes them):
+# clients have no use for them, and a tool that exercises every documented operation (a
+# fuzzer, a generated client's tests) must not create keys or erase users.
+router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], include_in_schema=False)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},

@@ -25,7 +25,8 @@ from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView, c
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+# Not in the public OpenAPI document, like the key routes (see routes/admin.py).
+router = APIRouter(prefix="/v1/users", tags=["users"], include_in_schema=False)
 
 UserId = Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
