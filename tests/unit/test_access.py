@@ -17,6 +17,7 @@ from conversation_events.access import (
     subject_hash,
     valid_tenant,
 )
+from conversation_events_api.settings import ApiSettings
 
 
 def test_generated_keys_are_prefixed_long_and_distinct() -> None:
@@ -55,3 +56,11 @@ def test_log_lines_carry_the_keys_name_not_the_key() -> None:
     finally:
         logs.key_name.reset(token)
     assert line["key"] == "acme-ingest"
+
+
+def test_bootstrap_keys_shorter_than_the_minimum_are_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=f"at least {MIN_KEY_LENGTH} characters"):
+        ApiSettings(api_keys="a-long-enough-bootstrap-key,short")
+    assert ApiSettings(api_keys=" a-long-enough-bootstrap-key , ").key_list() == [
+        "a-long-enough-bootstrap-key"
+    ]
