@@ -168,7 +168,14 @@ class Api:
         self.http.close()
 
     def post(self, body: Any) -> httpx.Response:
-        return self.http.post("/v1/conversations/end", json=body)
+        """POST as a producer does: a 503 is sent again after its `Retry-After` (for a minute
+        at most), so a deployment that sheds load for a moment is not taken for a broken one."""
+        give_up = time.monotonic() + 60
+        while True:
+            response = self.http.post("/v1/conversations/end", json=body)
+            if response.status_code != 503 or time.monotonic() > give_up:
+                return response
+            time.sleep(float(response.headers.get("Retry-After", "1")))
 
     def accept(self, body: dict[str, Any]) -> str:
         """POST and expect 202; returns the event id."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,9 @@ def services() -> Iterator[list[Service]]:
 
 
 def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx.Response]:
-    """POST every body from `concurrency` threads, each with a client of its own.
+    """POST every body from `concurrency` threads, each with a client of its own, as a producer
+    does: a 503 is sent again after its `Retry-After` (a loaded machine sheds load), so the
+    answer kept is the first that is not a 503, or the last 503 after a minute.
 
     One client shared by the threads once failed a request with EBADF (its socket closed under
     the reading thread); clients of their own share no connection between threads.
@@ -58,7 +61,12 @@ def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30)
             clients.append(local.client)  # list.append is atomic
-        return local.client.post("/v1/conversations/end", json=body)
+        give_up = time.monotonic() + 60
+        while True:
+            response: httpx.Response = local.client.post("/v1/conversations/end", json=body)
+            if response.status_code != 503 or time.monotonic() > give_up:
+                return response
+            time.sleep(float(response.headers["Retry-After"]))  # what the server asked for
 
     try:
         with ThreadPoolExecutor(concurrency) as pool:
