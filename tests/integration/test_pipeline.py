@@ -48,8 +48,10 @@ def services() -> Iterator[list[Service]]:
 
 def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx.Response]:
     """POST every body from `concurrency` threads, each with a client of its own, as a producer
-    does: a 503 is sent again after its `Retry-After` (a loaded machine sheds load), so the
-    answer kept is the first that is not a 503, or the last 503 after a minute.
+    does: a 503 is sent again after its `Retry-After` (a loaded machine sheds load), and so is a
+    post whose connection broke before an answer (a post is idempotent). The answer kept is the
+    first that is not a 503, or the last 503 after a minute. Idle connections are dropped after
+    2 s, below the API's keep-alive timeout (5 s), so a post never races the server's close.
 
     One client shared by the threads once failed a request with EBADF (its socket closed under
     the reading thread); clients of their own share no connection between threads.
@@ -59,11 +61,21 @@ def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx
 
     def post(body: dict) -> httpx.Response:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=30)
+            local.client = httpx.Client(
+                base_url=base,
+                headers={"X-API-Key": API_KEY},
+                timeout=30,
+                limits=httpx.Limits(keepalive_expiry=2),
+            )
             clients.append(local.client)  # list.append is atomic
         give_up = time.monotonic() + 60
         while True:
-            response: httpx.Response = local.client.post("/v1/conversations/end", json=body)
+            try:
+                response: httpx.Response = local.client.post("/v1/conversations/end", json=body)
+            except httpx.TransportError:
+                if time.monotonic() > give_up:
+                    raise
+                continue
             if response.status_code != 503 or time.monotonic() > give_up:
                 return response
             time.sleep(float(response.headers["Retry-After"]))  # what the server asked for
