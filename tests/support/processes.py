@@ -91,7 +91,8 @@ def start_api(env: dict[str, str], api_key: str, **extra: str) -> tuple[Service,
         except httpx.HTTPError:
             return False
 
-    wait_for(ready, timeout=30, what="API /readyz")
+    # Generous: a loaded two-core machine can take this long to import and connect.
+    wait_for(ready, timeout=90, what="API /readyz")
     return service, base
 
 
