@@ -356,12 +356,13 @@ def _stop_epmd(cluster: Cluster) -> None:
     )
 
 
-def start_node(cluster: Cluster, node: RabbitNode) -> None:
-    """Start one node in its own session (so a drill can kill it whole) without waiting."""
+def start_node(cluster: Cluster, node: RabbitNode) -> subprocess.Popen[bytes] | None:
+    """Start one node in its own session (so a drill can kill it whole) without waiting;
+    None when it already runs."""
     if node_pid(node) is not None:
-        return
+        return None
     log = (Path(node.dir) / "console.log").open("ab")
-    subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(  # noqa: S603
         [str(RABBIT_BIN / "rabbitmq-server")],
         env=_node_env(cluster, node),
         stdout=log,
@@ -371,13 +372,24 @@ def start_node(cluster: Cluster, node: RabbitNode) -> None:
     )
 
 
-def await_node(cluster: Cluster, node: RabbitNode, timeout: float) -> None:
-    """Wait until the node has booted (and joined the cluster), or raise with its log's tail."""
+def await_node(
+    cluster: Cluster,
+    node: RabbitNode,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until the node has booted (and joined the cluster), or raise with its log's tail
+    as soon as its `process` exits or the `timeout` passes."""
     deadline = time.monotonic() + timeout
+    console = Path(node.dir) / "console.log"
     while True:
         remaining = deadline - time.monotonic()
+        if process is not None and process.poll() is not None:
+            raise ClusterError(
+                f"RabbitMQ node {node.name} exited while starting (code {process.returncode}); "
+                f"see {node.dir}/log/ and {console}:\n{_tail(console)}"
+            )
         if remaining <= 0:
-            console = Path(node.dir) / "console.log"
             raise ClusterError(
                 f"RabbitMQ node {node.name} not started within {timeout:.0f} s; see "
                 f"{node.dir}/log/ and {console}:\n{_tail(console)}"
@@ -387,8 +399,8 @@ def await_node(cluster: Cluster, node: RabbitNode, timeout: float) -> None:
             node,
             "await_startup",
             "--timeout",
-            str(max(1, int(remaining))),
-            timeout=remaining + 10,
+            str(max(1, int(min(remaining, 10)))),  # short rounds: the process check runs
+            timeout=min(remaining, 10) + 10,
             check=False,
         )
         if result.returncode == 0:
@@ -461,13 +473,11 @@ def _start_rabbit(cluster: Cluster, timeout: float) -> None:
     _start_epmd(cluster)
     first, *others = cluster.rabbit
     with timed(cluster, "rabbitmq_first_node_s"):
-        start_node(cluster, first)
-        await_node(cluster, first, timeout)
+        await_node(cluster, first, timeout, start_node(cluster, first))
     with timed(cluster, "rabbitmq_others_joined_s"):
-        for node in others:
-            start_node(cluster, node)
-        for node in others:
-            await_node(cluster, node, timeout)
+        processes = [start_node(cluster, node) for node in others]
+        for node, process in zip(others, processes, strict=True):
+            await_node(cluster, node, timeout, process)
         names = sorted(n.name for n in cluster.rabbit)
         poll(
             "all three RabbitMQ nodes running in one cluster",
@@ -501,21 +511,24 @@ def start_server(server: PgServer, timeout: float) -> None:
         user = pwd.getpwnam(PG_USER)
         os.chown(log, user.pw_uid, user.pw_gid)
     # The port on the command line: the configuration is copied between servers.
-    _pg(
-        server,
-        "pg_ctl",
-        "-D",
-        str(server.data),
-        "-l",
-        str(log),
-        "-o",
-        f"-p {server.port}",
-        "-w",
-        "-t",
-        str(int(timeout)),
-        "start",
-        timeout=timeout + 10,
-    )
+    try:
+        _pg(
+            server,
+            "pg_ctl",
+            "-D",
+            str(server.data),
+            "-l",
+            str(log),
+            "-o",
+            f"-p {server.port}",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+            timeout=timeout + 10,
+        )
+    except ClusterError as exc:
+        raise ClusterError(f"{exc}\n{log}:\n{_tail(log)}") from exc
 
 
 def stop_server(server: PgServer, mode: str = "fast", timeout: float = 60) -> None:
@@ -764,8 +777,7 @@ def start_broker_node(state: Path, index: int, queue: str, timeout: float = 120)
     cluster = _loaded(state)
     node = cluster.node(index)
     started = time.monotonic()
-    start_node(cluster, node)
-    await_node(cluster, node, timeout)
+    await_node(cluster, node, timeout, start_node(cluster, node))
     poll(f"{node.name} running in the cluster", lambda: node.name in running_nodes(cluster), 30)
 
     def member_online() -> bool:
