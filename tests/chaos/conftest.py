@@ -1,10 +1,50 @@
-"""Prints the fault scenarios' report table at the end of the pytest run."""
+"""Fixtures of the fault scenarios, and their report table at the end of the pytest run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.chaos.harness import FAST, ProxyFactory, stop_streams
 from tests.chaos.report import REPORTS, table
+from tests.support.processes import Service, common_env
+from tests.support.proxy import TcpProxy
+from tests.support.services import AMQP_URL
+
+
+@pytest.fixture
+def env(database_url: str, names: tuple[str, str]) -> dict[str, str]:
+    """Settings of every process of one scenario: its own exchange and queue, fast timings."""
+    return common_env(database_url, AMQP_URL, *names) | FAST
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    """Processes a scenario starts; stopped (SIGTERM, then SIGKILL) afterwards, last first.
+
+    A stream the scenario left running (it failed half-way) is stopped first.
+    """
+    started: list[Service] = []
+    yield started
+    stop_streams()
+    for service in reversed(started):
+        service.stop(timeout=40)
+
+
+@pytest.fixture
+def proxy() -> Iterator[ProxyFactory]:
+    """Proxies in front of servers, closed after the test."""
+    made: list[TcpProxy] = []
+
+    def in_front_of(url: str) -> tuple[TcpProxy, str]:
+        proxy, proxied_url = TcpProxy.in_front_of(url)
+        made.append(proxy)
+        return proxy, proxied_url
+
+    yield in_front_of
+    for each in made:
+        each.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

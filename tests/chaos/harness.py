@@ -12,10 +12,12 @@ and counts every response and every connection error.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +28,20 @@ from sqlalchemy import Engine, text
 
 from tests.chaos.report import ScenarioReport
 from tests.support.payloads import conversations_for, expected_change
+from tests.support.processes import Service, start_api, start_worker
+from tests.support.proxy import TcpProxy
+from tests.support.services import free_port, wait_for
 
 #: Events per scenario and their rate; sized for a two-core machine that also runs PostgreSQL,
 #: RabbitMQ and other test runs: 2,400 events at 60/s is a 40 s stream.
 EVENTS = int(os.environ.get("CHAOS_EVENTS", "2400"))
 RATE = float(os.environ.get("CHAOS_RATE", "60"))
+#: The shorter stream of the one-fault scenarios (topology, database states, input): 750 events
+#: at 50/s is 15 s, room for a fault of a few seconds with traffic before and after it, and
+#: keeps the whole suite within minutes on that machine.
+SHORT_EVENTS = int(os.environ.get("CHAOS_SHORT_EVENTS", "750"))
+SHORT_RATE = float(os.environ.get("CHAOS_SHORT_RATE", "50"))
+USERS = 150
 #: Seconds after the stream ends for the backlog to drain before events count as lost.
 DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "120"))
 #: A producer gives up on one event after this long (then it counts as sent, not accepted).
@@ -54,6 +65,9 @@ FAST = {
 }
 
 MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+API_KEY = "chaos-test-key-0123456789"
+#: Seconds for a stream to finish (the longest is paced to take ~45 s).
+STREAM_GIVE_UP_S = 180.0
 
 
 def make_events(count: int, users: int, seed: int) -> list[dict[str, Any]]:
@@ -61,6 +75,16 @@ def make_events(count: int, users: int, seed: int) -> list[dict[str, Any]]:
     and a user's score must equal the plain sum of its events' changes."""
     people = [f"chaos-{uuid.uuid4().hex[:12]}" for _ in range(users)]
     return conversations_for(people, count, seed=seed, max_messages=10)
+
+
+#: Every stream started, so that a failed scenario's stream can be stopped (`stop_streams`).
+_STARTED: list[Stream] = []
+
+
+def stop_streams() -> None:
+    """Stop every stream still running (after each scenario, passed or failed)."""
+    while _STARTED:
+        _STARTED.pop().stop()
 
 
 @dataclass
@@ -76,16 +100,27 @@ class Stream:
     accepted: dict[str, float] = field(default_factory=dict)  # conversation id → accepted at
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    slowest_s: float = 0.0  # the longest wait for one answer (reported, never asserted)
     started_at: float = 0.0
     finished_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Stream:
         self._thread = threading.Thread(target=self._run, name="chaos-stream", daemon=True)
         self.started_at = time.monotonic()
+        _STARTED.append(self)
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Abandon what is not sent yet and every retry (a scenario failed half-way).
+
+        Without it the posting pool, which the interpreter joins at exit, would go on retrying
+        against processes already stopped, for up to `GIVE_UP_S` per event.
+        """
+        self._stopped.set()
 
     def join(self, timeout: float) -> None:
         assert self._thread is not None
@@ -105,6 +140,11 @@ class Stream:
     def accepted_count(self) -> int:
         with self._lock:
             return len(self.accepted)
+
+    def connection_errors(self) -> int:
+        """Posts that met a connection error (refused, reset, timed out) and were retried."""
+        with self._lock:
+            return sum(n for kind, n in self.errors.items() if kind != "503 without Retry-After")
 
     def server_errors(self) -> int:
         """5xx answers other than 503 with Retry-After: each one breaks the contract."""
@@ -132,25 +172,27 @@ class Stream:
             for i, body in enumerate(self.bodies):
                 offset = self.schedule[i] if self.schedule else i / self.rate
                 due = self.started_at + offset
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)  # pacing the stream, not waiting for a result
+                # Pacing the stream, not waiting for a result.
+                if self._stopped.wait(max(0.0, due - time.monotonic())):
+                    break
                 pool.submit(self._deliver, client, body)
         self.finished_at = time.monotonic()
 
     def _deliver(self, client: httpx.Client, body: dict[str, Any]) -> None:
         deadline = time.monotonic() + GIVE_UP_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stopped.is_set():
+            sent_at = time.monotonic()
             try:
                 response = client.post("/v1/conversations/end", json=body)
             except httpx.HTTPError as exc:
                 with self._lock:
                     self.errors[type(exc).__name__] += 1
-                time.sleep(0.5)  # a producer's back-off before it retries
+                self._stopped.wait(0.5)  # a producer's back-off before it retries
                 continue
             code = str(response.status_code)
             with self._lock:
                 self.statuses[code] += 1
+                self.slowest_s = max(self.slowest_s, time.monotonic() - sent_at)
             if response.status_code == 202:
                 with self._lock:
                     self.accepted[body["conversation_id"]] = time.monotonic()
@@ -160,7 +202,7 @@ class Stream:
                 if retry_after is None:
                     with self._lock:
                         self.errors["503 without Retry-After"] += 1
-                time.sleep(float(retry_after or 1))  # honour Retry-After, as clients must
+                self._stopped.wait(float(retry_after or 1))  # honour Retry-After, as clients must
                 continue
             return  # any other answer is final (and counted)
 
@@ -326,16 +368,184 @@ def finish(
     return report
 
 
-def assert_exactly_once(report: ScenarioReport, streams: list[Stream], verdict: Verdict) -> None:
+def assert_exactly_once(
+    report: ScenarioReport,
+    streams: list[Stream],
+    verdict: Verdict,
+    *,
+    refused: int = 0,
+    connection_errors_expected: bool = False,
+) -> None:
+    """The verdict every scenario ends with.
+
+    `refused`: posts the scenario expects to be answered with a final 4xx (never accepted).
+    `connection_errors_expected`: the scenario stops the API itself, so refused or closed
+    connections are expected there; producers retry them (a post is idempotent).
+    """
     details = (
         f"{report.scenario}: statuses {[dict(s.statuses) for s in streams]}, client errors "
         f"{[dict(s.errors) for s in streams]}, not processed {verdict.not_processed}, "
         f"score mismatches {dict(list(verdict.mismatches.items())[:5])}"
     )
-    assert report.accepted == report.sent, details  # every producer got its 202 in the end
+    # Every producer got its 202 in the end, but for the posts meant to be refused.
+    assert report.accepted == report.sent - refused, details
     assert report.lost == 0, details
     assert report.applied_twice == 0, details
     assert not verdict.mismatches, details
     assert report.server_errors == 0, details
-    # No reset connections or timeouts from the API either.
-    assert not any(s.errors for s in streams), details
+    if not connection_errors_expected:
+        # No reset connections or timeouts from the API either.
+        assert not any(s.connection_errors() for s in streams), details
+
+
+def assert_key_never_logged(services: list[Service]) -> None:
+    for service in services:
+        assert API_KEY not in service.log(), f"the API key appears in {service.log_path}"
+
+
+def api_metric(base: str, name: str) -> float:
+    """Sum of one metric's samples on the API's /metrics (0 when absent)."""
+    text_ = httpx.get(f"{base}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text_.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+# --- the shared sequence: processes, a stream, faults in it, the verdict ------------------------
+
+
+#: The `proxy` fixture: a TCP proxy in front of a URL's server, and the URL through it.
+ProxyFactory = Callable[[str], tuple[TcpProxy, str]]
+
+
+@dataclass
+class Fleet:
+    """The processes of one scenario: an API and its workers (all kept in `services` to stop)."""
+
+    services: list[Service]
+    api: Service
+    base: str
+    workers: list[Service]
+    worker_ports: dict[int, int] = field(default_factory=dict)  # pid → /readyz port
+
+    @classmethod
+    def start(
+        cls,
+        services: list[Service],
+        api_env: dict[str, str],
+        worker_env: dict[str, str] | None = None,
+        *,
+        workers: int = 2,
+    ) -> Fleet:
+        api, base = start_api(api_env, API_KEY)
+        services.append(api)
+        fleet = cls(services, api, base, [])
+        for _ in range(workers):
+            fleet.add_worker(worker_env or api_env)
+        return fleet
+
+    def add_worker(self, env: dict[str, str]) -> Service:
+        port = free_port()
+        worker = start_worker(env, CE_WORKER_HTTP_PORT=str(port))
+        self.services.append(worker)
+        self.workers.append(worker)
+        self.worker_ports[worker.pid] = port
+        return worker
+
+    def worker_ready(self, worker: Service) -> bool:
+        """The worker's /readyz: consuming, and PostgreSQL answered."""
+        assert worker.alive(), worker.log()
+        url = f"http://127.0.0.1:{self.worker_ports[worker.pid]}/readyz"
+        try:
+            return httpx.get(url, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def worker_metric(self, sample: str) -> float:
+        """Sum over the running workers of one metric's samples starting with `sample`."""
+        total = 0.0
+        for worker in self.workers:
+            if not worker.alive():
+                continue
+            url = f"http://127.0.0.1:{self.worker_ports[worker.pid]}/metrics"
+            text_ = httpx.get(url, timeout=5).text
+            total += sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text_.splitlines()
+                if line.startswith(sample)
+            )
+        return total
+
+    def logs(self) -> str:
+        return "\n".join(service.log() for service in self.services)
+
+    def restart_api(self, env: dict[str, str]) -> None:
+        """Stop the API (SIGTERM: it finishes what it holds) and start one on the same port."""
+        # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+        assert self.api.stop(timeout=30) in (0, -signal.SIGTERM), self.api.log()
+        port = int(self.base.rsplit(":", 1)[1])
+        self.api, base = start_api(env, API_KEY, port=port)
+        assert base == self.base
+        self.services.append(self.api)
+
+    def replace_workers(self, env: dict[str, str]) -> None:
+        """A rolling replacement: new workers first (until ready), then the old ones drain."""
+        old, self.workers = self.workers, []
+        new = [self.add_worker(env) for _ in old]
+        for worker in new:
+            wait_for(lambda w=worker: self.worker_ready(w), timeout=90, what="a new worker ready")
+        for worker in old:
+            assert worker.stop(timeout=40) == 0, worker.log()
+
+
+@dataclass
+class Fault:
+    """What a scenario does to the world: `begin`, `seconds` later `end` (may be instant)."""
+
+    begin: Callable[[], None]
+    end: Callable[[], None] = lambda: None
+    seconds: float = 0.0
+
+
+@dataclass
+class Run:
+    """A stream through some faults, judged after the drain."""
+
+    stream: Stream
+    verdict: Verdict
+    recovery_s: float | None
+    during: int  # what `count` rose by while the faults lasted
+
+
+def through_faults(
+    fleet: Fleet,
+    engine: Engine,
+    bodies: list[dict[str, Any]],
+    faults: list[Fault],
+    *,
+    queue: str,
+    rate: float = RATE,
+    count: Callable[[Stream], int] = Stream.accepted_count,
+) -> Run:
+    """A stream of `bodies` into `fleet`; once a quarter is accepted, `faults` one after the other.
+
+    Recovery is timed from the end of the last fault; the verdict waits (with a deadline) until
+    every accepted event is PROCESSED.
+    """
+    stream = Stream(fleet.base, API_KEY, bodies, rate=rate).start()
+    wait_for(
+        lambda: stream.accepted_count() >= len(bodies) // 4, timeout=60, what="the stream under way"
+    )
+    before = count(stream)
+    for fault in faults:
+        fault.begin()
+        if fault.seconds:
+            threading.Event().wait(fault.seconds)  # the fault itself lasts this long
+        fault.end()
+    during = count(stream) - before
+    clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
+    stream.join(STREAM_GIVE_UP_S)
+    verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=queue)
+    return Run(stream, verdict, clock.result(), during)

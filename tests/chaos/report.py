@@ -39,8 +39,8 @@ class ScenarioReport:
 
 
 HEADER = (
-    "| scenario | sent | accepted | processed | lost | applied twice | 5xx (not 503) "
-    "| 503 retried | redelivered | max lag (s) | recovery (s) | stream (s) |"
+    "| scenario | sent | accepted | processed | lost | applied twice | non-503 5xx "
+    "| 503 retried | redelivered | max lag (s) | time to recover (s) | stream (s) |"
 )
 
 
@@ -58,6 +58,7 @@ def table(reports: list[ScenarioReport]) -> list[str]:
     for r in reports:
         notes = ", ".join(f"{k}: {v}" for k, v in r.extra.items())
         lines.append(
-            f"- {r.scenario}: recovery = {r.recovery_meaning}" + (f"; {notes}" if notes else "")
+            f"- {r.scenario}: time to recover = {r.recovery_meaning}"
+            + (f"; {notes}" if notes else "")
         )
     return lines

@@ -12,74 +12,37 @@ import json
 import random
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, text
 
 from tests.chaos.harness import (
+    API_KEY,
     DRAIN_TIMEOUT_S,
     EVENTS,
-    FAST,
     RATE,
+    STREAM_GIVE_UP_S,
+    USERS,
+    Fault,
+    Fleet,
+    ProxyFactory,
     RecoveryClock,
     Stream,
-    Verdict,
+    api_metric,
     assert_exactly_once,
+    assert_key_never_logged,
     finish,
     make_events,
     processed_count,
+    through_faults,
     wait_and_judge,
 )
-from tests.support.processes import ROOT, Service, common_env, start_api, start_worker
-from tests.support.proxy import TcpProxy
-from tests.support.services import AMQP_URL, free_port, port_open, require
+from tests.support.processes import ROOT, Service, start_api, start_worker
+from tests.support.services import free_port, port_open, require, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
-API_KEY = "chaos-test-key-0123456789"
-USERS = 150
-GIVE_UP = 180.0  # seconds for a stream to finish (it is paced to take ~40 s)
-
-
-@pytest.fixture
-def env(database_url: str, names: tuple[str, str]) -> dict[str, str]:
-    return common_env(database_url, AMQP_URL, *names) | FAST
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in reversed(started):
-        service.stop(timeout=40)
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def assert_key_never_logged(services: list[Service]) -> None:
-    for service in services:
-        assert API_KEY not in service.log(), f"the API key appears in {service.log_path}"
-
-
-def api_metric(base: str, name: str) -> float:
-    """Sum of one counter's samples on the API's /metrics (0 when absent)."""
-    text_ = httpx.get(f"{base}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text_.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
 
 
 # --- 1. workers killed ---------------------------------------------------------------------------
@@ -112,7 +75,7 @@ def test_workers_killed_with_sigkill_at_random(
         workers.append(replacement)
         services.append(replacement)
     clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
-    stream.join(GIVE_UP)
+    stream.join(STREAM_GIVE_UP_S)
     verdict = wait_and_judge(
         engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=env["CE_QUEUE_NAME"]
     )
@@ -132,104 +95,63 @@ def test_workers_killed_with_sigkill_at_random(
 # --- 2 and 3. a dependency unreachable for a while -------------------------------------------
 
 
-@dataclass
-class Outage:
-    """A stream through one cut of a proxied dependency, judged after the drain."""
-
-    base: str
-    stream: Stream
-    verdict: Verdict
-    recovery_s: float | None
-    during: int  # what `count` rose by while the dependency was away
-
-
-def through_an_outage(
-    proxy: TcpProxy,
-    proxied: dict[str, str],
-    engine: Engine,
-    services: list[Service],
-    *,
-    seed: int,
-    seconds: float,
-    count: Callable[[Stream], int],
-) -> Outage:
-    """API + 2 workers on `proxied`; a stream; the proxy cut for `seconds` once it is under way."""
-    api, base = start_api(proxied, API_KEY)
-    services.append(api)
-    services.extend(start_worker(proxied) for _ in range(2))
-    bodies = make_events(EVENTS, USERS, seed=seed)
-    stream = Stream(base, API_KEY, bodies).start()
-
-    wait_until(lambda: stream.accepted_count() >= EVENTS // 4, 60, "the stream under way")
-    before = count(stream)
-    proxy.cut()
-    threading.Event().wait(seconds)  # the outage itself
-    during = count(stream) - before
-    proxy.restore()
-    clock = RecoveryClock(engine, stream, DRAIN_TIMEOUT_S).start()
-
-    stream.join(GIVE_UP)
-    verdict = wait_and_judge(
-        engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=proxied["CE_QUEUE_NAME"]
-    )
-    return Outage(base, stream, verdict, clock.result(), during)
-
-
 def test_broker_unreachable_for_ten_seconds(
-    env: dict[str, str], engine: Engine, services: list[Service]
+    env: dict[str, str], engine: Engine, services: list[Service], proxy: ProxyFactory
 ) -> None:
-    proxy, proxied_url = TcpProxy.in_front_of(env["CE_AMQP_URL"])
-    try:
-        proxied = env | {"CE_AMQP_URL": proxied_url}
-        outage = through_an_outage(
-            proxy, proxied, engine, services, seed=2, seconds=10.0, count=Stream.accepted_count
-        )
-        report = finish(
-            "2. broker cut 10 s",
-            [outage.stream],
-            outage.verdict,
-            outage.recovery_s,
-            "broker back → every event accepted by then PROCESSED",
-            accepted_during_outage=outage.during,
-            relay_republished=int(
-                api_metric(outage.base, "conversation_events_relay_republished_total")
-            ),
-        )
-        assert outage.during >= RATE * 5, "the API must keep answering 202 while the broker is away"
-        assert_exactly_once(report, [outage.stream], outage.verdict)
-        assert_key_never_logged(services)
-    finally:
-        proxy.close()
+    broker, proxied_url = proxy(env["CE_AMQP_URL"])
+    fleet = Fleet.start(services, env | {"CE_AMQP_URL": proxied_url})
+    run = through_faults(
+        fleet,
+        engine,
+        make_events(EVENTS, USERS, seed=2),
+        [Fault(broker.cut, broker.restore, seconds=10.0)],
+        queue=env["CE_QUEUE_NAME"],
+    )
+    report = finish(
+        "2. broker cut 10 s",
+        [run.stream],
+        run.verdict,
+        run.recovery_s,
+        "broker back → every event accepted by then PROCESSED",
+        accepted_during_outage=run.during,
+        relay_republished=int(
+            api_metric(fleet.base, "conversation_events_relay_republished_total")
+        ),
+    )
+    assert run.during >= RATE * 5, "the API must keep answering 202 while the broker is away"
+    assert_exactly_once(report, [run.stream], run.verdict)
+    assert_key_never_logged(services)
 
 
 def test_postgresql_dropped_and_refusing_for_six_seconds(
-    env: dict[str, str], engine: Engine, services: list[Service], database_url: str
+    env: dict[str, str],
+    engine: Engine,
+    services: list[Service],
+    database_url: str,
+    proxy: ProxyFactory,
 ) -> None:
-    proxy, proxied_url = TcpProxy.in_front_of(database_url)
-    try:
-        # The outage: open connections dropped, new ones refused.
-        outage = through_an_outage(
-            proxy,
-            env | {"CE_DATABASE_URL": proxied_url},
-            engine,
-            services,
-            seed=3,
-            seconds=6.0,
-            count=lambda stream: stream.statuses.get("503", 0),
-        )
-        report = finish(
-            "3. PostgreSQL cut 6 s",
-            [outage.stream],
-            outage.verdict,
-            outage.recovery_s,
-            "database back → every event accepted by then PROCESSED",
-            answered_503_during_outage=outage.during,
-        )
-        assert outage.during > 0, "requests during the outage must get 503 + Retry-After"
-        assert_exactly_once(report, [outage.stream], outage.verdict)
-        assert_key_never_logged(services)
-    finally:
-        proxy.close()
+    database, proxied_url = proxy(database_url)
+    fleet = Fleet.start(services, env | {"CE_DATABASE_URL": proxied_url})
+    # The outage: open connections dropped, new ones refused.
+    run = through_faults(
+        fleet,
+        engine,
+        make_events(EVENTS, USERS, seed=3),
+        [Fault(database.cut, database.restore, seconds=6.0)],
+        queue=env["CE_QUEUE_NAME"],
+        count=lambda stream: stream.statuses.get("503", 0),
+    )
+    report = finish(
+        "3. PostgreSQL cut 6 s",
+        [run.stream],
+        run.verdict,
+        run.recovery_s,
+        "database back → every event accepted by then PROCESSED",
+        answered_503_during_outage=run.during,
+    )
+    assert run.during > 0, "requests during the outage must get 503 + Retry-After"
+    assert_exactly_once(report, [run.stream], run.verdict)
+    assert_key_never_logged(services)
 
 
 # --- 4. scale-in while busy ----------------------------------------------------------------------
@@ -346,7 +268,11 @@ def test_scaler_scales_in_while_work_is_in_flight(
     hot = sorted({b["user_id"] for b in warmup})
     warm = Stream(base, API_KEY, warmup, rate=100).start()
     warm.join(60)
-    wait_until(lambda: processed_count(engine, warm.accepted_ids()) == len(warmup), 60, "warm-up")
+    wait_for(
+        lambda: processed_count(engine, warm.accepted_ids()) == len(warmup),
+        timeout=60,
+        what="warm-up",
+    )
     locks = RowLocks(engine, hot)
 
     # Burst: 70 % of the events at 200/s, one in four for a hot user, rows locked.
@@ -355,30 +281,32 @@ def test_scaler_scales_in_while_work_is_in_flight(
     locks.hold()
     try:
         burst = Stream(base, API_KEY, burst_bodies, rate=200).start()
-        wait_until(lambda: replicas() >= 3, 90, "the scaler to scale out")
+        wait_for(lambda: replicas() >= 3, timeout=90, what="the scaler to scale out")
     finally:
         locks.release()
-    burst.join(GIVE_UP)
+    burst.join(STREAM_GIVE_UP_S)
 
     # Tail: the rest at 16/s, one in eight for a hot user, rows locked until the scale-in.
     tail_bodies = mixed(make_events(EVENTS - burst_size, USERS, seed=43), hot, every=8, seed=44)
-    wait_until(
-        lambda: processed_count(engine, burst.accepted_ids()) == burst_size, 90, "burst drained"
+    wait_for(
+        lambda: processed_count(engine, burst.accepted_ids()) == burst_size,
+        timeout=90,
+        what="burst drained",
     )
     locks.hold()
     try:
         tail = Stream(base, API_KEY, tail_bodies, rate=16).start()
-        wait_until(
+        wait_for(
             lambda: any(
                 r.get("msg") == "worker asked to drain (SIGTERM)" for r in scaler_records()
             ),
-            60,
-            "the scaler to scale in",
+            timeout=60,
+            what="the scaler to scale in",
         )
         threading.Event().wait(1.0)  # the stopped workers sit on their locked events a moment
     finally:
         locks.release()
-    tail.join(GIVE_UP)
+    tail.join(STREAM_GIVE_UP_S)
     clock = RecoveryClock(engine, tail, DRAIN_TIMEOUT_S).start()
     streams = [warm, burst, tail]
     verdict = wait_and_judge(

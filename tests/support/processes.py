@@ -74,8 +74,11 @@ def common_env(database_url: str, amqp_url: str, exchange: str, queue: str) -> d
     }
 
 
-def start_api(env: dict[str, str], api_key: str, **extra: str) -> tuple[Service, str]:
-    port = free_port()
+def start_api(
+    env: dict[str, str], api_key: str, *, port: int | None = None, **extra: str
+) -> tuple[Service, str]:
+    """The API on `port` (default: a free one), once its /readyz answers 200."""
+    port = port or free_port()
     service = Service(
         "conversation_events_api",
         "api",
