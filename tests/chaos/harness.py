@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import Engine, text
 
+from conversation_events_api.settings import ApiSettings
 from tests.chaos.report import ScenarioReport
 from tests.support.payloads import conversations_for, expected_change
 from tests.support.processes import Service, start_api, start_worker
@@ -47,10 +48,10 @@ DRAIN_TIMEOUT_S = float(os.environ.get("CHAOS_DRAIN_TIMEOUT_S", "120"))
 #: A producer gives up on one event after this long (then it counts as sent, not accepted).
 GIVE_UP_S = 60.0
 #: Seconds an idle keep-alive connection stays in the client's pool. It must be well below the
-#: server's idle timeout (uvicorn's `timeout_keep_alive`, 5 s, which the API keeps): httpx's
-#: default is also 5 s, so the client could send a request on a connection just as the server
-#: closes it, and an API whose event loop is late closes the socket with the request unread in
-#: its buffer, which resets the connection (`httpx.ReadError`, ECONNRESET).
+#: server's idle timeout (the API's CE_KEEP_ALIVE_S, uvicorn's `timeout_keep_alive`, 5 s by
+#: default): httpx's default is also 5 s, so the client could send a request on a connection
+#: just as the server closes it, and an API whose event loop is late closes the socket with the
+#: request unread in its buffer, which resets the connection (`httpx.ReadError`, ECONNRESET).
 KEEPALIVE_EXPIRY_S = 2.0
 
 #: Settings for every process a scenario starts: fast relay and retries, a short Retry-After.
@@ -439,6 +440,10 @@ class Fleet:
         *,
         workers: int = 2,
     ) -> Fleet:
+        keep_alive = float(
+            api_env.get("CE_KEEP_ALIVE_S", ApiSettings.model_fields["keep_alive_s"].default)
+        )
+        assert keep_alive > KEEPALIVE_EXPIRY_S, "the producer would reuse connections being closed"
         api, base = start_api(api_env, API_KEY)
         services.append(api)
         fleet = cls(services, api, base, [])
