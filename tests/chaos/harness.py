@@ -449,7 +449,14 @@ class Fleet:
         fleet = cls(services, api, base, [])
         for _ in range(workers):
             fleet.add_worker(worker_env or api_env)
+        # A fault must meet running consumers: on a loaded machine a worker takes seconds to
+        # start, longer than a short stream takes to reach its fault.
+        fleet.wait_for_workers()
         return fleet
+
+    def wait_for_workers(self) -> None:
+        for worker in self.workers:
+            wait_for(lambda w=worker: self.worker_ready(w), timeout=90, what="a worker ready")
 
     def add_worker(self, env: dict[str, str]) -> Service:
         port = free_port()
@@ -498,9 +505,9 @@ class Fleet:
     def replace_workers(self, env: dict[str, str]) -> None:
         """A rolling replacement: new workers first (until ready), then the old ones drain."""
         old, self.workers = self.workers, []
-        new = [self.add_worker(env) for _ in old]
-        for worker in new:
-            wait_for(lambda w=worker: self.worker_ready(w), timeout=90, what="a new worker ready")
+        for _ in old:
+            self.add_worker(env)
+        self.wait_for_workers()
         for worker in old:
             assert worker.stop(timeout=40) == 0, worker.log()
 
