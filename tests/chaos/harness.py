@@ -34,8 +34,12 @@ from tests.support.proxy import TcpProxy
 from tests.support.services import free_port, wait_for
 
 #: Events per scenario and their rate; sized for a two-core machine that also runs PostgreSQL,
-#: RabbitMQ and other test runs: 2,400 events at 60/s is a 40 s stream.
-EVENTS = int(os.environ.get("CHAOS_EVENTS", "2400"))
+#: RabbitMQ and other test runs: 1,500 events at 60/s is a 25 s stream, room for a fault of
+#: 10 s with traffic before and after it, and keeps the suite under ten minutes there.
+EVENTS = int(os.environ.get("CHAOS_EVENTS", "1500"))
+#: The scale-in scenario's events: a burst big enough to scale out to 4, a tail slow and long
+#: enough for the scaler to scale in while it lasts (see the scenario).
+SCALE_IN_EVENTS = int(os.environ.get("CHAOS_SCALE_IN_EVENTS", "2400"))
 RATE = float(os.environ.get("CHAOS_RATE", "60"))
 #: The shorter stream of the one-fault scenarios (topology, database states, input): 750 events
 #: at 50/s is 15 s, room for a fault of a few seconds with traffic before and after it, and

@@ -23,6 +23,7 @@ from tests.chaos.harness import (
     DRAIN_TIMEOUT_S,
     EVENTS,
     RATE,
+    SCALE_IN_EVENTS,
     STREAM_GIVE_UP_S,
     USERS,
     Fault,
@@ -276,7 +277,7 @@ def test_scaler_scales_in_while_work_is_in_flight(
     locks = RowLocks(engine, hot)
 
     # Burst: 70 % of the events at 200/s, one in four for a hot user, rows locked.
-    burst_size = int(EVENTS * 0.7)
+    burst_size = int(SCALE_IN_EVENTS * 0.7)
     burst_bodies = mixed(make_events(burst_size, USERS, seed=41), hot, every=4, seed=42)
     locks.hold()
     try:
@@ -287,7 +288,9 @@ def test_scaler_scales_in_while_work_is_in_flight(
     burst.join(STREAM_GIVE_UP_S)
 
     # Tail: the rest at 16/s, one in eight for a hot user, rows locked until the scale-in.
-    tail_bodies = mixed(make_events(EVENTS - burst_size, USERS, seed=43), hot, every=8, seed=44)
+    tail_bodies = mixed(
+        make_events(SCALE_IN_EVENTS - burst_size, USERS, seed=43), hot, every=8, seed=44
+    )
     wait_for(
         lambda: processed_count(engine, burst.accepted_ids()) == burst_size,
         timeout=90,
