@@ -111,7 +111,7 @@ class ClusterStack:
 
 
 @pytest.fixture(scope="module")
-def cluster_stack() -> Iterator[ClusterStack]:
+def cluster_stack(request: pytest.FixtureRequest) -> Iterator[ClusterStack]:
     missing = _missing()
     if missing:
         if IN_CI:
@@ -144,7 +144,9 @@ def cluster_stack() -> Iterator[ClusterStack]:
         }
     )
     stack = ClusterStack(env, state, "", "", "")
+    failed_before = request.session.testsfailed
     started = time.monotonic()
+    broke = False
     try:
         up = stack.run("up", timeout=420)
         assert up.returncode == 0, f"scripts/stack up failed:\n{up.stdout}\n{up.stderr}"
@@ -156,14 +158,18 @@ def cluster_stack() -> Iterator[ClusterStack]:
         )
         print(f"cluster stack up in {time.monotonic() - started:.1f} s: {up.stdout.strip()}")
         yield stack
+    except BaseException:
+        broke = True
+        raise
     finally:
-        # The processes' logs outlive the stack, for a failed scenario's post-mortem.
-        kept = Path(tempfile.mkdtemp(prefix="ce-cluster-logs-"))
-        if (state / "logs").exists():
+        # After a failure the processes' logs outlive the stack, for the post-mortem.
+        failed = broke or request.session.testsfailed > failed_before
+        if failed and (state / "logs").exists():
+            kept = Path(tempfile.mkdtemp(prefix="ce-cluster-logs-"))
             shutil.copytree(state / "logs", kept / "logs")
+            print(f"cluster stack logs kept in {kept}")
         down = stack.run("down", timeout=180)
         shutil.rmtree(state, ignore_errors=True)
-        print(f"cluster stack logs kept in {kept}")
         assert down.returncode == 0, down.stderr
 
 
