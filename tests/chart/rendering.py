@@ -65,6 +65,11 @@ COMBINATIONS: dict[str, list[str]] = {
         "--set=metrics.grafanaDashboard.enabled=true",
     ],
     "scale-to-zero": ["--set=autoscaling.minReplicas=0", "--set=autoscaling.activationValue=5"],
+    "rate-trigger": ["--set=autoscaling.rateTrigger.enabled=true"],
+    "keda-rate-trigger": [
+        "--api-versions=keda.sh/v1alpha1",
+        "--set=autoscaling.rateTrigger.enabled=true",
+    ],
 }
 
 

@@ -63,7 +63,9 @@ def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[
     return env
 
 
-@pytest.mark.parametrize("combination", ["defaults", "external-services", "keda", "scale-to-zero"])
+@pytest.mark.parametrize(
+    "combination", ["defaults", "external-services", "keda", "scale-to-zero", "rate-trigger"]
+)
 def test_each_process_accepts_its_environment(render, combination, monkeypatch):
     docs = render(combination)
     seen = set()
@@ -145,4 +147,6 @@ def test_the_scalers_defaults_are_the_charts() -> None:
         "fallback_replicas": values["fallback"]["replicas"],
     }
     assert chart == {name: getattr(policy, name) for name in chart}
+    # The rate is a metric only when turned on, in the chart as in the scaler.
+    assert values["rateTrigger"]["enabled"] is False and policy.rate_per_replica is None
     assert values["pollingIntervalSeconds"] == ScalerSettings().polling_interval_s

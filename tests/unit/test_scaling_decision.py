@@ -326,3 +326,106 @@ def test_monotone_in_the_backlog_for_a_fresh_state(
     low = desired_replicas(state, Observation(ready=smaller, unacked=unacked), policy, 1.0)
     high = desired_replicas(state, Observation(ready=smaller + extra, unacked=unacked), policy, 1.0)
     assert low.desired <= high.desired
+
+
+# --- the publish rate as a second metric --------------------------------------------------------
+
+RATE_POLICY = replace(POLICY, rate_per_replica=40.0)
+
+
+def decide_rate(
+    state: ScalerState,
+    ready: int,
+    rate: float | None,
+    *,
+    unacked: int = 0,
+    policy: ScalingPolicy = RATE_POLICY,
+) -> Decision:
+    observation = Observation(ready=ready, unacked=unacked, publish_rate=rate)
+    return desired_replicas(state, observation, policy, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("current", "ready", "rate", "expected", "winner"),
+    [
+        (2, 100, 200.0, 5, "rate"),  # max(ceil(100 / 50), ceil(200 / 40)) = max(2, 5)
+        (2, 400, 40.0, 6, "backlog"),  # max(8, 1), step-limited to 2 + 4
+        (1, 0, 30.0, 1, "rate"),  # a stream with no backlog yet still wants one worker
+        (4, 150, 160.0, 4, "rate"),  # rate 160 = 4 × 40 on target; backlog 3 is lower
+        (4, 200, 170.0, 4, "tie"),  # 170 / 160 = 106 %: within the 10 % tolerance
+        (4, 200, 180.0, 5, "rate"),  # 180 / 160 = 112 %: outside
+        (10, 0, 10_000.0, 10, "rate"),  # clamped to max
+        (3, 150, None, 3, "backlog"),  # no rate read: backlog only
+    ],
+)
+def test_rate_and_backlog_the_larger_proposal_wins(
+    current: int, ready: int, rate: float | None, expected: int, winner: str
+) -> None:
+    decision = decide_rate(steady(current), ready, rate)
+    assert decision.desired == expected
+    if rate is not None and winner == "rate":
+        assert decision.reason.split(": ", 1)[1].startswith("publish rate")
+
+
+def test_without_a_rate_target_the_rate_is_ignored() -> None:
+    assert decide_rate(steady(2), 100, 10_000.0, policy=POLICY).desired == 2
+
+
+def test_a_publish_rate_wakes_the_workers_from_zero() -> None:
+    # Below the backlog activation (5), but messages keep arriving: the rate trigger is active.
+    assert decide_rate(steady(0), 3, 12.0).desired == 1
+    assert decide_rate(steady(0), 3, 0.0).desired == 0
+    assert decide_rate(steady(0), 3, 12.0, policy=POLICY).desired == 0
+
+
+def test_a_falling_rate_scales_in_only_after_the_window() -> None:
+    fast = decide_rate(ScalerState.initial(5, now=0.0), 0, 200.0)
+    assert fast.desired == 5
+    later = desired_replicas(
+        fast.state, Observation(ready=0, unacked=0, publish_rate=40.0), RATE_POLICY, 30.0
+    )
+    assert later.desired == 5 and "highest recommendation" in later.reason
+    much_later = desired_replicas(
+        later.state, Observation(ready=0, unacked=0, publish_rate=40.0), RATE_POLICY, 100.0
+    )
+    assert much_later.desired == 1
+
+
+def test_a_rate_target_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="rate_per_replica"):
+        replace(POLICY, rate_per_replica=0.0)
+
+
+rates = st.floats(0, 50_000, allow_nan=False)
+
+
+@given(policies, st.floats(0.5, 500), states, observations, rates, st.floats(0, 1000))
+def test_the_rate_never_lowers_the_backlogs_decision(
+    policy: ScalingPolicy,
+    per_replica: float,
+    state: ScalerState,
+    observation: Observation,
+    rate: float,
+    now: float,
+) -> None:
+    """A second metric can only add replicas (max over metrics), and stays within bounds."""
+    backlog_only = desired_replicas(state, observation, policy, now)
+    both = desired_replicas(
+        state,
+        replace(observation, publish_rate=rate),
+        replace(policy, rate_per_replica=per_replica),
+        now,
+    )
+    assert both.desired >= backlog_only.desired
+    assert policy.min_replicas <= both.desired <= policy.max_replicas
+
+
+@given(policies, st.floats(0.5, 500), st.integers(0, 40), st.integers(0, 10_000), rates, rates)
+def test_monotone_in_the_rate_for_a_fresh_state(
+    policy: ScalingPolicy, per_replica: float, current: int, ready: int, low: float, extra: float
+) -> None:
+    policy = replace(policy, rate_per_replica=per_replica)
+    state = ScalerState.initial(current, now=0.0)
+    slow = desired_replicas(state, Observation(ready, 0, publish_rate=low), policy, 1.0)
+    fast = desired_replicas(state, Observation(ready, 0, publish_rate=low + extra), policy, 1.0)
+    assert slow.desired <= fast.desired

@@ -44,6 +44,9 @@ class ScalingPolicy:
     fallback_after_failures: int = 3
     #: Count only ready messages (KEDA's AMQP behaviour); unacked ones still block zero.
     ready_only: bool = False
+    #: Publish rate (messages/s) one replica is expected to absorb: the second metric's target
+    #: (KEDA's ``MessageRate`` trigger). None: the rate is not a metric, only the backlog is.
+    rate_per_replica: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,6 +56,8 @@ class ScalingPolicy:
             problems.append("max_replicas must be at least 1")
         if self.target_per_replica <= 0:
             problems.append("target_per_replica must be positive")
+        if self.rate_per_replica is not None and self.rate_per_replica <= 0:
+            problems.append("rate_per_replica must be positive (or None: no rate metric)")
         if self.activation < 0 or self.tolerance < 0:
             problems.append("activation and tolerance must not be negative")
         if self.scale_up_factor < 1 or self.scale_up_step < 1:
@@ -74,6 +79,9 @@ class Observation:
     consumers: int = 0
     #: The queue's own ``messages`` field when reported (ready + unacked of the same sample).
     total: int | None = None
+    #: Messages published to the queue per second (``message_stats.publish_details.rate``);
+    #: None when not read. A queue nobody published to yet reports 0.
+    publish_rate: float | None = None
 
     def messages(self, ready_only: bool = False) -> int:
         """The backlog the formula uses: ready + unacked, or ready only if asked to.
@@ -140,6 +148,24 @@ def _clamp(value: int, policy: ScalingPolicy) -> int:
     return max(policy.min_replicas, min(policy.max_replicas, value))
 
 
+def _proposal(
+    value: float, target: float, current: int, tolerance: float, counted: str, unit: str
+) -> tuple[int, str]:
+    """One metric's replicas, as the HPA computes them for an ``AverageValue`` target:
+    ``ceil(value / target)``, or ``current`` within the tolerance; with the reason."""
+    proposal = math.ceil(value / target)
+    why = f"{counted} / target {target:g}{unit} per replica = {proposal}"
+    if current > 0 and proposal > 0 and proposal != current:
+        ratio = value / (current * target)
+        if abs(ratio - 1.0) <= tolerance:
+            why = (
+                f"{counted} is {ratio:.0%} of {current} × {target:g}{unit}, within the "
+                f"{tolerance:.0%} tolerance: keeping {current}"
+            )
+            proposal = current
+    return proposal, why
+
+
 def desired_replicas(
     state: ScalerState,
     observation: Observation | None,
@@ -153,14 +179,24 @@ def desired_replicas(
 
         recommendation = clamp(ceil(M / T), min, max)
 
+    With a rate target (``policy.rate_per_replica = Tr``) and ``R`` the publish rate
+    (messages/s), the rate is a second metric and the larger proposal wins, as the HPA does
+    with several metrics (each proposes ``ceil(value / target)``, the HPA takes the maximum)::
+
+        recommendation = clamp(max(ceil(M / T), ceil(R / Tr)), min, max)
+
+    e.g. ``M = 300``, ``T = 200``, ``R = 180/s``, ``Tr = 40/s``: ``max(2, 5) = 5`` replicas,
+    before the backlog has built up.
+
     refined by these rules, in order:
 
     1. **Activation** (0 ↔ 1, kept apart from the target). The queue is *active* when
-       ``M > activation`` or any message is unacked. Inactive, the recommendation is 0 (from
-       zero nothing starts; running replicas leave through rules 4 and 5); active, it is at
-       least 1.
-    2. **Tolerance** (HPA). With ``N > 0`` and ``|M / (N × T) − 1| ≤ tolerance`` the
-       recommendation is ``N``: small wobbles around a boundary change nothing.
+       ``M > activation``, any message is unacked, or (rate metric on) ``R > 0``. Inactive,
+       the recommendation is 0 (from zero nothing starts; running replicas leave through
+       rules 4 and 5); active, it is at least 1.
+    2. **Tolerance** (HPA), per metric. With ``N > 0`` and ``|M / (N × T) − 1| ≤ tolerance``
+       the backlog proposes ``N`` (likewise the rate with ``R / (N × Tr)``): small wobbles
+       around a boundary change nothing.
     3. **Scale-up policy.** One step grows to at most
        ``max(ceil(N × scale_up_factor), N + scale_up_step)`` (from zero: ``scale_up_step``).
     4. **Scale-down stabilisation** (HPA). Scale in only to the *highest* recommendation
@@ -191,9 +227,23 @@ def desired_replicas(
         else f"{messages} messages ({observation.ready} ready + {unacked} unacked)"
     )
 
-    # 1. formula and activation
-    recommendation = math.ceil(messages / target)
-    why = f"{counted} / target {target:g} per replica = {recommendation}"
+    # 1-2. each metric's proposal, within its tolerance; the larger wins
+    backlog, why = _proposal(messages, target, current, policy.tolerance, counted, "")
+    recommendation = backlog
+    rate = observation.publish_rate
+    rate_target = policy.rate_per_replica
+    if rate_target is not None and rate is not None:
+        active = active or rate > 0
+        by_rate, rate_why = _proposal(
+            rate, rate_target, current, policy.tolerance, f"publish rate {rate:g}/s", "/s"
+        )
+        if by_rate > backlog:
+            recommendation = by_rate
+            why = f"{rate_why} (backlog: {why})"
+        else:
+            why += f" (rate: {rate_why})"
+        last_active_at = now if active else state.last_active_at
+
     if not active:
         recommendation = 0
         why = f"{counted} not above activation {policy.activation}: inactive, recommending 0"
@@ -202,16 +252,6 @@ def desired_replicas(
         why = f"{counted}, {unacked} unacked: at least one replica"
     elif current == 0:
         why += f" (above activation {policy.activation})"
-
-    # 2. tolerance
-    if current > 0 and recommendation > 0 and recommendation != current:
-        ratio = messages / (current * target)
-        if abs(ratio - 1.0) <= policy.tolerance:
-            why = (
-                f"{counted} is {ratio:.0%} of {current} × {target:g}, within the "
-                f"{policy.tolerance:.0%} tolerance: keeping {current}"
-            )
-            recommendation = current
 
     clamped = _clamp(recommendation, policy)
     if clamped != recommendation:

@@ -2,7 +2,9 @@
 
 ``GET /api/queues/{vhost}/{queue}`` answers ``messages_ready``, ``messages_unacknowledged``,
 ``messages`` and ``consumers`` as of the broker's last statistics sample (every 5 s by default),
-so the numbers are a few seconds old; the decision copes with that (see ``stats_lag_s``).
+so the numbers are a few seconds old; the decision copes with that (see ``stats_lag_s``). The
+publish rate is ``message_stats.publish_details.rate`` (messages/s over the last samples), the
+number KEDA's ``MessageRate`` mode reads; a queue nobody published to has no ``message_stats``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class ManagementApiSource:
         yet (a queue declared a moment ago).
         """
         # The columns parameter keeps the answer small on queues with many consumers.
-        params = {"columns": "messages,messages_ready,messages_unacknowledged,consumers"}
+        params = {
+            "columns": "messages,messages_ready,messages_unacknowledged,consumers,"
+            "message_stats.publish_details.rate"
+        }
         try:
             response = self._client.get(self.url, params=params)
         except httpx.HTTPError as exc:
@@ -106,4 +111,16 @@ def _observation(body: Any, queue: str) -> Observation:
         unacked=int(unacked or 0),
         consumers=int(body.get("consumers") or 0),
         total=None if total is None else int(total),
+        publish_rate=_publish_rate(body),
     )
+
+
+def _publish_rate(body: dict[str, Any]) -> float:
+    """Messages/s published to the queue; 0 when the broker has no publish statistics yet."""
+    stats = body.get("message_stats")
+    details = stats.get("publish_details") if isinstance(stats, dict) else None
+    rate = details.get("rate") if isinstance(details, dict) else None
+    try:
+        return max(0.0, float(rate or 0.0))
+    except (TypeError, ValueError):
+        return 0.0

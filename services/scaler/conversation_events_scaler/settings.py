@@ -74,6 +74,11 @@ class ScalerSettings(BaseSettings):
     ready_only: bool = _POLICY.ready_only
     """Count only ready messages, as KEDA's AMQP mode. Off: ready + unacked, so busy workers
     are not taken for idle ones."""
+    rate_per_replica: float | None = _POLICY.rate_per_replica
+    """Messages/s of publish rate one worker absorbs: with it, the workers also scale on
+    `ceil(rate / rate_per_replica)` and the larger of that and the backlog's count wins (chart:
+    `autoscaling.rateTrigger`). Unset (the default): backlog only, as before; set it somewhat
+    below one worker's measured throughput so a burst is met before its backlog builds."""
 
     # --- the loop --------------------------------------------------------------------------------
     polling_interval_s: float = Field(5.0, gt=0)

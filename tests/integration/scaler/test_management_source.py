@@ -137,3 +137,48 @@ def _matching(
     if counts == (ready, unacked) and consumers in (None, observation.consumers):
         return observation
     return None
+
+
+@pytest.mark.parametrize(
+    ("answer", "rate"),
+    [
+        ({"messages": 3, "message_stats": {"publish_details": {"rate": 41.5}}}, 41.5),
+        ({"messages": 3}, 0.0),  # nobody published to it yet: no message_stats at all
+        ({"messages": 3, "message_stats": {"publish": 9}}, 0.0),
+        ({"messages": 3, "message_stats": {"publish_details": {"rate": None}}}, 0.0),
+    ],
+)
+def test_reads_the_publish_rate_and_asks_for_it(answer: dict[str, object], rate: float) -> None:
+    asked: list[str] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["columns"])
+        return httpx.Response(200, json=answer)
+
+    with source("http://mgmt", "/", "q", transport=httpx.MockTransport(reply)) as metric:
+        assert metric.read().publish_rate == rate
+    assert "message_stats.publish_details.rate" in asked[0].split(",")
+
+
+@pytest.mark.slow
+def test_the_broker_answers_the_publish_rate_column(management_url: str, unique_name: str) -> None:
+    """The nested column KEDA's MessageRate mode reads comes back through `columns=`."""
+    connection = amqp_connection("/")
+    try:
+        channel = connection.channel()
+        declare_quorum_queue(channel, unique_name)
+        with source(management_url, "/", unique_name) as metric:
+
+            def publishing() -> float | None:
+                publish(channel, unique_name, 20)
+                try:
+                    rate = metric.read().publish_rate
+                except MetricsUnavailable:
+                    return None
+                return rate if rate else None
+
+            rate = wait_for(publishing, timeout=30, interval=0.5, what="a publish rate")
+        assert rate is not None and rate > 0
+    finally:
+        channel.queue_delete(unique_name)
+        connection.close()
