@@ -70,6 +70,15 @@ COMBINATIONS: dict[str, list[str]] = {
         "--api-versions=keda.sh/v1alpha1",
         "--set=autoscaling.rateTrigger.enabled=true",
     ],
+    "deletion-cost": ["--set=worker.deletionCost.enabled=true"],
+    "keda-deletion-cost": [
+        "--api-versions=keda.sh/v1alpha1",
+        "--set=worker.deletionCost.enabled=true",
+    ],
+    "autoscaling-off-deletion-cost": [
+        "--set=autoscaling.enabled=false",
+        "--set=worker.deletionCost.enabled=true",
+    ],
 }
 
 

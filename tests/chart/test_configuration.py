@@ -25,6 +25,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
     "worker": WorkerSettings,
     "scaler": ProcessSettings,
+    "deletion-cost": ProcessSettings,
     "migrations": CommonSettings,
 }
 
@@ -64,7 +65,16 @@ def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[
 
 
 @pytest.mark.parametrize(
-    "combination", ["defaults", "external-services", "keda", "scale-to-zero", "rate-trigger"]
+    "combination",
+    [
+        "defaults",
+        "external-services",
+        "keda",
+        "scale-to-zero",
+        "rate-trigger",
+        "deletion-cost",
+        "keda-deletion-cost",
+    ],
 )
 def test_each_process_accepts_its_environment(render, combination, monkeypatch):
     docs = render(combination)

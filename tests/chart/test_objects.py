@@ -28,7 +28,10 @@ APP_PROBES = {
     "api": (8000, "/healthz", "/readyz?broker=optional"),  # outages of the broker: see the chart
     "worker": (9100, "/healthz", "/readyz"),
     "scaler": (9200, "/healthz", "/healthz"),
+    "deletion-cost": (9200, "/healthz", "/healthz"),
 }
+#: The only pods that talk to the Kubernetes API, and so get a token.
+API_CLIENTS = ("scaler", "deletion-cost")
 
 
 def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -218,7 +221,7 @@ def test_secure_contexts_resources_and_probes_everywhere(render, combination):
         where = f"{owner['kind']}/{owner['metadata']['name']}"
         component = pod_labels(owner)["app.kubernetes.io/component"]
         assert pod.get("hostNetwork") is not True and pod.get("hostPID") is not True, where
-        assert pod["automountServiceAccountToken"] is (component == "scaler"), where
+        assert pod["automountServiceAccountToken"] is (component in API_CLIENTS), where
         containers = pod["containers"] + pod.get("initContainers", [])
         for c in containers:
             what = f"{where} container {c['name']}"

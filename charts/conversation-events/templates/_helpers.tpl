@@ -307,3 +307,32 @@ into %2B first, so every '+' left afterwards stands for a space.
 {{- define "conversation-events.number" -}}
 {{- if eq (float64 (int64 .)) (float64 .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- end }}
+
+{{/* Idle-first scale-in: "scaler" when the built-in scaler keeps the deletion costs, "own" when
+the chart runs the deletion-cost Deployment (KEDA, or no autoscaling), empty when off. */}}
+{{- define "conversation-events.deletionCost" -}}
+{{- if .Values.worker.deletionCost.enabled }}
+{{- if include "conversation-events.scalerEnabled" . }}scaler{{ else }}own{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The worker pods' label selector as a string (k=v,k=v), for the deletion-cost loop. */}}
+{{- define "conversation-events.workerSelector" -}}
+{{- $pairs := list }}
+{{- range $k, $v := include "conversation-events.selectorLabels" (list . "worker") | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/* Environment of the deletion-cost loop, in the scaler or in its own pod. */}}
+{{- define "conversation-events.deletionCostEnv" -}}
+- name: CE_SCALER_DELETION_COST
+  value: "true"
+- name: CE_SCALER_DELETION_COST_INTERVAL_S
+  value: {{ .Values.worker.deletionCost.intervalSeconds | int64 | quote }}
+- name: CE_SCALER_WORKER_SELECTOR
+  value: {{ include "conversation-events.workerSelector" . | quote }}
+- name: CE_SCALER_WORKER_HTTP_PORT
+  value: {{ .Values.worker.httpPort | int64 | quote }}
+{{- end }}

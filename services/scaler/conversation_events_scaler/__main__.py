@@ -3,6 +3,8 @@
 Reads ``CE_*`` / ``CE_SCALER_*`` settings, builds the metric source and the actuator, serves
 ``/healthz`` and ``/metrics``, and polls until SIGTERM or SIGINT.
 On shutdown the local actuator SIGTERMs its workers and waits for them to drain.
+With ``CE_SCALER_DELETION_COST=true`` the worker pods' deletion cost is kept beside it; with
+``CE_SCALER_MODE=deletion-cost`` that loop runs alone (KEDA scales the workers).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
+from prometheus_client import CollectorRegistry
+
 from conversation_events.logs import configure_logging
 from conversation_events_scaler.actuators import (
     Actuator,
@@ -30,6 +34,7 @@ from conversation_events_scaler.actuators import (
     kubernetes_api_client,
     worker_environment,
 )
+from conversation_events_scaler.deletion_cost import DeletionCostUpdater, http_in_flight_reader
 from conversation_events_scaler.lockfile import AlreadyRunning, FileLock
 from conversation_events_scaler.loop import ScalerLoop, ScalerMetrics, StatusFile
 from conversation_events_scaler.metrics_source import ManagementApiSource
@@ -74,6 +79,67 @@ def build_actuator(settings: ScalerSettings) -> Actuator:
     )
 
 
+def build_deletion_cost(settings: ScalerSettings) -> DeletionCostUpdater:
+    """The loop that keeps the worker pods' ``pod-deletion-cost`` equal to their work."""
+    from kubernetes import client
+
+    api_client = kubernetes_api_client(settings.kubeconfig)
+    return DeletionCostUpdater(
+        client.CoreV1Api(api_client),
+        settings.namespace or in_cluster_namespace(),
+        settings.worker_selector,
+        settings.worker_http_port,
+        read_in_flight=http_in_flight_reader(settings.worker_probe_timeout_s),
+        timeout_s=settings.kubernetes_timeout_s,
+    )
+
+
+def run_deletion_cost_only(settings: ScalerSettings) -> int:
+    """``CE_SCALER_MODE=deletion-cost``: only the deletion-cost loop, with /healthz."""
+    try:
+        updater = build_deletion_cost(settings)
+    except Exception as exc:  # bad kubeconfig, no service account: say so and stop
+        log.error("could not set up the Kubernetes client", extra={"error": repr(exc)})
+        return 2
+    interval = settings.deletion_cost_interval_s
+    try:
+        server = HttpServer(
+            settings.http_host, settings.http_port, CollectorRegistry(),
+            lambda: updater.healthy(interval),
+        ).start()  # fmt: skip
+    except OSError as exc:
+        log.error("could not serve /healthz", extra={"port": settings.http_port, "error": str(exc)})
+        return 2
+    stop = _stop_on_signals()
+    log.info(
+        "pod deletion cost loop started",
+        extra={
+            "selector": updater.selector,
+            "namespace": updater.namespace,
+            "interval_s": interval,
+        },
+    )
+    try:
+        updater.run(stop, interval)
+    finally:
+        server.stop()
+        log.info("pod deletion cost loop stopped")
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m conversation_events_scaler",
@@ -97,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("scaler", process.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns decisions
     policy = settings.scaling_policy()
+    if settings.mode == "deletion-cost":
+        return run_deletion_cost_only(settings)
 
     file_lock: FileLock | None = None
     if settings.actuator == "local" and not args.dry_run:
@@ -108,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         actuator = build_actuator(settings)
+        costs = (
+            build_deletion_cost(settings)
+            if settings.deletion_cost
+            and settings.actuator == "kubernetes"
+            and not (args.once or args.dry_run)
+            else None
+        )
     except Exception as exc:  # bad kubeconfig, no service account: say so and stop
         log.error("could not set up the actuator", extra={"error": repr(exc)})
         return 2
@@ -142,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         dry_run=args.dry_run,
     )
     try:
+        # The scaler's health is its own loop's: idle-first scale-in is a refinement, and a
+        # stuck deletion-cost thread must not restart the autoscaler.
         server = HttpServer(
             settings.http_host, settings.http_port, metrics.registry, loop.healthy
         ).start()
@@ -155,14 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             file_lock.release()
         return 2
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
+    if costs is not None:
+        threading.Thread(
+            target=costs.run,
+            args=(stop, settings.deletion_cost_interval_s),
+            name="deletion-cost",
+            daemon=True,
+        ).start()
 
     log.info(
         "scaler started",
@@ -172,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             "vhost": settings.vhost,
             "http_port": server.port,
             "dry_run": args.dry_run,
+            "deletion_cost": costs is not None,
             "policy": asdict(policy),
         },
     )

@@ -83,7 +83,7 @@ class KubernetesActuator(Actuator):
                 self.deployment, self.namespace, _request_timeout=self._timeout_s
             )
         except (ApiException, Urllib3HTTPError, OSError) as exc:
-            raise _translate(exc, f"read the scale of {self.target}") from exc
+            raise translate_api_error(exc, f"read the scale of {self.target}") from exc
         return int(scale.spec.replicas or 0) if scale.spec else 0
 
     def scale(self, replicas: int) -> None:
@@ -97,14 +97,20 @@ class KubernetesActuator(Actuator):
                 _request_timeout=self._timeout_s,
             )
         except (ApiException, Urllib3HTTPError, OSError) as exc:
-            raise _translate(exc, f"scale {self.target} to {replicas}") from exc
+            raise translate_api_error(exc, f"scale {self.target} to {replicas}") from exc
 
     def status(self) -> dict[str, Any]:
         return {"namespace": self.namespace, "deployment": self.deployment}
 
 
-def _translate(exc: Exception, action: str) -> ConversationEventsError:
-    """A kubernetes-client exception as the project's retryable / permanent error."""
+_SCALE_RBAC = "`get` and `patch` on `deployments/scale` (apps) in that namespace"
+
+
+def translate_api_error(
+    exc: Exception, action: str, *, needs: str = _SCALE_RBAC
+) -> ConversationEventsError:
+    """A kubernetes-client exception as the project's retryable / permanent error; ``needs``
+    names the permission a 401/403 lacks."""
     if not isinstance(exc, ApiException) or exc.status in (None, 0):
         return ActuatorUnavailable(f"could not {action}: Kubernetes API unreachable ({exc})")
     status = int(exc.status)
@@ -113,8 +119,7 @@ def _translate(exc: Exception, action: str) -> ConversationEventsError:
         return ScaleTargetNotFound(f"could not {action}: not found ({detail})")
     if status in (401, 403):
         return ScaleForbidden(
-            f"could not {action}: {detail}; the scaler's ServiceAccount needs `get` and "
-            "`patch` on `deployments/scale` (apps) in that namespace"
+            f"could not {action}: {detail}; the scaler's ServiceAccount needs {needs}"
         )
     if status == 409:
         return ScaleConflict(f"could not {action}: changed meanwhile ({detail})")
@@ -149,6 +154,12 @@ _MIN_HEALTHY_UPTIME_S = 30.0
 _IN_FLIGHT = re.compile(r"^conversation_events_worker_in_flight(?:\{[^}]*\})?\s+(\S+)", re.M)
 
 
+def parse_in_flight(metrics_text: str) -> int | None:
+    """``conversation_events_worker_in_flight`` from a worker's ``/metrics`` text, if there."""
+    match = _IN_FLIGHT.search(metrics_text)
+    return int(float(match.group(1))) if match else None
+
+
 def http_in_flight_probe(timeout_s: float = 0.5) -> InFlightProbe:
     """Reads ``conversation_events_worker_in_flight`` from a worker's ``/metrics``.
 
@@ -163,8 +174,7 @@ def http_in_flight_probe(timeout_s: float = 0.5) -> InFlightProbe:
             response = httpx.get(f"http://127.0.0.1:{worker.port}/metrics", timeout=timeout_s)
         except httpx.HTTPError:
             return None
-        match = _IN_FLIGHT.search(response.text) if response.status_code == 200 else None
-        return int(float(match.group(1))) if match else None
+        return parse_in_flight(response.text) if response.status_code == 200 else None
 
     return probe
 

@@ -137,6 +137,29 @@ class ScalerSettings(BaseSettings):
     """Local only: file locked (fcntl) so only one scaler acts on this machine. Unset: the
     status file's path + `.lock`, else one per queue in the temp directory."""
 
+    # --- idle-first scale-in on Kubernetes (chart: worker.deletionCost) --------------------------
+    mode: Literal["scale", "deletion-cost"] = "scale"
+    """`scale`: the autoscaler (with `deletion_cost`, the deletion-cost loop runs beside it);
+    `deletion-cost`: only the deletion-cost loop, for when KEDA scales the workers (the chart's
+    small `deletion-cost` Deployment). That mode reads no queue and holds no credentials."""
+    deletion_cost: bool = False
+    """Keep each worker pod's `controller.kubernetes.io/pod-deletion-cost` equal to its
+    in-flight messages, so a scale-in removes idle workers first. Off by default: it needs
+    `list`/`patch` on pods (chart: `worker.deletionCost.enabled`). Kubernetes actuator only;
+    the local actuator already stops the idlest workers first."""
+    deletion_cost_interval_s: float = Field(10.0, gt=0)
+    """Seconds between two passes (one LIST of the worker pods, one /metrics read per pod, a
+    PATCH only for a pod whose value changed): at most one PATCH per pod per 10 s, a few per
+    second for a full fleet, and a cost at most 10 s old when a scale-in comes (the HPA acts
+    every 15 s, and scale-in follows minutes of stabilisation)."""
+    worker_selector: str = "app.kubernetes.io/component=worker"
+    """Label selector of the worker pods whose deletion cost is kept (the chart sets the
+    worker Deployment's own selector)."""
+    worker_http_port: int = Field(9100, ge=1, le=65535)
+    """Port of the workers' /metrics on their pod IP (the chart's `worker.httpPort`)."""
+    worker_probe_timeout_s: float = Field(0.5, gt=0)
+    """Seconds for one worker's /metrics; short, as an unanswered worker keeps its cost."""
+
     # --- the process ----------------------------------------------------------------------------
     http_host: str = "127.0.0.1"
     """Address of /healthz and /metrics; the chart sets 0.0.0.0 for the probes."""
@@ -164,6 +187,8 @@ class ProcessSettings(CommonSettings):
     scaler: ScalerSettings = Field(default_factory=ScalerSettings)
 
     def production_secrets(self) -> dict[str, str]:
+        if self.scaler.mode == "deletion-cost":
+            return {}  # reads only pods and their /metrics: it is given no credentials
         secrets = super().production_secrets()
         secrets["management password"] = self.scaler.management_password.get_secret_value()
         return secrets

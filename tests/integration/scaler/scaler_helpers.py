@@ -16,6 +16,7 @@ import pika
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 AUTH = ("guest", "guest")
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
+PODS = kmock.resource("", "v1", "pods")
 
 
 def amqp_connection(vhost: str = "/") -> pika.BlockingConnection:
@@ -82,6 +83,36 @@ class Cluster:
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
             "status": {"replicas": replicas},
         }
+
+    def add_pod(
+        self,
+        name: str,
+        ip: str | None,
+        labels: dict[str, str],
+        *,
+        phase: str = "Running",
+        annotations: dict[str, str] | None = None,
+        namespace: str = "ce",
+        deleting: bool = False,
+    ) -> None:
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+        if annotations:
+            metadata["annotations"] = annotations
+        if deleting:
+            metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        status: dict[str, Any] = {"phase": phase}
+        if ip:
+            status["podIP"] = ip
+        self.emulator.objects[PODS, namespace, name] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": {"containers": [{"name": "worker", "image": "worker"}]},
+            "status": status,
+        }
+
+    def annotations(self, name: str, namespace: str = "ce") -> dict[str, str]:
+        return dict(self.emulator.objects[PODS, namespace, name]["metadata"].get("annotations", {}))
 
     def replicas(self, name: str, namespace: str = "ce") -> int:
         return int(self.emulator.objects[DEPLOYMENTS, namespace, name]["spec"]["replicas"])
