@@ -277,8 +277,11 @@ def test_scaler_scales_in_while_work_is_in_flight(
             "CE_SCALER_WORKER_LOG_DIR": str(work),
             "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
             "CE_SCALER_WORKER_GRACE_S": "40",
-            # Passed through to the workers: waits on the locks must not time out.
+            # Passed through to the workers: waits on the locks must not time out, and five
+            # batch threads (prefetch 100 / 20) so that the tail's four waiting events never
+            # occupy all of one worker's (the default 50 gives two).
             "CE_WORKER_DRAIN_TIMEOUT_S": "30",
+            "CE_WORKER_BATCH_SIZE": "20",
             "CE_DB_STATEMENT_TIMEOUT_MS": "60000",
         },
     )
@@ -316,13 +319,15 @@ def test_scaler_scales_in_while_work_is_in_flight(
         locks.release()
     burst.join(STREAM_GIVE_UP_S)
 
-    # Tail: the rest at 16/s, rows locked until the scale-in. Only its first eight events in
-    # eight (the first 4 s) are for hot users: they wait on the locks in the workers' hands,
-    # and the backlog stays far below the scaler's target, so it scales in whenever its
-    # stabilisation window has passed, however late; more stuck events would block whole
-    # workers and pile up a backlog that keeps the replicas up for as long as the locks last.
+    # Tail: the rest at 16/s, rows locked until the scale-in. Only four of its events (one in
+    # eight of the first 32, 2 s) are for hot users: they wait on the locks in the workers'
+    # hands, fewer than a worker's batch threads (CE_WORKER_BATCH_SIZE below), so no worker is
+    # blocked whole and the backlog stays far below the scaler's target: it scales in whenever
+    # its stabilisation window has passed, however late. A worker whose every thread waits
+    # takes a prefetch of messages (100) out of the flow, which keeps the replicas up for as
+    # long as the locks last.
     tail_bodies = mixed(
-        make_events(SCALE_IN_EVENTS - burst_size, USERS, seed=43), hot, every=8, seed=44, most=8
+        make_events(SCALE_IN_EVENTS - burst_size, USERS, seed=43), hot, every=8, seed=44, most=4
     )
     wait_for(
         lambda: processed_count(engine, burst.accepted_ids()) == burst_size,
