@@ -33,8 +33,10 @@ def test_each_process_gets_only_the_credentials_it_uses(render):
         component = pod_labels(owner)["app.kubernetes.io/component"]
         for container in pod["containers"]:
             env = env_of(container)
-            # The API key serves the API only.
+            # The API key serves the API only; the scaler reads the management API only.
             assert ("CE_API_KEYS" in env) == (component == "api"), component
+            if component == "scaler":
+                assert not {"CE_DATABASE_URL", "CE_AMQP_URL"} & set(env), env
 
 
 def test_metrics_and_docs_are_not_served_where_the_api_is_routed(render):

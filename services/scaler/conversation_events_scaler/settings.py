@@ -189,9 +189,9 @@ class ProcessSettings(CommonSettings):
     def production_secrets(self) -> dict[str, str]:
         if self.scaler.mode == "deletion-cost":
             return {}  # reads only pods and their /metrics: it is given no credentials
-        secrets = super().production_secrets()
-        secrets["management password"] = self.scaler.management_password.get_secret_value()
-        return secrets
+        # The scaler opens no database or AMQP connection, so it is given neither URL (least
+        # privilege); only the management API's password must be real.
+        return {"management password": self.scaler.management_password.get_secret_value()}
 
 
 def load_settings(**overrides: Any) -> ProcessSettings:
