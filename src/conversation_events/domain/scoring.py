@@ -119,18 +119,23 @@ class ScoreResult:
     details: dict[str, Any]
 
 
+#: Larger counts are unusable: no conversation holds that many questions or memories, and a
+#: count near the float range (1e308) would make the score change infinite.
+MAX_METADATA_COUNT = 1_000_000
+
+
 def _count_from_metadata(value: Any) -> int | None:
-    """A non-negative integer count, or None when the value is unusable.
+    """A non-negative integer count up to `MAX_METADATA_COUNT`, or None when unusable.
 
     Integral floats (``3.0``) are accepted because JSON does not distinguish them from
     integers; booleans are not counts even though Python treats them as ints.
     """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:
-        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_METADATA_COUNT:
+        return value
     return None
 
 
