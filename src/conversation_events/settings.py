@@ -6,7 +6,7 @@ Each service defines one subclass with its own fields; all read environment vari
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from conversation_events.messaging.brokers import amqp_urls, password
 from conversation_events.messaging.policy import ManagementApi
 from conversation_events.messaging.topology import Topology
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 #: Values that must never reach production as credentials.
 PLACEHOLDER_SECRETS = frozenset({"", "guest", "postgres", "changeme", "dev-key", "secret"})
@@ -133,6 +136,22 @@ class CommonSettings(BaseSettings):
                 url
             )
         return secrets
+
+    def make_engine(
+        self, *, pool_size: int, application_name: str, pre_ping: bool = True
+    ) -> Engine:
+        """An engine to `database_url` with this process's timeouts and deadline."""
+        from conversation_events.persistence.db import make_engine
+
+        return make_engine(
+            self.database_url.get_secret_value(),
+            pool_size=pool_size,
+            connect_timeout_s=self.db_connect_timeout_s,
+            statement_timeout_ms=self.db_statement_timeout_ms,
+            deadline_s=self.db_deadline_s,
+            application_name=application_name,
+            pre_ping=pre_ping,
+        )
 
     def management_api(self) -> ManagementApi:
         return ManagementApi.for_broker(

@@ -25,7 +25,7 @@ from conversation_events.access import (
 )
 from conversation_events.logs import configure_logging
 from conversation_events.persistence import keys as key_repo
-from conversation_events.persistence.db import make_engine, translate_errors
+from conversation_events.persistence.db import translate_errors
 from conversation_events_api.settings import ApiSettings
 
 
@@ -70,12 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = ApiSettings()
     configure_logging("keys", settings.log_level)
-    engine = make_engine(
-        settings.database_url.get_secret_value(),
+    engine = settings.make_engine(
         pool_size=2,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-        deadline_s=settings.db_deadline_s,
         application_name="conversation-events-keys",
     )
     try:

@@ -20,7 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
 from conversation_events.messaging.policy import ensure_queue_policy
-from conversation_events.persistence.db import make_engine
 from conversation_events_api.body import add_body_schemas
 from conversation_events_api.deps import unauthorized
 from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
@@ -48,12 +47,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         policy = asyncio.create_task(
             asyncio.to_thread(ensure_queue_policy, settings.management_api(), topology)
         )
-        engine = make_engine(
-            settings.database_url.get_secret_value(),
+        engine = settings.make_engine(
             pool_size=settings.db_pool_size,
-            connect_timeout_s=settings.db_connect_timeout_s,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-            deadline_s=settings.db_deadline_s,
             application_name="conversation-events-api",
             # No round trip per checkout: every database use goes through `in_transaction`,
             # which redoes its first use of a connection a restart killed.

@@ -9,7 +9,6 @@ from types import FrameType
 
 from conversation_events.logs import configure_logging
 from conversation_events.messaging.policy import ensure_queue_policy
-from conversation_events.persistence.db import make_engine
 from conversation_events_worker.consumer import Consumer, batches_at_once
 from conversation_events_worker.http import serve
 from conversation_events_worker.settings import get_settings
@@ -20,12 +19,8 @@ log = logging.getLogger("conversation_events_worker")
 def main() -> int:
     settings = get_settings()
     configure_logging("worker", settings.log_level)
-    engine = make_engine(
-        settings.database_url.get_secret_value(),
+    engine = settings.make_engine(
         pool_size=batches_at_once(settings) + 1,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-        deadline_s=settings.db_deadline_s,
         application_name="conversation-events-worker",
     )
     config = settings.processing_config()

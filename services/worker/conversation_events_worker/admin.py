@@ -44,7 +44,7 @@ from conversation_events.messaging.topology import Topology
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence import retention
 from conversation_events.persistence import users as user_repo
-from conversation_events.persistence.db import make_engine, translate_errors
+from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.tables import EventStatus
 from conversation_events_worker.broker import (
     connection_parameters,
@@ -267,12 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = WorkerSettings()
     configure_logging("admin", settings.log_level)
-    engine = make_engine(
-        settings.database_url.get_secret_value(),
+    engine = settings.make_engine(
         pool_size=2,
-        connect_timeout_s=settings.db_connect_timeout_s,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-        deadline_s=settings.db_deadline_s,
         application_name="conversation-events-admin",
     )
     summary: dict[str, object]
