@@ -38,7 +38,7 @@ from conversation_events_scaler.deletion_cost import DeletionCostUpdater, http_i
 from conversation_events_scaler.lockfile import AlreadyRunning, FileLock
 from conversation_events_scaler.loop import ScalerLoop, ScalerMetrics, StatusFile
 from conversation_events_scaler.metrics_source import ManagementApiSource
-from conversation_events_scaler.server import HttpServer
+from conversation_events_scaler.server import http_server
 from conversation_events_scaler.settings import ScalerSettings, get_settings
 
 log = logging.getLogger("conversation_events_scaler")
@@ -103,7 +103,7 @@ def run_deletion_cost_only(settings: ScalerSettings) -> int:
         return 2
     interval = settings.deletion_cost_interval_s
     try:
-        server = HttpServer(
+        server = http_server(
             settings.http_host, settings.http_port, CollectorRegistry(),
             lambda: updater.healthy(interval),
         ).start()  # fmt: skip
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The scaler's health is its own loop's: idle-first scale-in is a refinement, and a
         # stuck deletion-cost thread must not restart the autoscaler.
-        server = HttpServer(
+        server = http_server(
             settings.http_host, settings.http_port, metrics.registry, loop.healthy
         ).start()
     except OSError as exc:

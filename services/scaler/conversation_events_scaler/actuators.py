@@ -160,6 +160,17 @@ def parse_in_flight(metrics_text: str) -> int | None:
     return int(float(match.group(1))) if match else None
 
 
+def fetch_in_flight(ip: str, port: int, timeout_s: float) -> int | None:
+    """``conversation_events_worker_in_flight`` from ``http://<ip>:<port>/metrics``; None when
+    the worker does not answer or does not report it."""
+    host = f"[{ip}]" if ":" in ip else ip
+    try:
+        response = httpx.get(f"http://{host}:{port}/metrics", timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    return parse_in_flight(response.text) if response.status_code == 200 else None
+
+
 def http_in_flight_probe(timeout_s: float = 0.5) -> InFlightProbe:
     """Reads ``conversation_events_worker_in_flight`` from a worker's ``/metrics``.
 
@@ -168,13 +179,7 @@ def http_in_flight_probe(timeout_s: float = 0.5) -> InFlightProbe:
     """
 
     def probe(worker: WorkerProcess) -> int | None:
-        if not worker.port:
-            return None
-        try:
-            response = httpx.get(f"http://127.0.0.1:{worker.port}/metrics", timeout=timeout_s)
-        except httpx.HTTPError:
-            return None
-        return parse_in_flight(response.text) if response.status_code == 200 else None
+        return fetch_in_flight("127.0.0.1", worker.port, timeout_s) if worker.port else None
 
     return probe
 

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from conversation_events.errors import ConversationEventsError
-from conversation_events_scaler.actuators import parse_in_flight, translate_api_error
+from conversation_events_scaler.actuators import fetch_in_flight, translate_api_error
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +50,7 @@ def http_in_flight_reader(timeout_s: float = 0.5) -> InFlightReader:
     """Reads ``conversation_events_worker_in_flight`` from ``http://<ip>:<port>/metrics``."""
 
     def read(ip: str, port: int) -> int | None:
-        host = f"[{ip}]" if ":" in ip else ip
-        try:
-            response = httpx.get(f"http://{host}:{port}/metrics", timeout=timeout_s)
-        except httpx.HTTPError:
-            return None
-        return parse_in_flight(response.text) if response.status_code == 200 else None
+        return fetch_in_flight(ip, port, timeout_s)
 
     return read
 

@@ -43,7 +43,7 @@ def main() -> int:
         return consumer.run()
     finally:
         if server is not None:
-            server.shutdown()
+            server.stop()
         engine.dispose()
 
 
