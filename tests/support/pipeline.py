@@ -154,14 +154,7 @@ def redrive_due(engine: Engine, topology: Topology, event_ids: list[str]) -> int
             channel = connection.channel()
             channel.confirm_delivery()
             for row in due:
-                message = EventMessage.now(
-                    str(row["id"]),
-                    row["conversation_id"],
-                    row["user_id"],
-                    row["bot_id"],
-                    tenant=row["tenant"],
-                )
-                publish_confirmed(channel, topology, message)
+                publish_confirmed(channel, topology, EventMessage.announcing(row))
         finally:
             connection.close()
         event_repo.mark_republished(conn, [str(row["id"]) for row in due])

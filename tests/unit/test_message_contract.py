@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,3 +72,17 @@ def test_the_asyncapi_document_describes_the_message_as_written() -> None:
     assert schema["properties"]["version"]["examples"] == [SCHEMA_VERSION]
     assert doc["info"]["version"] == f"{SCHEMA_VERSION}.0"
     assert message["bindings"]["amqp"]["messageType"] == MESSAGE_TYPE
+
+
+def test_a_stored_event_is_announced_with_its_ids_and_tenant() -> None:
+    event_id = uuid.uuid4()
+    log = [{"character": "USER", "content": "hi"}]
+    ids = {"conversation_id": "c-9", "user_id": "u-9", "bot_id": "pika", "tenant": "acme"}
+    before = datetime.now(UTC)
+    message = EventMessage.announcing({"id": event_id, **ids, "conversation_log": log})
+    assert message.event_id == str(event_id)
+    assert (message.conversation_id, message.user_id, message.bot_id, message.tenant) == (
+        "c-9", "u-9", "pika", "acme"
+    )  # fmt: skip
+    assert before <= message.enqueued_at <= datetime.now(UTC)
+    assert b"hi" not in message.to_bytes()  # ids only: the content stays in the database

@@ -90,16 +90,7 @@ class Relay:
             rows = await loop.run_in_executor(self._executor, self._take, conn)
             if not rows:
                 return False
-            messages = [
-                EventMessage.now(
-                    str(r["id"]),
-                    r["conversation_id"],
-                    r["user_id"],
-                    r["bot_id"],
-                    tenant=r["tenant"],
-                )
-                for r in rows
-            ]
+            messages = [EventMessage.announcing(r) for r in rows]
             confirmed = await self._publisher.publish_now(messages)
             await loop.run_in_executor(self._executor, self._finish, conn, confirmed)
             metrics.RELAY_REPUBLISHED.inc(len(confirmed))

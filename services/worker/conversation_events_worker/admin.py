@@ -71,13 +71,7 @@ def requeue_failed(
         for row in rows:
             if row is None:
                 continue
-            message = EventMessage.now(
-                str(row["id"]),
-                row["conversation_id"],
-                row["user_id"],
-                row["bot_id"],
-                tenant=row["tenant"],
-            )
+            message = EventMessage.announcing(row)
             publish_confirmed(channel, topology, message)
             published.append(message.event_id)
     with translate_errors(), engine.begin() as conn:

@@ -12,6 +12,7 @@ than guessing. A body without `version` is 1.0 (written before the field existed
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,3 +88,14 @@ class EventMessage:
         tenant: str = DEFAULT_TENANT,
     ) -> EventMessage:
         return cls(event_id, conversation_id, user_id, bot_id, datetime.now(UTC), tenant)
+
+    @classmethod
+    def announcing(cls, row: Mapping[Any, Any]) -> EventMessage:
+        """The message for a stored event (a ``conversation_events`` row), stamped now."""
+        return cls.now(
+            str(row["id"]),
+            row["conversation_id"],
+            row["user_id"],
+            row["bot_id"],
+            tenant=row["tenant"],
+        )
