@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -65,21 +65,11 @@ class NewEvent:
     tenant: str = DEFAULT_TENANT
 
     def row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "tenant": self.tenant,
-            "conversation_id": self.conversation_id,
-            "user_id": self.user_id,
-            "bot_id": self.bot_id,
-            "bot_name": self.bot_name,
-            "bot_type": self.bot_type,
-            "agent_tag": self.agent_tag,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-            "conversation_log": self.conversation_log,
-            "metadata": self.metadata,
-            "content_hash": self.content_hash,
-        }
+        """The values to insert: each field is the `conversation_events` column of its name."""
+        return {name: getattr(self, name) for name in _NEW_EVENT_COLUMNS}
+
+
+_NEW_EVENT_COLUMNS = tuple(f.name for f in fields(NewEvent))
 
 
 class InsertStatus(StrEnum):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, RowMapping, select, text
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, select, text
 
 from conversation_events.domain.emotions import Emotion
 from conversation_events.domain.friendship import FriendshipStatus, Level, TopicMetrics
@@ -60,17 +60,22 @@ def lock_many(conn: Connection, keys: Iterable[UserKey]) -> dict[UserKey, Friend
     }
 
 
+def of_user(tenant: str, user_id: str) -> ColumnElement[bool]:
+    """The condition selecting the user's `friendship_status` row (`tenant` and id)."""
+    return and_(friendship_status.c.tenant == tenant, friendship_status.c.user_id == user_id)
+
+
+def status_row(conn: Connection, tenant: str, user_id: str) -> RowMapping | None:
+    """The user's `friendship_status` row as stored; another tenant's user of the same id is
+    not seen."""
+    return (
+        conn.execute(select(friendship_status).where(of_user(tenant, user_id))).mappings().first()
+    )
+
+
 def get_status(conn: Connection, tenant: str, user_id: str) -> FriendshipStatus | None:
     """The user's status in `tenant`; another tenant's user of the same id is not seen."""
-    row = (
-        conn.execute(
-            select(friendship_status).where(
-                friendship_status.c.tenant == tenant, friendship_status.c.user_id == user_id
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = status_row(conn, tenant, user_id)
     return None if row is None else to_domain(row)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import Connection, RowMapping, func, insert, select, update
@@ -31,23 +31,13 @@ class KeyInfo:
 
     @classmethod
     def of(cls, row: RowMapping) -> KeyInfo:
-        return cls(
-            id=str(row["id"]),
-            name=row["name"],
-            tenant=row["tenant"],
-            scopes=sorted(row["scopes"]),
-            key_prefix=row["key_prefix"],
-            created_at=row["created_at"],
-            revoked_at=row["revoked_at"],
-        )
+        """The listing of an `api_keys` row (its columns of these names; the hash is not one)."""
+        stored = {f.name: row[f.name] for f in fields(cls)}
+        return cls(**{**stored, "id": str(row["id"]), "scopes": sorted(row["scopes"])})
 
     def as_json(self) -> dict[str, object]:
         return {
-            "id": self.id,
-            "name": self.name,
-            "tenant": self.tenant,
-            "scopes": self.scopes,
-            "key_prefix": self.key_prefix,
+            **asdict(self),
             "created_at": self.created_at.isoformat(),
             "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
         }

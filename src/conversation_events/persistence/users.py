@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation_events.access import subject_hash
+from conversation_events.persistence.friendship import of_user, status_row
 from conversation_events.persistence.tables import events, friendship_status, user_erasures
 
 
@@ -49,11 +50,7 @@ def erase_user(conn: Connection, tenant: str, user_id: str) -> Erasure:
     deleted = 0
     if ids:
         deleted = conn.execute(delete(events).where(events.c.id.in_(ids))).rowcount
-    status = conn.execute(
-        delete(friendship_status).where(
-            friendship_status.c.tenant == tenant, friendship_status.c.user_id == user_id
-        )
-    ).rowcount
+    status = conn.execute(delete(friendship_status).where(of_user(tenant, user_id))).rowcount
     return Erasure(erased_at, deleted, status > 0)
 
 
@@ -79,15 +76,7 @@ def erased_at(conn: Connection, tenant: str, user_id: str) -> datetime | None:
 
 def export_user(conn: Connection, tenant: str, user_id: str) -> dict[str, Any]:
     """The user's stored rows, as they are: the status row and every event row, oldest first."""
-    status = (
-        conn.execute(
-            select(friendship_status).where(
-                friendship_status.c.tenant == tenant, friendship_status.c.user_id == user_id
-            )
-        )
-        .mappings()
-        .first()
-    )
+    status = status_row(conn, tenant, user_id)
     rows = conn.execute(
         select(events)
         .where(events.c.tenant == tenant, events.c.user_id == user_id)
