@@ -15,7 +15,6 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 
 from bench.baselines.celery.tasks import process_conversation_event
 from bench.baselines.common import engine as baseline_engine
-from bench.baselines.common import new_event
 from conversation_events.persistence.events import InsertStatus, insert_events
 from conversation_events_api.schemas import ConversationEndRequest
 
@@ -35,7 +34,7 @@ def healthz() -> dict[str, str]:
 
 @app.post("/v1/conversations/end", status_code=202, dependencies=[Depends(check_key)])
 def conversation_end(payload: ConversationEndRequest) -> dict[str, str]:
-    event = new_event(payload)
+    event = payload.to_event()
     with engine.begin() as conn:
         [outcome] = insert_events(conn, [event])
     if outcome.status is InsertStatus.CONFLICT:

@@ -20,7 +20,6 @@ import pika
 from fastapi import Depends, FastAPI, Header, HTTPException
 
 from bench.baselines.common import engine as baseline_engine
-from bench.baselines.common import new_event
 from conversation_events.persistence.events import NewEvent, insert_events
 from conversation_events_api.schemas import ConversationEndRequest
 
@@ -39,7 +38,7 @@ def check_key(x_api_key: str = Header("")) -> None:
 
 def create_event_without_processing(request: ConversationEndRequest) -> NewEvent:
     """The note's `service.create_event_without_processing`: one INSERT, one commit."""
-    event = new_event(request)
+    event = request.to_event()
     with engine.begin() as conn:
         insert_events(conn, [event])
     return event

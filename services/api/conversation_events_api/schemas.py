@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -22,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from conversation_events.access import DEFAULT_TENANT
 from conversation_events.domain.emotions import EmotionValue
 from conversation_events.domain.scoring import SCORED_METADATA_KEYS
+from conversation_events.persistence.events import NewEvent, content_hash
 from conversation_events.persistence.tables import EventStatusValue
 
 # PostgreSQL cannot store NUL in text or JSONB: refuse it at the door with a clear error.
@@ -153,6 +156,26 @@ class ConversationEndRequest(BaseModel):
         if self.metadata is None:
             return None
         return {key: getattr(self.metadata, key) for key in SCORED_METADATA_KEYS}
+
+    def to_event(self, tenant: str = DEFAULT_TENANT) -> NewEvent:
+        """The row to store for this request in `tenant`: a fresh event id, the content hash of
+        its canonical form, and only the kept part of `metadata`."""
+        canonical = self.canonical()
+        return NewEvent(
+            id=str(uuid.uuid4()),
+            tenant=tenant,
+            conversation_id=self.conversation_id,
+            user_id=self.user_id,
+            bot_id=self.bot_id,
+            bot_name=self.bot_name,
+            bot_type=self.bot_type,
+            agent_tag=self.agent_tag,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            conversation_log=canonical["conversation_log"],
+            metadata=self.stored_metadata(),
+            content_hash=content_hash(canonical),
+        )
 
     def canonical(self) -> dict[str, Any]:
         """The content that defines this conversation: instants in UTC, aliases resolved."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from conversation_events.errors import ConflictingEvent
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
-from conversation_events.persistence.events import InsertStatus, NewEvent, content_hash
+from conversation_events.persistence.events import InsertStatus
 from conversation_events_api import metrics
 from conversation_events_api.body import json_body_doc, read_json_body
 from conversation_events_api.deps import Ingest, Reader, State
@@ -94,22 +93,7 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
                 }
             ],
         )
-    canonical = payload.canonical()
-    event = NewEvent(
-        id=str(uuid.uuid4()),
-        tenant=principal.tenant,
-        conversation_id=payload.conversation_id,
-        user_id=payload.user_id,
-        bot_id=payload.bot_id,
-        bot_name=payload.bot_name,
-        bot_type=payload.bot_type,
-        agent_tag=payload.agent_tag,
-        start_time=payload.start_time,
-        end_time=payload.end_time,
-        conversation_log=canonical["conversation_log"],
-        metadata=payload.stored_metadata(),
-        content_hash=content_hash(canonical),
-    )
+    event = payload.to_event(principal.tenant)
     outcome = await within(
         state.settings.request_timeout_s, state.writer.insert(event), "storing the event"
     )
