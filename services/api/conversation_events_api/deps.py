@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Depends, HTTPException, Path, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from conversation_events import logs
 from conversation_events.access import Principal, Scope
 from conversation_events_api import metrics
 from conversation_events_api.overload import within
+from conversation_events_api.schemas import NO_NUL
 from conversation_events_api.security import presented_key
 from conversation_events_api.state import AppState
 
@@ -26,6 +27,8 @@ async def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+#: A conversation or user id in the path: what the request bodies accept as an id.
+PathId = Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)]
 
 
 def unauthorized() -> HTTPException:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
@@ -19,10 +19,9 @@ from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertStatus
 from conversation_events_api import metrics
 from conversation_events_api.body import json_body_doc, read_json_body
-from conversation_events_api.deps import Ingest, Reader, State
+from conversation_events_api.deps import Ingest, PathId, Reader, State
 from conversation_events_api.overload import within
 from conversation_events_api.schemas import (
-    NO_NUL,
     Accepted,
     ConversationEndRequest,
     ErrorBody,
@@ -125,15 +124,10 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
 
 @router.get(
     "/{conversation_id}",
-    response_model=EventView,
     responses={**_ERRORS, 404: {"model": ErrorBody, "description": "Unknown conversation."}},
     summary="Status and result of one conversation event",
 )
-async def get_conversation(
-    conversation_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
-    state: State,
-    principal: Reader,
-) -> EventView:
+async def get_conversation(conversation_id: PathId, state: State, principal: Reader) -> EventView:
     """Needs the `read` scope; another tenant's conversation is unknown (404)."""
 
     def read(conn: Connection) -> dict[str, Any] | None:

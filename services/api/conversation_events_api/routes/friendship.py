@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, status
 
 from conversation_events.domain.friendship import FriendshipStatus
 from conversation_events.persistence import friendship as friendship_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
-from conversation_events_api.deps import Reader, State
+from conversation_events_api.deps import PathId, Reader, State
 from conversation_events_api.overload import within
-from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView
+from conversation_events_api.schemas import ErrorBody, FriendshipView
 
 router = APIRouter(prefix="/v1/friendship", tags=["friendship"])
 
 
 @router.get(
     "/status/{user_id}",
-    response_model=FriendshipView,
     responses={
         401: {"model": ErrorBody, "description": "Missing or invalid API key."},
         403: {"model": ErrorBody, "description": "The key lacks the `read` scope."},
@@ -31,11 +30,7 @@ router = APIRouter(prefix="/v1/friendship", tags=["friendship"])
     },
     summary="Friendship score, level, streak and per-topic metrics of a user",
 )
-async def friendship_status(
-    user_id: Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)],
-    state: State,
-    principal: Reader,
-) -> FriendshipView:
+async def friendship_status(user_id: PathId, state: State, principal: Reader) -> FriendshipView:
     """Needs the `read` scope; another tenant's user of the same id is unknown (404)."""
 
     def load() -> FriendshipStatus | None:

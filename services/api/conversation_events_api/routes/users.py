@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from conversation_events.access import subject_hash
@@ -18,17 +18,16 @@ from conversation_events.persistence import users as user_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.friendship import to_domain
 from conversation_events_api import metrics
-from conversation_events_api.deps import Admin, State
+from conversation_events_api.deps import Admin, PathId, State
 from conversation_events_api.overload import within
 from conversation_events_api.routes.friendship import view
-from conversation_events_api.schemas import NO_NUL, ErrorBody, FriendshipView, coarse_error
+from conversation_events_api.schemas import ErrorBody, FriendshipView, coarse_error
 
 log = logging.getLogger(__name__)
 
 # Not in the public OpenAPI document, like the key routes (see routes/admin.py).
 router = APIRouter(prefix="/v1/users", tags=["users"], include_in_schema=False)
 
-UserId = Annotated[str, Path(min_length=1, max_length=255, pattern=NO_NUL)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
     403: {"model": ErrorBody, "description": "The key lacks the `admin` scope (`forbidden`)."},
@@ -85,11 +84,10 @@ class UserExport(BaseModel):
 
 @router.delete(
     "/{user_id}",
-    response_model=ErasureView,
     responses=_ERRORS,
     summary="Erase everything stored about a user (answers once done)",
 )
-async def erase_user(user_id: UserId, state: State, principal: Admin) -> ErasureView:
+async def erase_user(user_id: PathId, state: State, principal: Admin) -> ErasureView:
     """Delete the user's friendship status and events (content included), in one transaction.
 
     Idempotent. Afterwards a conversation of this user that ended before the erasure, whether
@@ -124,11 +122,10 @@ async def erase_user(user_id: UserId, state: State, principal: Admin) -> Erasure
 
 @router.get(
     "/{user_id}/export",
-    response_model=UserExport,
     responses=_ERRORS,
     summary="Everything stored about a user, as JSON",
 )
-async def export_user(user_id: UserId, state: State, principal: Admin) -> UserExport:
+async def export_user(user_id: PathId, state: State, principal: Admin) -> UserExport:
     """The friendship status and every event (content while kept, results), oldest first.
 
     A user without data gets an empty export, not a 404.
