@@ -15,15 +15,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import orjson
-
 from conversation_events.access import (
     DEFAULT_TENANT,
     parse_scopes,
     valid_key_name,
     valid_tenant,
 )
-from conversation_events.logs import configure_logging
+from conversation_events.cli import command_engine, command_parser, print_json
 from conversation_events.persistence import keys as key_repo
 from conversation_events.persistence.db import translate_errors
 from conversation_events_api.settings import ApiSettings
@@ -49,12 +47,7 @@ def _scopes(value: str) -> frozenset[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m conversation_events_api.keys",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("python -m conversation_events_api.keys", __doc__)
     create = sub.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--name", type=_name, required=True)
     create.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT)
@@ -68,36 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT)
     args = parser.parse_args(argv)
 
-    settings = ApiSettings()
-    configure_logging("keys", settings.log_level)
-    engine = settings.make_engine(
-        pool_size=2,
-        application_name="conversation-events-keys",
-    )
-    try:
-        with translate_errors(), engine.begin() as conn:
-            if args.command == "create":
-                try:
-                    key, info = key_repo.create_key(conn, args.name, args.tenant, args.scopes)
-                except key_repo.DuplicateKeyName as exc:
-                    sys.stderr.write(f"{exc}\n")
-                    return 1
-                if args.key_only:
-                    sys.stdout.write(key + "\n")
-                    return 0
-                out: object = {"key": key, **info.as_json()}
-            elif args.command == "list":
-                keys = key_repo.list_keys(conn, args.tenant, include_revoked=args.include_revoked)
-                out = [info.as_json() for info in keys]
-            else:
-                revoked = key_repo.revoke_key(conn, args.tenant, args.name)
-                if revoked is None:
-                    sys.stderr.write(f"tenant {args.tenant} has no live key named {args.name}\n")
-                    return 1
-                out = revoked.as_json()
-    finally:
-        engine.dispose()
-    sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    with (
+        command_engine(ApiSettings(), "keys") as engine,
+        translate_errors(),
+        engine.begin() as conn,
+    ):
+        if args.command == "create":
+            try:
+                key, info = key_repo.create_key(conn, args.name, args.tenant, args.scopes)
+            except key_repo.DuplicateKeyName as exc:
+                sys.stderr.write(f"{exc}\n")
+                return 1
+            if args.key_only:
+                sys.stdout.write(key + "\n")
+                return 0
+            out: object = {"key": key, **info.as_json()}
+        elif args.command == "list":
+            keys = key_repo.list_keys(conn, args.tenant, include_revoked=args.include_revoked)
+            out = [info.as_json() for info in keys]
+        else:
+            revoked = key_repo.revoke_key(conn, args.tenant, args.name)
+            if revoked is None:
+                sys.stderr.write(f"tenant {args.tenant} has no live key named {args.name}\n")
+                return 1
+            out = revoked.as_json()
+    print_json(out)
     return 0
 
 

@@ -22,18 +22,16 @@ Each prints one JSON summary line.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 
-import orjson
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Engine
 
+from conversation_events.cli import command_engine, command_parser, print_json
 from conversation_events.errors import PermanentError
-from conversation_events.logs import configure_logging
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.policy import (
     apply_queue_policy,
@@ -237,12 +235,7 @@ class _channel:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m conversation_events_worker.admin",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("python -m conversation_events_worker.admin", __doc__)
     requeue = sub.add_parser("requeue-failed", help="retry FAILED events")
     requeue.add_argument(
         "--conversation-id", action="append", dest="ids", help="only these (repeatable)"
@@ -260,13 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = WorkerSettings()
-    configure_logging("admin", settings.log_level)
-    engine = settings.make_engine(
-        pool_size=2,
-        application_name="conversation-events-admin",
-    )
     summary: dict[str, object]
-    try:
+    with command_engine(settings, "admin") as engine:
         if args.command == "requeue-failed":
             summary = dict(requeue_failed(settings, engine, args.ids, args.tenant))
         elif args.command == "replay-dead-letters":
@@ -276,9 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = dict(purge(settings, engine, max(1, batch)))
         else:
             summary = migrate_queue(settings)
-    finally:
-        engine.dispose()
-    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    print_json(summary)
     return 0
 
 
