@@ -15,6 +15,11 @@ branch_labels = None
 depends_on = None
 
 
+def _index_by_age(name: str, where: str) -> None:
+    """A partial index of the events matching `where`, oldest first."""
+    op.create_index(name, "conversation_events", ["created_at"], postgresql_where=sa.text(where))
+
+
 def upgrade() -> None:
     # A retried event waits in PostgreSQL, not on a worker thread: the relay republishes it
     # once this instant has passed.
@@ -23,21 +28,13 @@ def upgrade() -> None:
     )
     # Serves the relay (unconfirmed, or published long ago and still not started) and the
     # oldest-unfinished gauge; replaces the index of never-confirmed rows only.
-    op.create_index(
-        "ix_conversation_events_unfinished",
-        "conversation_events",
-        ["created_at"],
-        postgresql_where=sa.text("status IN ('PENDING', 'PROCESSING')"),
-    )
+    _index_by_age("ix_conversation_events_unfinished", "status IN ('PENDING', 'PROCESSING')")
     op.drop_index("ix_conversation_events_unpublished", table_name="conversation_events")
 
 
 def downgrade() -> None:
-    op.create_index(
-        "ix_conversation_events_unpublished",
-        "conversation_events",
-        ["created_at"],
-        postgresql_where=sa.text("status = 'PENDING' AND published_at IS NULL"),
+    _index_by_age(
+        "ix_conversation_events_unpublished", "status = 'PENDING' AND published_at IS NULL"
     )
     op.drop_index("ix_conversation_events_unfinished", table_name="conversation_events")
     op.drop_column("conversation_events", "not_before")
