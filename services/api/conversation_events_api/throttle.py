@@ -9,31 +9,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 
+@dataclass(eq=False)
 class ThrottledLog:
     """Logs `message` the first time each cause is recorded, then at most every `every_s`
     seconds per cause, with the number of failures since the previous line."""
 
-    def __init__(
-        self,
-        logger: logging.Logger,
-        message: str,
-        *,
-        every_s: float = 30.0,
-        level: int = logging.WARNING,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._logger = logger
-        self._message = message
-        self._every = every_s
-        self._level = level
-        self._clock = clock
-        # cause -> (when its last line was logged, failures since then)
-        self._causes: dict[str, tuple[float, int]] = {}
+    logger: logging.Logger
+    message: str
+    _: KW_ONLY
+    every_s: float = 30.0
+    level: int = logging.WARNING
+    clock: Callable[[], float] = time.monotonic
+    # cause -> (when its last line was logged, failures since then)
+    _causes: dict[str, tuple[float, int]] = field(default_factory=dict, init=False, repr=False)
 
     def record(self, cause: str, count: int = 1, error: str = "") -> None:
-        now = self._clock()
+        now = self.clock()
         last = self._causes.get(cause)
         if last is None:
             self._emit(cause, count, error, first=True)
@@ -41,7 +35,7 @@ class ThrottledLog:
             return
         logged_at, since = last
         since += count
-        if now - logged_at < self._every:
+        if now - logged_at < self.every_s:
             self._causes[cause] = (logged_at, since)
             return
         self._emit(cause, since, error, first=False)
@@ -52,5 +46,5 @@ class ThrottledLog:
         if error:
             extra["error"] = error
         if not first:
-            extra["period_s"] = self._every
-        self._logger.log(self._level, self._message, extra=extra)
+            extra["period_s"] = self.every_s
+        self.logger.log(self.level, self.message, extra=extra)

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from kubernetes import client
@@ -64,36 +64,27 @@ class SyncResult:
     unreadable: int = 0
 
 
+@dataclass(eq=False)
 class DeletionCostUpdater:
     """Keeps the deletion cost of the pods matching ``selector`` equal to their in-flight work."""
 
-    def __init__(
-        self,
-        core: client.CoreV1Api,
-        namespace: str,
-        selector: str,
-        port: int,
-        *,
-        read_in_flight: InFlightReader,
-        timeout_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._core = core
-        self.namespace = namespace
-        self.selector = selector
-        self.port = port
-        self._read = read_in_flight
-        self._timeout_s = timeout_s
-        self._clock = clock
-        self.last_sync_at: float | None = None
-        #: End of the last pass, successful or not (liveness: the loop is not stuck).
-        self.last_pass_at: float | None = None
+    core: client.CoreV1Api
+    namespace: str
+    selector: str
+    port: int
+    _: KW_ONLY
+    read_in_flight: InFlightReader
+    timeout_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    last_sync_at: float | None = field(default=None, init=False)
+    #: End of the last pass, successful or not (liveness: the loop is not stuck).
+    last_pass_at: float | None = field(default=None, init=False)
 
     def sync(self) -> SyncResult:
         """One pass; raises the project's retryable / permanent error when listing fails."""
         try:
-            pods = self._core.list_namespaced_pod(
-                self.namespace, label_selector=self.selector, _request_timeout=self._timeout_s
+            pods = self.core.list_namespaced_pod(
+                self.namespace, label_selector=self.selector, _request_timeout=self.timeout_s
             )
         except (ApiException, Urllib3HTTPError, OSError) as exc:
             raise translate_api_error(
@@ -108,7 +99,7 @@ class DeletionCostUpdater:
             if not ip or status is None or status.phase != "Running":
                 continue  # not started: the ReplicaSet removes those first anyway
             seen += 1
-            in_flight = self._read(ip, self.port)
+            in_flight = self.read_in_flight(ip, self.port)
             if in_flight is None:
                 unreadable += 1
                 continue
@@ -117,14 +108,14 @@ class DeletionCostUpdater:
                 continue
             if self._patch(meta.name, cost):
                 patched += 1
-        self.last_sync_at = self._clock()
+        self.last_sync_at = self.clock()
         return SyncResult(pods=seen, patched=patched, unreadable=unreadable)
 
     def _patch(self, name: str, cost: str) -> bool:
         body: dict[str, Any] = {"metadata": {"annotations": {ANNOTATION: cost}}}
         try:
-            self._core.patch_namespaced_pod(
-                name, self.namespace, body, _request_timeout=self._timeout_s
+            self.core.patch_namespaced_pod(
+                name, self.namespace, body, _request_timeout=self.timeout_s
             )
         except (ApiException, Urllib3HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
@@ -153,7 +144,7 @@ class DeletionCostUpdater:
                             "unreadable": result.unreadable,
                         },
                     )
-            self.last_pass_at = self._clock()
+            self.last_pass_at = self.clock()
             stop.wait(interval_s)
 
     def healthy(self, interval_s: float, now: float | None = None) -> bool:
@@ -161,5 +152,5 @@ class DeletionCostUpdater:
         logged and retried, not a reason to restart the pod, which would not fix it)."""
         if self.last_pass_at is None:
             return True  # starting
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         return now - self.last_pass_at <= 3 * interval_s + 30

@@ -112,41 +112,33 @@ class StatusFile:
             raise
 
 
+@dataclass(eq=False, kw_only=True)
 class ScalerLoop:
     """Polls, decides and acts; :meth:`tick` is one poll, :meth:`run` loops until stopped."""
 
-    def __init__(
-        self,
-        *,
-        source: MetricSource,
-        actuator: Actuator,
-        policy: ScalingPolicy,
-        metrics: ScalerMetrics,
-        polling_interval_s: float,
-        fast_polling_interval_s: float,
-        status: StatusFile | None = None,
-        dry_run: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.source = source
-        self.actuator = actuator
-        self.policy = policy
-        self.metrics = metrics
-        self.polling_interval_s = polling_interval_s
-        self.fast_polling_interval_s = min(fast_polling_interval_s, polling_interval_s)
-        self.status = status
-        self.dry_run = dry_run
-        self._clock = clock
-        self._wall = wall
-        self.state: ScalerState | None = None
-        self.last_decision: Decision | None = None
-        self.last_change: dict[str, Any] | None = None
-        self.last_observation: Observation | None = None
-        self.last_error: str | None = None
-        self.last_poll_at: float | None = None
-        self._previous_messages: int | None = None
-        self._metric_failing = False
+    source: MetricSource
+    actuator: Actuator
+    policy: ScalingPolicy
+    metrics: ScalerMetrics
+    polling_interval_s: float
+    #: Used while the backlog grows; never longer than ``polling_interval_s``.
+    fast_polling_interval_s: float
+    status: StatusFile | None = None
+    dry_run: bool = False
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    # What the last polls saw and did (the status file and the logs report them).
+    state: ScalerState | None = field(default=None, init=False)
+    last_decision: Decision | None = field(default=None, init=False)
+    last_change: dict[str, Any] | None = field(default=None, init=False)
+    last_observation: Observation | None = field(default=None, init=False)
+    last_error: str | None = field(default=None, init=False)
+    last_poll_at: float | None = field(default=None, init=False)
+    _previous_messages: int | None = field(default=None, init=False, repr=False)
+    _metric_failing: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fast_polling_interval_s = min(self.fast_polling_interval_s, self.polling_interval_s)
 
     # -- one poll --
 
@@ -155,11 +147,11 @@ class ScalerLoop:
         try:
             return self._tick()
         finally:
-            self.last_poll_at = self._clock()
-            self.metrics.last_poll.set(self._wall())
+            self.last_poll_at = self.clock()
+            self.metrics.last_poll.set(self.wall())
 
     def _tick(self) -> float:
-        now = self._clock()
+        now = self.clock()
         try:
             current = self.actuator.current()
         except ConversationEventsError as exc:
@@ -235,7 +227,7 @@ class ScalerLoop:
                 self._actuator_failed(exc, f"scale to {decision.desired}", decision)
                 return False
         log.info(decision.reason, extra=fields)
-        self.last_change = {"at": _iso(self._wall()), **fields}
+        self.last_change = {"at": _iso(self.wall()), **fields}
         return not self.dry_run
 
     def _actuator_failed(
@@ -282,7 +274,7 @@ class ScalerLoop:
         """False when the loop has not completed a poll for three intervals (it is stuck)."""
         if self.last_poll_at is None:
             return True  # starting
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         return now - self.last_poll_at <= 3 * self.polling_interval_s + 30
 
     # -- reporting --
@@ -298,7 +290,7 @@ class ScalerLoop:
             "current_replicas": current,
             "desired_replicas": decision.desired if decision else None,
             "last_decision": decision.reason if decision else None,
-            "decision": _decision_fields(decision, self._wall()) if decision else None,
+            "decision": _decision_fields(decision, self.wall()) if decision else None,
             "last_change": self.last_change,
             "queue": {
                 **(asdict(observation) if observation else {}),
