@@ -325,3 +325,15 @@ class FriendshipView(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     code: str
+
+
+#: What a 401 is, on every route that needs a key.
+NO_KEY = "Missing or invalid API key."
+#: What a 403 is, on the operator routes.
+NOT_ADMIN = "The key lacks the `admin` scope (`forbidden`)."
+
+
+def error_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's documented error answers (its `responses`): each status, with its description
+    and the error body."""
+    return {code: {"model": ErrorBody, "description": text} for code, text in descriptions.items()}

@@ -20,7 +20,7 @@ from conversation_events.access import KEY_NAME_PATTERN, TENANT_PATTERN, Princip
 from conversation_events.persistence import keys as key_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events_api.deps import Admin, State
-from conversation_events_api.schemas import ErrorBody
+from conversation_events_api.schemas import NO_KEY, NOT_ADMIN, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,7 @@ log = logging.getLogger(__name__)
 # fuzzer, a generated client's tests) must not create keys or erase users.
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], include_in_schema=False)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
-    403: {"model": ErrorBody, "description": "The key lacks the `admin` scope (`forbidden`)."},
-    503: {"model": ErrorBody, "description": "PostgreSQL unreachable."},
-}
+_ERRORS = {401: NO_KEY, 403: NOT_ADMIN, 503: "PostgreSQL unreachable."}
 
 Tenant = Annotated[str, Field(pattern=TENANT_PATTERN)]
 
@@ -71,7 +67,7 @@ def _tenant_for(principal: Principal, wanted: str | None) -> str:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**_ERRORS, 409: {"model": ErrorBody, "description": "Name in use."}},
+    responses=error_responses({**_ERRORS, 409: "Name in use."}),
     summary="Create an API key (shown once)",
 )
 async def create_key(body: NewKey, state: State, principal: Admin) -> CreatedKey:
@@ -95,7 +91,7 @@ async def create_key(body: NewKey, state: State, principal: Admin) -> CreatedKey
     return CreatedKey(key=key, **vars_of(info))
 
 
-@router.get("", responses=_ERRORS, summary="List live API keys")
+@router.get("", responses=error_responses(_ERRORS), summary="List live API keys")
 async def list_keys(
     state: State,
     principal: Admin,
@@ -120,7 +116,7 @@ async def list_keys(
 @router.delete(
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**_ERRORS, 404: {"model": ErrorBody, "description": "No live key of that name."}},
+    responses=error_responses({**_ERRORS, 404: "No live key of that name."}),
     summary="Revoke an API key",
 )
 async def revoke_key(

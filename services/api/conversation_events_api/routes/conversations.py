@@ -22,25 +22,23 @@ from conversation_events_api.body import json_body_doc, read_json_body
 from conversation_events_api.deps import Ingest, PathId, Reader, State
 from conversation_events_api.overload import within
 from conversation_events_api.schemas import (
+    NO_KEY,
     Accepted,
     ConversationEndRequest,
-    ErrorBody,
     EventView,
+    error_responses,
 )
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
-    403: {"model": ErrorBody, "description": "The key lacks the route's scope (`forbidden`)."},
-    413: {"model": ErrorBody, "description": "Body larger than the configured limit."},
-    503: {
-        "model": ErrorBody,
-        "description": (
-            "Not stored, retry after `Retry-After`: PostgreSQL unreachable, read-only or past the "
-            "request deadline (`unavailable`), or the process is overloaded (`overloaded`)."
-        ),
-    },
+_ERRORS = {
+    401: NO_KEY,
+    403: "The key lacks the route's scope (`forbidden`).",
+    413: "Body larger than the configured limit.",
+    503: (
+        "Not stored, retry after `Retry-After`: PostgreSQL unreachable, read-only or past the "
+        "request deadline (`unavailable`), or the process is overloaded (`overloaded`)."
+    ),
 }
 
 
@@ -49,17 +47,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses={
-        **_ERRORS,
-        400: {
-            "model": ErrorBody,
-            "description": "Body not parseable: not UTF-8, or nested too deeply.",
-        },
-        408: {"model": ErrorBody, "description": "Body not received within the client deadline."},
-        409: {"model": ErrorBody, "description": "Conversation id re-used with other content."},
-        410: {
-            "model": ErrorBody,
-            "description": "The user was erased after this conversation ended (`erased`).",
-        },
+        **error_responses(
+            {
+                **_ERRORS,
+                400: "Body not parseable: not UTF-8, or nested too deeply.",
+                408: "Body not received within the client deadline.",
+                409: "Conversation id re-used with other content.",
+                410: "The user was erased after this conversation ended (`erased`).",
+            }
+        ),
         # Declared by hand: the body is validated in the endpoint (see `body.py`), so FastAPI
         # does not add it.
         422: {
@@ -124,7 +120,7 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
 
 @router.get(
     "/{conversation_id}",
-    responses={**_ERRORS, 404: {"model": ErrorBody, "description": "Unknown conversation."}},
+    responses=error_responses({**_ERRORS, 404: "Unknown conversation."}),
     summary="Status and result of one conversation event",
 )
 async def get_conversation(conversation_id: PathId, state: State, principal: Reader) -> EventView:

@@ -12,22 +12,21 @@ from conversation_events.persistence import friendship as friendship_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events_api.deps import PathId, Reader, State
 from conversation_events_api.overload import within
-from conversation_events_api.schemas import ErrorBody, FriendshipView
+from conversation_events_api.schemas import NO_KEY, FriendshipView, error_responses
 
 router = APIRouter(prefix="/v1/friendship", tags=["friendship"])
 
 
 @router.get(
     "/status/{user_id}",
-    responses={
-        401: {"model": ErrorBody, "description": "Missing or invalid API key."},
-        403: {"model": ErrorBody, "description": "The key lacks the `read` scope."},
-        404: {"model": ErrorBody, "description": "The user has no friendship status yet."},
-        503: {
-            "model": ErrorBody,
-            "description": "PostgreSQL unreachable or past the request deadline, or overloaded.",
-        },
-    },
+    responses=error_responses(
+        {
+            401: NO_KEY,
+            403: "The key lacks the `read` scope.",
+            404: "The user has no friendship status yet.",
+            503: "PostgreSQL unreachable or past the request deadline, or overloaded.",
+        }
+    ),
     summary="Friendship score, level, streak and per-topic metrics of a user",
 )
 async def friendship_status(user_id: PathId, state: State, principal: Reader) -> FriendshipView:

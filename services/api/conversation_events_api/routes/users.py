@@ -21,18 +21,22 @@ from conversation_events_api import metrics
 from conversation_events_api.deps import Admin, PathId, State
 from conversation_events_api.overload import within
 from conversation_events_api.routes.friendship import view
-from conversation_events_api.schemas import ErrorBody, FriendshipView, coarse_error
+from conversation_events_api.schemas import (
+    NO_KEY,
+    NOT_ADMIN,
+    FriendshipView,
+    coarse_error,
+    error_responses,
+)
 
 log = logging.getLogger(__name__)
 
 # Not in the public OpenAPI document, like the key routes (see routes/admin.py).
 router = APIRouter(prefix="/v1/users", tags=["users"], include_in_schema=False)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
-    403: {"model": ErrorBody, "description": "The key lacks the `admin` scope (`forbidden`)."},
-    503: {"model": ErrorBody, "description": "PostgreSQL unreachable; nothing was changed."},
-}
+_ERRORS = error_responses(
+    {401: NO_KEY, 403: NOT_ADMIN, 503: "PostgreSQL unreachable; nothing was changed."}
+)
 
 
 class ErasureView(BaseModel):
