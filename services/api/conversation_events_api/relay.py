@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -29,26 +30,24 @@ from conversation_events_api.publisher import Publisher
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Relay:
-    def __init__(
-        self,
-        engine: Engine,
-        publisher: Publisher,
-        *,
-        interval_s: float,
-        delay_s: float,
-        redrive_after_s: float,
-        batch_size: int,
-    ) -> None:
-        self._engine = engine
-        self._publisher = publisher
-        self._interval = interval_s
-        self._delay = delay_s
-        self._redrive_after = redrive_after_s
-        self._batch = batch_size
-        # One thread keeps each pass's connection (and its row locks) on one thread.
+    """A pass every `interval_s` (at once again while passes find full batches)."""
+
+    engine: Engine
+    publisher: Publisher
+    _: KW_ONLY
+    interval_s: float
+    #: Unconfirmed publishes younger than this are left to the publisher.
+    delay_s: float
+    redrive_after_s: float
+    batch_size: int
+    # One thread keeps each pass's connection (and its row locks) on one thread.
+    _executor: ThreadPoolExecutor = field(init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay")
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="relay")
@@ -70,7 +69,7 @@ class Relay:
                 log.exception("relay pass crashed")
                 full = False
             if not full:
-                await asyncio.sleep(self._interval)
+                await asyncio.sleep(self.interval_s)
 
     async def run_once(self) -> bool:
         """One pass; returns True when it hit the batch size (more work is waiting)."""
@@ -80,23 +79,23 @@ class Relay:
         if released:
             metrics.LEASES_RELEASED.inc(released)
             log.warning("expired leases released", extra={"count": released})
-        if not self._publisher.connected or self._publisher.behind:
+        if not self.publisher.connected or self.publisher.behind:
             # While this process's publisher has a backlog, the oldest unpublished rows are
             # most likely in it: republishing them too would only double the broker's work
             # (and hold their row locks, which workers wait for) when the process is busiest.
             return False
-        conn: Connection = await loop.run_in_executor(self._executor, self._engine.connect)
+        conn: Connection = await loop.run_in_executor(self._executor, self.engine.connect)
         try:
             rows = await loop.run_in_executor(self._executor, self._take, conn)
             if not rows:
                 return False
             messages = [EventMessage.announcing(r) for r in rows]
-            confirmed = await self._publisher.publish_now(messages)
+            confirmed = await self.publisher.publish_now(messages)
             await loop.run_in_executor(self._executor, self._finish, conn, confirmed)
             metrics.RELAY_REPUBLISHED.inc(len(confirmed))
             metrics.PUBLISHED.labels("relay").inc(len(confirmed))
             log.info("relay republished events", extra={"count": len(confirmed)})
-            return len(rows) >= self._batch
+            return len(rows) >= self.batch_size
         except ConversationEventsError:
             await loop.run_in_executor(self._executor, conn.rollback)
             raise
@@ -105,8 +104,8 @@ class Relay:
 
     def _release_leases(self) -> tuple[int, float]:
         """Release expired leases; returns their count and the oldest unfinished event's age."""
-        with translate_errors(), self._engine.begin() as conn:
-            released = len(event_repo.release_expired_leases(conn, self._batch))
+        with translate_errors(), self.engine.begin() as conn:
+            released = len(event_repo.release_expired_leases(conn, self.batch_size))
             return released, event_repo.oldest_unfinished_age_s(conn)
 
     def _take(self, conn: Connection) -> list[dict[str, Any]]:
@@ -114,9 +113,9 @@ class Relay:
             conn.begin()
             rows = event_repo.take_due(
                 conn,
-                unconfirmed_after_s=self._delay,
-                redrive_after_s=self._redrive_after,
-                limit=self._batch,
+                unconfirmed_after_s=self.delay_s,
+                redrive_after_s=self.redrive_after_s,
+                limit=self.batch_size,
             )
             return [dict(r) for r in rows]
 

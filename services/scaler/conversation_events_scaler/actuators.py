@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -184,6 +184,7 @@ def http_in_flight_probe(timeout_s: float = 0.5) -> InFlightProbe:
     return probe
 
 
+@dataclass(eq=False)
 class LocalProcessActuator(Actuator):
     """Runs ``n`` worker processes of ``command`` on this machine.
 
@@ -196,38 +197,30 @@ class LocalProcessActuator(Actuator):
       keep crashing right after start).
     """
 
-    def __init__(
-        self,
-        command: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        cwd: Path | None = None,
-        http_base_port: int = 9100,
-        grace_s: float = 60.0,
-        log_dir: Path | None = None,
-        in_flight: InFlightProbe | None = None,
-        restart_backoff_s: float = 1.0,
-        max_restart_backoff_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not command:
+    command: Sequence[str]
+    _: KW_ONLY
+    env: Mapping[str, str] = field(repr=False)  # holds credentials
+    cwd: Path | None = None
+    http_base_port: int = 9100
+    grace_s: float = 60.0
+    log_dir: Path | None = None
+    in_flight: InFlightProbe | None = None
+    restart_backoff_s: float = 1.0
+    max_restart_backoff_s: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    running: list[WorkerProcess] = field(default_factory=list, init=False)
+    stopping: list[WorkerProcess] = field(default_factory=list, init=False)
+    target: int = field(default=0, init=False)
+    crashes: int = field(default=0, init=False)
+    _backoff: float = field(default=0.0, init=False, repr=False)
+    _restart_not_before: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.command:
             raise ValueError("the worker command must not be empty")
-        self.command = list(command)
-        self._env = dict(env)
-        self._cwd = cwd
-        self._base_port = http_base_port
-        self._grace_s = grace_s
-        self._log_dir = log_dir
-        self._in_flight = in_flight
-        self._clock = clock
-        self._backoff_base = restart_backoff_s
-        self._backoff_max = max_restart_backoff_s
-        self._backoff = restart_backoff_s
-        self._restart_not_before = 0.0
-        self.running: list[WorkerProcess] = []
-        self.stopping: list[WorkerProcess] = []
-        self.target = 0
-        self.crashes = 0
+        self.command = list(self.command)
+        self.env = dict(self.env)
+        self._backoff = self.restart_backoff_s
 
     # -- the interface --
 
@@ -256,8 +249,8 @@ class LocalProcessActuator(Actuator):
         self.target = 0
         for worker in list(self.running):
             self._stop(worker)
-        deadline = self._clock() + (self._grace_s if timeout_s is None else timeout_s)
-        while self.stopping and self._clock() < deadline:
+        deadline = self.clock() + (self.grace_s if timeout_s is None else timeout_s)
+        while self.stopping and self.clock() < deadline:
             self._wait_any(deadline)
             self.reap()
         for worker in list(self.stopping):
@@ -270,7 +263,7 @@ class LocalProcessActuator(Actuator):
 
     def reap(self) -> None:
         """Collect exited workers, kill drained-too-long ones, replace crashed ones."""
-        now = self._clock()
+        now = self.clock()
         for worker in list(self.running):
             code = worker.process.poll()
             if code is None:
@@ -284,9 +277,9 @@ class LocalProcessActuator(Actuator):
             )
             if lived < _MIN_HEALTHY_UPTIME_S:  # dies right after start: do not spin
                 self._restart_not_before = now + self._backoff
-                self._backoff = min(self._backoff * 2, self._backoff_max)
+                self._backoff = min(self._backoff * 2, self.max_restart_backoff_s)
             else:
-                self._backoff = self._backoff_base
+                self._backoff = self.restart_backoff_s
         for worker in list(self.stopping):
             code = worker.process.poll()
             if code is not None:
@@ -300,7 +293,7 @@ class LocalProcessActuator(Actuator):
                         "killed": worker.killed,
                     },
                 )
-            elif not worker.killed and now - (worker.stopping_since or now) >= self._grace_s:
+            elif not worker.killed and now - (worker.stopping_since or now) >= self.grace_s:
                 self._kill(worker)
         if len(self.running) < self.target and now >= self._restart_not_before:
             while len(self.running) < self.target:
@@ -309,18 +302,18 @@ class LocalProcessActuator(Actuator):
     def _start(self) -> WorkerProcess:
         used = {w.slot for w in self.running + self.stopping}
         slot = next(i for i in range(len(used) + 1) if i not in used)
-        port = self._base_port + slot if self._base_port else 0
-        env = dict(self._env)
+        port = self.http_base_port + slot if self.http_base_port else 0
+        env = dict(self.env)
         env["CE_WORKER_HTTP_PORT"] = str(port)
         output: IO[bytes] | int | None = None
-        if self._log_dir is not None:
-            self._log_dir.mkdir(parents=True, exist_ok=True)
-            output = (self._log_dir / f"worker-{slot}.log").open("ab")
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"worker-{slot}.log").open("ab")
         try:
             process = subprocess.Popen(  # noqa: S603 - the configured worker command
                 self.command,
                 env=env,
-                cwd=self._cwd,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT if output is not None else None,
@@ -330,7 +323,7 @@ class LocalProcessActuator(Actuator):
         finally:
             if output is not None and not isinstance(output, int):
                 output.close()  # the child holds its own descriptor
-        worker = WorkerProcess(slot=slot, port=port, process=process, started_at=self._clock())
+        worker = WorkerProcess(slot=slot, port=port, process=process, started_at=self.clock())
         self.running.append(worker)
         log.info("worker started", extra={"pid": process.pid, "slot": slot, "http_port": port})
         return worker
@@ -338,8 +331,8 @@ class LocalProcessActuator(Actuator):
     def _victim(self) -> WorkerProcess:
         def rank(worker: WorkerProcess) -> tuple[float, float]:
             busy: float = 0.0
-            if self._in_flight is not None:
-                count = self._in_flight(worker)
+            if self.in_flight is not None:
+                count = self.in_flight(worker)
                 busy = float("inf") if count is None else float(count)
             return (busy, -worker.started_at)
 
@@ -347,7 +340,7 @@ class LocalProcessActuator(Actuator):
 
     def _stop(self, worker: WorkerProcess) -> None:
         self.running.remove(worker)
-        worker.stopping_since = self._clock()
+        worker.stopping_since = self.clock()
         self.stopping.append(worker)
         with contextlib.suppress(ProcessLookupError):  # exited meanwhile: reaped next time
             worker.process.send_signal(signal.SIGTERM)
@@ -357,14 +350,14 @@ class LocalProcessActuator(Actuator):
         if worker.process.poll() is None:
             log.warning(
                 "worker did not drain within the grace period; killing it",
-                extra={"pid": worker.pid, "grace_s": self._grace_s},
+                extra={"pid": worker.pid, "grace_s": self.grace_s},
             )
             worker.process.kill()
         worker.killed = True
 
     def _wait_any(self, deadline: float) -> None:
         """Block until a stopping worker exits or a short slice passes (no busy loop)."""
-        remaining = max(0.0, deadline - self._clock())
+        remaining = max(0.0, deadline - self.clock())
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.stopping[0].process.wait(timeout=min(0.2, remaining))
 
@@ -374,7 +367,7 @@ class LocalProcessActuator(Actuator):
             "slot": worker.slot,
             "http_port": worker.port,
             "state": state,
-            "age_s": round(self._clock() - worker.started_at, 1),
+            "age_s": round(self.clock() - worker.started_at, 1),
         }
 
 
