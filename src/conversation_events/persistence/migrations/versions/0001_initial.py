@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from conversation_events.persistence.migration_columns import written_at
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -33,12 +35,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False, server_default="PENDING"),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
         sa.Column("last_error", sa.Text()),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("now()"),
-        ),
+        written_at("created_at"),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("lease_until", sa.DateTime(timezone=True)),
         sa.Column("processed_at", sa.DateTime(timezone=True)),
@@ -87,12 +84,7 @@ def upgrade() -> None:
             nullable=False,
             server_default=sa.text("'{}'::jsonb"),
         ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("now()"),
-        ),
+        written_at("updated_at"),
     )
 
 

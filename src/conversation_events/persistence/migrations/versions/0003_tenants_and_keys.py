@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from conversation_events.persistence.migration_columns import written_at
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -58,12 +60,7 @@ def upgrade() -> None:
         sa.Column("scopes", postgresql.ARRAY(sa.String(16)), nullable=False),
         sa.Column("key_hash", sa.String(64), nullable=False),
         sa.Column("key_prefix", sa.String(16), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("now()"),
-        ),
+        written_at("created_at"),
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
     )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from conversation_events.persistence.migration_columns import written_at
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -46,12 +48,7 @@ def upgrade() -> None:
     op.create_table(
         "user_erasures",
         sa.Column("subject", sa.String(64), primary_key=True),
-        sa.Column(
-            "erased_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("now()"),
-        ),
+        written_at("erased_at"),
     )
 
 
