@@ -279,17 +279,16 @@ def apply_interaction(
     late = (
         status.last_interaction_at is not None and interaction.end_time < status.last_interaction_at
     )
-    if late:
-        streak = status.streak_day
-        last_day = status.last_interaction_date
-        last_at = status.last_interaction_at
-        last_emotion = status.last_emotion
-    else:
-        streak = next_streak(status.streak_day, status.last_interaction_date, day)
+    moved = status  # a late conversation leaves the streak and the last-interaction fields
+    if not late:
         previous_day = status.last_interaction_date
-        last_day = day if previous_day is None else max(previous_day, day)
-        last_at = interaction.end_time
-        last_emotion = interaction.score.emotion
+        moved = replace(
+            status,
+            streak_day=next_streak(status.streak_day, previous_day, day),
+            last_interaction_date=day if previous_day is None else max(previous_day, day),
+            last_interaction_at=interaction.end_time,
+            last_emotion=interaction.score.emotion,
+        )
 
     current = status.topic_metrics.get(interaction.topic, TopicMetrics())
     updated = replace(
@@ -304,13 +303,4 @@ def apply_interaction(
         name: replace(metrics, friendship_level=topic_level(metrics.score, level))
         for name, metrics in sorted(topics.items())
     }
-    return replace(
-        status,
-        friendship_score=score,
-        friendship_level=level,
-        streak_day=streak,
-        last_interaction_date=last_day,
-        last_interaction_at=last_at,
-        last_emotion=last_emotion,
-        topic_metrics=topics,
-    )
+    return replace(moved, friendship_score=score, friendship_level=level, topic_metrics=topics)
