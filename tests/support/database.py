@@ -1,8 +1,22 @@
-"""Questions asked of a whole database: is anything of this value left anywhere?"""
+"""Questions asked of a database: one row or one value of a query, or any row holding a value."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+from typing import Any
+
+from sqlalchemy import Engine, Row, text
+
+
+def one_row(engine: Engine, sql: str, **params: Any) -> Row[Any]:
+    """The single row `sql` returns (an error unless there is exactly one)."""
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).one()
+
+
+def one_value(engine: Engine, sql: str, **params: Any) -> Any:
+    """The single value `sql` returns (an error unless there is exactly one row)."""
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
 
 
 def rows_mentioning(engine: Engine, value: str) -> dict[str, int]:

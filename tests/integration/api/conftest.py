@@ -106,6 +106,12 @@ def as_key(key: str) -> dict[str, str]:
     return {"X-API-Key": key}
 
 
+@pytest.fixture
+def admin(new_key: Callable[..., str]) -> dict[str, str]:
+    """Request headers of a key with every scope, in a tenant of its own."""
+    return as_key(new_key(unique_tenant()))
+
+
 def process(engine: Engine, event_id: str) -> None:
     """What a worker does with the event's message (these tests run no worker)."""
     config = ProcessingConfig(zone=ZoneInfo("UTC"), max_attempts=3, lease_s=60)

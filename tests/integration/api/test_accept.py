@@ -8,6 +8,7 @@ import httpx
 import orjson
 import pika
 from sqlalchemy import Engine, text
+from tests.support.database import one_value
 from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
 from tests.support.services import AMQP_URL, queue_counts, wait_for
@@ -24,6 +25,30 @@ def stored(engine: Engine, conversation_id: str) -> dict | None:
             .first()
         )
     return None if row is None else dict(row)
+
+
+def assert_relayed(
+    engine: Engine, bodies: list[dict], queue: str, *, timeout: float, what: str
+) -> None:
+    """Within `timeout`, every body's event is recorded as published; then its message is queued."""
+    wait_for(
+        lambda: all(stored(engine, b["conversation_id"])["published_at"] for b in bodies),
+        timeout=timeout,
+        what=f"the relay to {what}",
+    )
+    queued = {m["conversation_id"] for _, m in get_messages(queue)}
+    assert {b["conversation_id"] for b in bodies} <= queued
+
+
+def stored_count(engine: Engine, conversation_id: str) -> int:
+    """Events stored under `conversation_id`, in any tenant."""
+    return int(
+        one_value(
+            engine,
+            "SELECT count(*) FROM conversation_events WHERE conversation_id = :c",
+            c=conversation_id,
+        )
+    )
 
 
 def get_messages(queue: str) -> list[tuple[pika.BasicProperties, dict]]:
@@ -115,12 +140,7 @@ def test_concurrent_duplicates_in_one_batch_create_one_event(
 
     assert {r.status_code for r in replies} == {202}
     assert len({r.json()["event_id"] for r in replies}) == 1
-    with engine.connect() as conn:
-        count = conn.execute(
-            text("SELECT count(*) FROM conversation_events WHERE conversation_id = :c"),
-            {"c": body["conversation_id"]},
-        ).scalar()
-    assert count == 1
+    assert stored_count(engine, body["conversation_id"]) == 1
 
 
 def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
@@ -147,16 +167,14 @@ def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
 
 def kill_api_connections(engine: Engine) -> int:
     """What a PostgreSQL restart does to the API's pooled connections."""
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database()"
-                    " AND application_name = 'conversation-events-api'"
-                )
-            ).scalar_one()
+    return int(
+        one_value(
+            engine,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database()"
+            " AND application_name = 'conversation-events-api'",
         )
+    )
 
 
 def test_connections_killed_by_a_database_restart_cost_no_request(
@@ -201,12 +219,6 @@ def test_broker_outage_does_not_fail_requests_and_the_relay_catches_up(
         assert all(stored(engine, b["conversation_id"])["published_at"] is None for b in bodies)
 
         proxy.restore()
-        wait_for(
-            lambda: all(stored(engine, b["conversation_id"])["published_at"] for b in bodies),
-            timeout=30,
-            what="relay to republish after the outage",
-        )
-        ids = {m["conversation_id"] for _, m in get_messages(names[1])}
-        assert {b["conversation_id"] for b in bodies} <= ids
+        assert_relayed(engine, bodies, names[1], timeout=30, what="republish after the outage")
     finally:
         proxy.close()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from tests.integration.api.test_accept import get_messages, stored
+from tests.integration.api.test_accept import get_messages, stored, stored_count
 from tests.integration.api.test_publish_faults import metric
 from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
@@ -70,12 +70,7 @@ def test_a_silent_database_answers_503_within_the_deadline_and_the_retry_is_stor
     )
     row = stored(engine, body["conversation_id"])
     assert row is not None and str(row["id"]) == retried.json()["event_id"]
-    with engine.connect() as conn:
-        count = conn.execute(
-            text("SELECT count(*) FROM conversation_events WHERE conversation_id = :c"),
-            {"c": body["conversation_id"]},
-        ).scalar_one()
-    assert count == 1
+    assert stored_count(engine, body["conversation_id"]) == 1
     # Published by the publisher or, if the hung request's insert was the one stored, the relay.
     wait_for(
         lambda: stored(engine, body["conversation_id"])["published_at"] is not None,

@@ -16,9 +16,8 @@ END = "/v1/conversations/end"
 
 
 def test_erasure_removes_everything_of_the_user_and_export_shows_it_before_and_after(
-    client: httpx.Client, new_key: Callable[..., str], engine: Engine
+    client: httpx.Client, admin: dict[str, str], engine: Engine
 ) -> None:
-    admin = as_key(new_key(unique_tenant()))
     first = conversation()
     user = first["user_id"]
     second = conversation(user_id=user, bot_type="GREETING")  # SKIPPED: stored all the same
@@ -55,9 +54,8 @@ def test_erasure_removes_everything_of_the_user_and_export_shows_it_before_and_a
 
 
 def test_a_resent_old_conversation_does_not_bring_the_user_back_a_new_one_does(
-    client: httpx.Client, new_key: Callable[..., str], engine: Engine
+    client: httpx.Client, admin: dict[str, str], engine: Engine
 ) -> None:
-    admin = as_key(new_key(unique_tenant()))
     old = conversation()
     user = old["user_id"]
     assert client.post(END, json=old, headers=admin).status_code == 202

@@ -10,7 +10,7 @@ import httpx
 import pika
 import pytest
 from sqlalchemy import Engine
-from tests.integration.api.test_accept import get_messages, stored
+from tests.integration.api.test_accept import assert_relayed, stored
 from tests.support.payloads import conversation
 from tests.support.services import AMQP_URL, wait_for
 
@@ -63,13 +63,13 @@ def test_returned_publishes_are_failures_logged_once_and_republished_once_routed
     assert len(lines) == 1, [r.__dict__ for r in lines]
 
     set_binding(names, bound=True)
-    wait_for(
-        lambda: all(stored(engine, b["conversation_id"])["published_at"] for b in bodies),
+    assert_relayed(
+        engine,
+        bodies,
+        names[1],
         timeout=15,
-        what="the relay to republish the returned events once the queue is bound again",
+        what="republish the returned events once the queue is bound again",
     )
-    queued = {m["conversation_id"] for _, m in get_messages(names[1])}
-    assert {b["conversation_id"] for b in bodies} <= queued
 
 
 def api_connections(queue: str) -> list[dict]:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 from tests.integration.api.conftest import API_KEY, as_key, process, unique_tenant
 from tests.integration.api.test_accept import get_messages
+from tests.support.database import one_value
 from tests.support.payloads import conversation
 from tests.support.services import queue_counts, wait_for
 
@@ -53,11 +54,11 @@ def test_two_tenants_share_ids_without_seeing_each_other(
     again = client.post(END, json=keen, headers=as_key(b))
     assert (again.status_code, again.json()["event_id"]) == (202, ids[1])
     assert client.post(END, json=happy, headers=as_key(b)).status_code == 409
-    with engine.connect() as conn:
-        tenants = conn.execute(
-            text("SELECT count(DISTINCT tenant) FROM friendship_status WHERE user_id = :u"),
-            {"u": shared["user_id"]},
-        ).scalar_one()
+    tenants = one_value(
+        engine,
+        "SELECT count(DISTINCT tenant) FROM friendship_status WHERE user_id = :u",
+        u=shared["user_id"],
+    )
     assert tenants == 2
 
 
