@@ -1,4 +1,5 @@
-"""Fixtures shared by the integration tiers: a migrated database per run, queue names per test."""
+"""Fixtures shared by the integration tiers: a migrated database per run, queue names per test,
+the processes a test starts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from tests.support import services
+from tests.support.processes import Service
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,12 @@ def names(amqp_url: str) -> Iterator[tuple[str, str]]:
     exchange, queue = services.unique_names()
     yield exchange, queue
     services.delete_topology(exchange, queue)
+
+
+@pytest.fixture(name="services")
+def started_services() -> Iterator[list[Service]]:
+    """Processes a test starts (append them); stopped afterwards, last first."""
+    started: list[Service] = []
+    yield started
+    for service in reversed(started):
+        service.stop()

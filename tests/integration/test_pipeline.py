@@ -7,6 +7,7 @@ friendship score equals the sum of its events' changes, and every event is PROCE
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import threading
@@ -18,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from tests.support.payloads import conversation, conversations_for, expected_change
-from tests.support.pipeline import score_sums, statuses
+from tests.support.database import one_value
+from tests.support.payloads import conversation, conversations_for
+from tests.support.pipeline import assert_processed_exactly_once, statuses
 from tests.support.processes import Service, common_env, start_api, start_worker
 from tests.support.proxy import TcpProxy
 from tests.support.services import AMQP_URL, wait_for
@@ -36,14 +38,6 @@ def env(database_url: str, names: tuple[str, str]) -> dict[str, str]:
         "CE_WORKER_RETRY_BASE_S": "0.05",
         "CE_WORKER_RETRY_CAP_S": "0.5",
     }
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx.Response]:
@@ -88,22 +82,6 @@ def post_all(base: str, bodies: list[dict], concurrency: int = 32) -> list[httpx
             client.close()
 
 
-def assert_exactly_once(engine: Engine, bodies: list[dict], timeout: float = 120) -> None:
-    ids = list({b["conversation_id"] for b in bodies})
-    wait_for(
-        lambda: statuses(engine, ids) == {"PROCESSED": len(ids)},
-        timeout=timeout,
-        interval=0.5,
-        what=f"{len(ids)} events PROCESSED",
-    )
-    users = list({b["user_id"] for b in bodies})
-    changes, scores = score_sums(engine, users)
-    expected: dict[str, float] = {}
-    for body in {b["conversation_id"]: b for b in bodies}.values():
-        expected[body["user_id"]] = expected.get(body["user_id"], 0.0) + expected_change(body)
-    assert scores == changes == expected
-
-
 def events_for(users: list[str], count: int) -> list[dict]:
     return conversations_for(users, count, seed=7)
 
@@ -129,61 +107,68 @@ def test_thousand_events_fifty_users_with_resends(
         r.json()["event_id"] == event_ids[b["conversation_id"]]
         for b, r in zip(resent, again, strict=True)
     )
-    assert_exactly_once(engine, bodies)
+    assert_processed_exactly_once(engine, bodies)
 
 
-def lock_friendship_rows(engine: Engine, users: list[str]) -> tuple[object, object]:
-    """Hold the users' status rows locked, so workers block mid-transaction on them."""
-    conn = engine.connect()
-    trans = conn.begin()
-    locked = conn.execute(
-        text("SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) FOR UPDATE"),
-        {"u": users},
-    ).all()
-    assert len(locked) == len(users)
-    return conn, trans
+def api_and_one_worker(
+    env: dict[str, str], engine: Engine, services: list[Service], *, users: int, **worker: str
+) -> tuple[str, Service, list[dict]]:
+    """The API (its base URL), one worker with these settings, and one processed event for each
+    of `users` new users, so that their status rows exist."""
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    started = start_worker(env, **worker)
+    services.append(started)
+    warmup = [conversation(user_id=f"user-{uuid.uuid4().hex[:8]}") for _ in range(users)]
+    assert {r.status_code for r in post_all(base, warmup)} == {202}
+    assert_processed_exactly_once(engine, warmup, timeout=30)
+    return base, started, warmup
+
+
+@contextlib.contextmanager
+def friendship_rows_locked(engine: Engine, users: list[str]) -> Iterator[None]:
+    """Hold the users' status rows locked meanwhile, so workers block mid-transaction on them."""
+    with engine.connect() as conn:
+        locked = conn.execute(
+            text("SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) FOR UPDATE"),
+            {"u": users},
+        ).all()
+        assert len(locked) == len(users)
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 def blocked_batches(engine: Engine) -> int:
     """Worker transactions of this database waiting for a row lock (mid-batch, uncommitted)."""
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND application_name = 'conversation-events-worker'"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
+    return int(
+        one_value(
+            engine,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'conversation-events-worker'"
+            " AND wait_event_type = 'Lock'",
         )
+    )
 
 
 def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
-    api, base = start_api(env, API_KEY)
-    services.append(api)
-    victim = start_worker(env, CE_WORKER_PREFETCH="10", CE_WORKER_BATCH_SIZE="5")
-    services.append(victim)
-    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(5)]
-    warmup = [conversation(user_id=u) for u in users]
-    assert {r.status_code for r in post_all(base, warmup)} == {202}
-    assert_exactly_once(engine, warmup, timeout=30)
-
-    conn, trans = lock_friendship_rows(engine, users)
+    base, victim, warmup = api_and_one_worker(
+        env, engine, services, users=5, CE_WORKER_PREFETCH="10", CE_WORKER_BATCH_SIZE="5"
+    )
+    users = [b["user_id"] for b in warmup]
     bodies = events_for(users, 300)
-    try:
+    with friendship_rows_locked(engine, users):
         assert {r.status_code for r in post_all(base, bodies)} == {202}
         wait_for(
             lambda: blocked_batches(engine) == 2, timeout=20, what="both batches mid-transaction"
         )
         victim.signal(signal.SIGKILL)
         victim.wait(10)
-    finally:
-        trans.rollback()  # type: ignore[attr-defined]
-        conn.close()  # type: ignore[attr-defined]
     services.append(start_worker(env))
-    assert_exactly_once(engine, warmup + bodies)
+    assert_processed_exactly_once(engine, warmup + bodies)
 
 
 def test_broker_connection_cut_while_accepting(
@@ -222,7 +207,7 @@ def test_broker_connection_cut_while_accepting(
         poster.join(120)
         assert len(responses) == 600
         assert {r.status_code for r in responses} == {202}
-        assert_exactly_once(engine, bodies)
+        assert_processed_exactly_once(engine, bodies)
     finally:
         proxy.close()
 
@@ -230,34 +215,25 @@ def test_broker_connection_cut_while_accepting(
 def test_sigterm_drains_in_flight_work_and_exits_zero(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
-    api, base = start_api(env, API_KEY)
-    services.append(api)
-    worker = start_worker(env, CE_WORKER_PREFETCH="8", CE_WORKER_BATCH_SIZE="4")
-    services.append(worker)
-    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(4)]
-    warmup = [conversation(user_id=u) for u in users]
-    post_all(base, warmup)
-    assert_exactly_once(engine, warmup, timeout=30)
-
-    conn, trans = lock_friendship_rows(engine, users)
+    base, worker, warmup = api_and_one_worker(
+        env, engine, services, users=4, CE_WORKER_PREFETCH="8", CE_WORKER_BATCH_SIZE="4"
+    )
+    users = [b["user_id"] for b in warmup]
     bodies = events_for(users, 100)
     ids = [b["conversation_id"] for b in bodies]
-    try:
+    with friendship_rows_locked(engine, users):
         post_all(base, bodies)
         wait_for(lambda: blocked_batches(engine) == 2, timeout=20, what="busy worker")
         busy = 8  # its whole prefetch: two batches of four, each mid-transaction
         worker.signal(signal.SIGTERM)
         wait_for(lambda: "draining" in worker.log(), timeout=10, what="drain to begin")
         assert worker.alive()
-    finally:
-        trans.rollback()  # type: ignore[attr-defined]
-        conn.close()  # type: ignore[attr-defined]
     assert worker.wait(30) == 0
     done = statuses(engine, ids).get("PROCESSED", 0)
     assert done >= busy  # the in-flight events finished before the exit
     assert statuses(engine, ids).get("PROCESSING", 0) == 0
     services.append(start_worker(env))
-    assert_exactly_once(engine, warmup + bodies)
+    assert_processed_exactly_once(engine, warmup + bodies)
 
 
 def test_concurrent_batches_while_accepting_do_not_deadlock(
@@ -285,7 +261,7 @@ def test_concurrent_batches_while_accepting_do_not_deadlock(
             break
     assert not pending
 
-    assert_exactly_once(engine, bodies)
+    assert_processed_exactly_once(engine, bodies)
     # A deadlock aborts a transaction, which the worker logs as a transient failure and
     # retries. (Attempts alone prove nothing: a relayed duplicate may claim an event twice.)
     logs = " ".join(worker.log() for worker in workers)

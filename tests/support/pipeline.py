@@ -15,7 +15,8 @@ from conversation_events.messaging.topology import Topology
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.events import NewEvent, content_hash, insert_events
 from conversation_events_worker.broker import declare_topology, publish_confirmed
-from tests.support.services import AMQP_URL
+from tests.spec import expected_change
+from tests.support.services import AMQP_URL, wait_for
 
 
 def new_event(body: dict[str, Any], tenant: str = DEFAULT_TENANT) -> NewEvent:
@@ -114,6 +115,26 @@ def score_sums(engine: Engine, user_ids: list[str]) -> tuple[dict[str, float], d
             )
         }
     return changes, scores
+
+
+def assert_processed_exactly_once(
+    engine: Engine, bodies: list[dict[str, Any]], *, timeout: float = 120.0
+) -> None:
+    """Every body's event PROCESSED (polled until `timeout`), each applied once: a user's score
+    and the sum of its events' recorded changes both equal the sum of their expected changes."""
+    unique = {b["conversation_id"]: b for b in bodies}
+    ids = list(unique)
+    wait_for(
+        lambda: statuses(engine, ids) == {"PROCESSED": len(ids)},
+        timeout=timeout,
+        interval=0.5,
+        what=f"{len(ids)} events PROCESSED",
+    )
+    expected: dict[str, float] = {}
+    for body in unique.values():
+        expected[body["user_id"]] = expected.get(body["user_id"], 0.0) + expected_change(body)
+    changes, scores = score_sums(engine, list(expected))
+    assert scores == changes == expected
 
 
 def preload(engine: Engine, topology: Topology, bodies: list[dict[str, Any]]) -> list[str]:

@@ -12,13 +12,12 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from tests.support.payloads import conversation, expected_change
-from tests.support.pipeline import preload, score_sums, statuses
+from tests.support.payloads import conversation
+from tests.support.pipeline import assert_processed_exactly_once, preload, statuses
 from tests.support.processes import ROOT, Service, common_env
 from tests.support.services import AMQP_URL, free_port, wait_for
 
@@ -27,13 +26,13 @@ from conversation_events.messaging.topology import Topology
 pytestmark = pytest.mark.slow
 
 
-class Scaler:
+class Scaler(Service):
     """The scaler process plus a sampler of its status file (replicas over time)."""
 
     def __init__(self, env: dict[str, str], status_file: Path, **settings: str) -> None:
         self.status_file = status_file
         self.samples: list[tuple[float, int, int | None]] = []
-        self.service = Service(
+        super().__init__(
             "conversation_events_scaler",
             "scaler",
             env
@@ -68,17 +67,10 @@ class Scaler:
                 total = (status.get("queue") or {}).get("total")
                 self.samples.append((time.monotonic() - started, status["current_replicas"], total))
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 90.0) -> int | None:
+        """Stop sampling, then the scaler (which stops its workers first: hence the long wait)."""
         self._stop.set()
-        return self.service.stop(timeout=90)
-
-
-@pytest.fixture
-def scalers() -> Iterator[list[Scaler]]:
-    started: list[Scaler] = []
-    yield started
-    for scaler in started:
-        scaler.stop()
+        return super().stop(timeout)
 
 
 def bodies_for(users: list[str], count: int) -> list[dict]:
@@ -89,28 +81,13 @@ def bodies_for(users: list[str], count: int) -> list[dict]:
     ]
 
 
-def assert_exactly_once(engine: Engine, bodies: list[dict], timeout: float = 120) -> None:
-    ids = [b["conversation_id"] for b in bodies]
-    wait_for(
-        lambda: statuses(engine, ids) == {"PROCESSED": len(ids)},
-        timeout=timeout,
-        interval=0.5,
-        what="every event PROCESSED",
-    )
-    expected: dict[str, float] = {}
-    for body in bodies:
-        expected[body["user_id"]] = expected.get(body["user_id"], 0.0) + expected_change(body)
-    changes, scores = score_sums(engine, list(expected))
-    assert scores == changes == expected
-
-
 def test_backlog_scales_from_min_to_max_drains_and_returns_to_min(
     database_url: str,
     engine: Engine,
     names: tuple[str, str],
     management_url: str,
     tmp_path: Path,
-    scalers: list[Scaler],
+    services: list[Service],
 ) -> None:
     env = common_env(database_url, AMQP_URL, *names) | {
         "CE_WORKER_PREFETCH": "2",
@@ -129,12 +106,12 @@ def test_backlog_scales_from_min_to_max_drains_and_returns_to_min(
         CE_SCALER_SCALE_DOWN_STABILIZATION_S="5",
         CE_SCALER_COOLDOWN_S="5",
     )
-    scalers.append(scaler)
+    services.append(scaler)
 
     wait_for(
         lambda: scaler.status().get("current_replicas") == 3, timeout=60, what="scale out to max"
     )
-    assert_exactly_once(engine, bodies)
+    assert_processed_exactly_once(engine, bodies)
     wait_for(
         lambda: scaler.status().get("current_replicas") == 1, timeout=60, what="scale in to min"
     )
@@ -150,7 +127,7 @@ def test_below_activation_nothing_starts_from_zero_above_it_workers_start(
     names: tuple[str, str],
     management_url: str,
     tmp_path: Path,
-    scalers: list[Scaler],
+    services: list[Service],
 ) -> None:
     env = common_env(database_url, AMQP_URL, *names) | {"CE_SCALER_MANAGEMENT_URL": management_url}
     topology = Topology(names[0], names[1], 50)
@@ -169,7 +146,7 @@ def test_below_activation_nothing_starts_from_zero_above_it_workers_start(
         # as a reason to start a worker in this test.
         CE_SCALER_FALLBACK_REPLICAS="0",
     )
-    scalers.append(scaler)
+    services.append(scaler)
     # Several polls that saw the 10 messages, and still no worker.
     wait_for(
         lambda: len([s for s in scaler.samples if s[2] == 10]) >= 5,
@@ -182,4 +159,4 @@ def test_below_activation_nothing_starts_from_zero_above_it_workers_start(
     more = bodies_for(users, 100)
     preload(engine, topology, more)
     wait_for(lambda: scaler.status().get("current_replicas", 0) >= 1, timeout=60, what="activation")
-    assert_exactly_once(engine, few + more)
+    assert_processed_exactly_once(engine, few + more)
