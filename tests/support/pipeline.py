@@ -78,6 +78,17 @@ def event_row(engine: Engine, event_id: str) -> dict[str, Any]:
         )
 
 
+def event_row_when(
+    engine: Engine, event_id: str, status: str, *, timeout: float = 15.0, what: str = ""
+) -> dict[str, Any]:
+    """The event's row once it has `status` (polled until `timeout`)."""
+    return wait_for(
+        lambda: (row := event_row(engine, event_id))["status"] == status and row,
+        timeout=timeout,
+        what=what or status,
+    )
+
+
 def statuses(engine: Engine, conversation_ids: list[str]) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event
 from tests.integration.worker.conftest import MAX_ATTEMPTS, per_event
+from tests.support.database import one_value
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import (
     event_row,
+    event_row_when,
     preload,
     publish,
     redrive_due,
@@ -59,11 +61,7 @@ def test_processes_event_updates_friendship_and_acks(
     run_consumer()
     publish(topology, event_id, body)
 
-    row = wait_for(
-        lambda: (r := event_row(engine, event_id))["status"] == "PROCESSED" and r,
-        timeout=15,
-        what="PROCESSED",
-    )
+    row = event_row_when(engine, event_id, "PROCESSED")
     assert row["friendship_score_change"] == expected_change(body) == 1.5 + 6 + 15 + 5
     assert row["score_calculation_details"]["scoring_version"] == 1
     assert row["attempts"] == 1
@@ -81,9 +79,7 @@ def test_duplicate_deliveries_apply_once(
         publish(topology, event_id, body)
     run_consumer()
 
-    wait_for(
-        lambda: event_row(engine, event_id)["status"] == "PROCESSED", timeout=15, what="PROCESSED"
-    )
+    event_row_when(engine, event_id, "PROCESSED")
     wait_for(lambda: queue_empty(topology.queue), timeout=10, what="all copies acked")
     _, scores = score_sums(engine, [body["user_id"]])
     assert scores[body["user_id"]] == expected_change(body)
@@ -96,11 +92,7 @@ def test_next_lesson_events_are_skipped(
     event_id = store(engine, body)
     run_consumer()
     publish(topology, event_id, body)
-    row = wait_for(
-        lambda: (r := event_row(engine, event_id))["status"] == "SKIPPED" and r,
-        timeout=15,
-        what="SKIPPED",
-    )
+    row = event_row_when(engine, event_id, "SKIPPED")
     assert row["friendship_score_change"] is None
     assert score_sums(engine, [body["user_id"]]) == ({}, {})
 
@@ -133,11 +125,7 @@ def test_permanent_error_fails_event_once_and_dead_letters(
     run_consumer(processor=per_event(broken))
     publish(topology, event_id, body)
 
-    row = wait_for(
-        lambda: (r := event_row(engine, event_id))["status"] == "FAILED" and r,
-        timeout=15,
-        what="FAILED",
-    )
+    row = event_row_when(engine, event_id, "FAILED")
     assert row["last_error"] == "conversation cannot be scored"
     wait_for(
         lambda: queue_counts(topology.dead_letter_queue)[0] == 1, timeout=10, what="dead letter"
@@ -282,14 +270,11 @@ def test_a_transient_failure_holds_neither_its_batch_nor_a_thread(
         what="the failure recorded",
     )
     assert (row["status"], row["published_at"]) == ("PENDING", None)
-    with engine.connect() as conn:
-        due_in = conn.execute(
-            text(
-                "SELECT extract(epoch FROM not_before - now()) FROM conversation_events "
-                "WHERE id = :id"
-            ),
-            {"id": failing},
-        ).scalar_one()
+    due_in = one_value(
+        engine,
+        "SELECT extract(epoch FROM not_before - now()) FROM conversation_events WHERE id = :id",
+        id=failing,
+    )
     assert 8 < float(due_in) <= 20
 
     second_ids = preload(engine, topology, second)
@@ -302,10 +287,8 @@ def test_a_transient_failure_holds_neither_its_batch_nor_a_thread(
     assert redrive_due(engine, topology, [failing]) == 0  # not due yet: the relay waits too
 
     publish(topology, failing, first[0])  # what the relay does once the retry is due
-    row = wait_for(
-        lambda: (r := event_row(engine, failing))["status"] == "PROCESSED" and r,
-        timeout=10,
-        what="the retried event PROCESSED",
+    row = event_row_when(
+        engine, failing, "PROCESSED", timeout=10, what="the retried event PROCESSED"
     )
     assert row["attempts"] == 2
     assert failures == [failing]

@@ -79,22 +79,15 @@ def _age(
     created_days: float | None = None,
 ) -> None:
     with engine.begin() as conn:
-        if processed_days is not None:
-            conn.execute(
-                text(
-                    "UPDATE conversation_events SET processed_at = now() - make_interval("
-                    "secs => :s) WHERE id = :id"
-                ),
-                {"s": processed_days * 86400, "id": event_id},
-            )
-        if created_days is not None:
-            conn.execute(
-                text(
-                    "UPDATE conversation_events SET created_at = now() - make_interval("
-                    "secs => :s) WHERE id = :id"
-                ),
-                {"s": created_days * 86400, "id": event_id},
-            )
+        for column, days in (("processed_at", processed_days), ("created_at", created_days)):
+            if days is not None:
+                conn.execute(
+                    text(
+                        f"UPDATE conversation_events SET {column} = now() - make_interval("
+                        "secs => :s) WHERE id = :id"
+                    ),
+                    {"s": days * 86400, "id": event_id},
+                )
 
 
 def test_the_purge_drops_content_then_deletes_old_events_and_leaves_none_behind(
