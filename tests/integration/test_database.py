@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
 from tests.support.proxy import TcpProxy
+from tests.support.services import outcome_within
 
 from conversation_events.errors import DatabaseUnavailable
 from conversation_events.persistence.db import make_engine, translate_errors
@@ -35,23 +35,6 @@ def run(engine: Engine, sql: str) -> object:
         return conn.execute(text(sql)).scalar()
 
 
-def in_thread(engine: Engine, sql: str) -> list[object]:
-    """Run `sql` on a thread; the result or the exception, once the thread ends (60 s at most)."""
-    outcome: list[object] = []
-
-    def target() -> None:
-        try:
-            outcome.append(run(engine, sql))
-        except Exception as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), "the call hung past its deadline"
-    return outcome
-
-
 def test_a_silent_server_fails_the_call_instead_of_hanging_it(
     proxied: tuple[TcpProxy, Engine],
 ) -> None:
@@ -59,7 +42,9 @@ def test_a_silent_server_fails_the_call_instead_of_hanging_it(
     assert run(engine, "SELECT 1") == 1  # a pooled connection that will go silent
     proxy.freeze()
     try:
-        [outcome] = in_thread(engine, "SELECT 2")
+        outcome = outcome_within(
+            lambda: run(engine, "SELECT 2"), 60, hung="the call hung past its deadline"
+        )
         assert isinstance(outcome, DatabaseUnavailable)
     finally:
         proxy.thaw()
@@ -71,22 +56,17 @@ def test_a_commit_to_a_silent_server_fails_instead_of_hanging(
     proxied: tuple[TcpProxy, Engine],
 ) -> None:
     proxy, engine = proxied
-    outcome: list[object] = []
 
-    def target() -> None:
-        try:
-            with translate_errors(), engine.begin() as conn:
-                conn.execute(text("SELECT 1"))
-                proxy.freeze()  # the statement answered; the COMMIT will not be
-        except Exception as exc:
-            outcome.append(exc)
+    def commit() -> None:
+        with translate_errors(), engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
+            proxy.freeze()  # the statement answered; the COMMIT will not be
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(60)
-    proxy.thaw()
-    assert not thread.is_alive(), "the commit hung past its deadline"
-    assert len(outcome) == 1 and isinstance(outcome[0], DatabaseUnavailable)
+    try:
+        outcome = outcome_within(commit, 60, hung="the commit hung past its deadline")
+    finally:
+        proxy.thaw()
+    assert isinstance(outcome, DatabaseUnavailable)
 
 
 def test_calls_within_the_deadline_are_left_alone(proxied: tuple[TcpProxy, Engine]) -> None:

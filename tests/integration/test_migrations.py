@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -107,23 +106,14 @@ def test_a_migration_behind_live_traffic_gives_up_at_its_lock_timeout(
 ) -> None:
     command.upgrade(alembic_config(empty_database), "0001")
     reader = create_engine(empty_database)
-    outcome: list[BaseException | None] = []
     with reader.connect() as conn, conn.begin():
         # A long transaction that read the table: ALTER TABLE must wait for it.
         conn.execute(text("SELECT count(*) FROM conversation_events"))
-
-        def upgrade() -> None:
-            try:
-                command.upgrade(alembic_config(empty_database, lock_timeout="1s"), "head")
-                outcome.append(None)
-            except Exception as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=upgrade, daemon=True)
-        thread.start()
-        thread.join(60)
-        assert not thread.is_alive(), "the migration waited for the lock without a deadline"
+        error = services.outcome_within(
+            lambda: command.upgrade(alembic_config(empty_database, lock_timeout="1s"), "head"),
+            60,
+            hung="the migration waited for the lock without a deadline",
+        )
     reader.dispose()
-    [error] = outcome
     assert error is not None and "lock timeout" in str(error)
     command.upgrade(alembic_config(empty_database), "head")  # retried once traffic allows

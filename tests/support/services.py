@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -141,6 +142,24 @@ def wait_for(
                 f"timed out after {timeout:.0f}s waiting for {what}; last value {value!r}"
             )
         time.sleep(interval)
+
+
+def outcome_within(call: Callable[[], T], seconds: float, *, hung: str) -> T | Exception:
+    """What `call()` returned, or the exception it raised, run on a thread; fails with `hung`
+    if it is still running after `seconds` (the thread is left behind as a daemon)."""
+    outcome: list[T | Exception] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), hung
+    return outcome[0]
 
 
 def free_port() -> int:

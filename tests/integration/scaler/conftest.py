@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from kubernetes import client
 from tests.integration.scaler.scaler_helpers import (
     AMQP_HOST,
     AMQP_PORT,
@@ -75,3 +76,12 @@ def cluster() -> Iterator[Cluster]:
     """An in-memory Kubernetes API (kmock) on a real local port."""
     with kubernetes_emulator() as emulated:
         yield emulated
+
+
+@pytest.fixture
+def kubernetes_api(cluster: Cluster) -> Iterator[client.ApiClient]:
+    """The official client, pointed at the emulated cluster (wrap it in CoreV1Api, AppsV1Api)."""
+    configuration = client.Configuration()
+    configuration.host = cluster.url
+    with client.ApiClient(configuration) as api_client:
+        yield api_client

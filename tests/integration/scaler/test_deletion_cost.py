@@ -74,11 +74,8 @@ def workers() -> Iterator[FakeWorkers]:
 
 
 @pytest.fixture
-def core(cluster: Cluster) -> Iterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    configuration.host = cluster.url
-    with client.ApiClient(configuration) as api_client:
-        yield client.CoreV1Api(api_client)
+def core(kubernetes_api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(kubernetes_api)
 
 
 def updater(core: client.CoreV1Api, port: int) -> DeletionCostUpdater:

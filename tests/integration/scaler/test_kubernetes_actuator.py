@@ -7,8 +7,6 @@ and a PATCH of ``.../scale`` merges into the Deployment's ``spec.replicas``, as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import kmock
 import pytest
 from kubernetes import client
@@ -28,11 +26,8 @@ NAMESPACE = "ce"
 
 
 @pytest.fixture
-def apps(cluster: Cluster) -> Iterator[client.AppsV1Api]:
-    configuration = client.Configuration()
-    configuration.host = cluster.url
-    with client.ApiClient(configuration) as api_client:
-        yield client.AppsV1Api(api_client)
+def apps(kubernetes_api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(kubernetes_api)
 
 
 def test_reads_the_replicas_from_the_scale_subresource(
