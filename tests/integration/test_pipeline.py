@@ -110,36 +110,6 @@ def test_thousand_events_fifty_users_with_resends(
     assert_processed_exactly_once(engine, bodies)
 
 
-def api_and_one_worker(
-    env: dict[str, str], engine: Engine, services: list[Service], *, users: int, **worker: str
-) -> tuple[str, Service, list[dict]]:
-    """The API (its base URL), one worker with these settings, and one processed event for each
-    of `users` new users, so that their status rows exist."""
-    api, base = start_api(env, API_KEY)
-    services.append(api)
-    started = start_worker(env, **worker)
-    services.append(started)
-    warmup = [conversation(user_id=f"user-{uuid.uuid4().hex[:8]}") for _ in range(users)]
-    assert {r.status_code for r in post_all(base, warmup)} == {202}
-    assert_processed_exactly_once(engine, warmup, timeout=30)
-    return base, started, warmup
-
-
-@contextlib.contextmanager
-def friendship_rows_locked(engine: Engine, users: list[str]) -> Iterator[None]:
-    """Hold the users' status rows locked meanwhile, so workers block mid-transaction on them."""
-    with engine.connect() as conn:
-        locked = conn.execute(
-            text("SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) FOR UPDATE"),
-            {"u": users},
-        ).all()
-        assert len(locked) == len(users)
-        try:
-            yield
-        finally:
-            conn.rollback()
-
-
 def blocked_batches(engine: Engine) -> int:
     """Worker transactions of this database waiting for a row lock (mid-batch, uncommitted)."""
     return int(
@@ -152,21 +122,74 @@ def blocked_batches(engine: Engine) -> int:
     )
 
 
+@contextlib.contextmanager
+def worker_blocked_mid_batch(
+    env: dict[str, str],
+    engine: Engine,
+    services: list[Service],
+    *,
+    users: int,
+    events: int,
+    prefetch: int,
+) -> Iterator[tuple[Service, list[dict], list[dict]]]:
+    """The API and one worker taking `prefetch` messages in two batches, both blocked
+    mid-transaction: yields (the worker, a processed first event of each of `users` new users,
+    `events` more of theirs posted while their status rows are locked). Unlocked on exit."""
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    worker = start_worker(
+        env, CE_WORKER_PREFETCH=str(prefetch), CE_WORKER_BATCH_SIZE=str(prefetch // 2)
+    )
+    services.append(worker)
+    warmup = [conversation(user_id=f"user-{uuid.uuid4().hex[:8]}") for _ in range(users)]
+    assert {r.status_code for r in post_all(base, warmup)} == {202}
+    assert_processed_exactly_once(engine, warmup, timeout=30)  # the status rows exist
+
+    user_ids = [b["user_id"] for b in warmup]
+    bodies = events_for(user_ids, events)
+    with engine.connect() as conn:
+        locked = conn.execute(
+            text("SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) FOR UPDATE"),
+            {"u": user_ids},
+        ).all()
+        assert len(locked) == len(user_ids)
+        try:
+            assert {r.status_code for r in post_all(base, bodies)} == {202}
+            wait_for(
+                lambda: blocked_batches(engine) == 2,
+                timeout=20,
+                what="both batches mid-transaction",
+            )
+            yield worker, warmup, bodies
+        finally:
+            conn.rollback()
+
+
 def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
-    base, victim, warmup = api_and_one_worker(
-        env, engine, services, users=5, CE_WORKER_PREFETCH="10", CE_WORKER_BATCH_SIZE="5"
-    )
-    users = [b["user_id"] for b in warmup]
-    bodies = events_for(users, 300)
-    with friendship_rows_locked(engine, users):
-        assert {r.status_code for r in post_all(base, bodies)} == {202}
-        wait_for(
-            lambda: blocked_batches(engine) == 2, timeout=20, what="both batches mid-transaction"
-        )
+    blocked = worker_blocked_mid_batch(env, engine, services, users=5, events=300, prefetch=10)
+    with blocked as (victim, warmup, bodies):
         victim.signal(signal.SIGKILL)
         victim.wait(10)
+    services.append(start_worker(env))
+    assert_processed_exactly_once(engine, warmup + bodies)
+
+
+def test_sigterm_drains_in_flight_work_and_exits_zero(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    blocked = worker_blocked_mid_batch(env, engine, services, users=4, events=100, prefetch=8)
+    with blocked as (worker, warmup, bodies):
+        busy = 8  # its whole prefetch: two batches of four, each mid-transaction
+        worker.signal(signal.SIGTERM)
+        wait_for(lambda: "draining" in worker.log(), timeout=10, what="drain to begin")
+        assert worker.alive()
+    ids = [b["conversation_id"] for b in bodies]
+    assert worker.wait(30) == 0
+    done = statuses(engine, ids).get("PROCESSED", 0)
+    assert done >= busy  # the in-flight events finished before the exit
+    assert statuses(engine, ids).get("PROCESSING", 0) == 0
     services.append(start_worker(env))
     assert_processed_exactly_once(engine, warmup + bodies)
 
@@ -210,30 +233,6 @@ def test_broker_connection_cut_while_accepting(
         assert_processed_exactly_once(engine, bodies)
     finally:
         proxy.close()
-
-
-def test_sigterm_drains_in_flight_work_and_exits_zero(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
-    base, worker, warmup = api_and_one_worker(
-        env, engine, services, users=4, CE_WORKER_PREFETCH="8", CE_WORKER_BATCH_SIZE="4"
-    )
-    users = [b["user_id"] for b in warmup]
-    bodies = events_for(users, 100)
-    ids = [b["conversation_id"] for b in bodies]
-    with friendship_rows_locked(engine, users):
-        post_all(base, bodies)
-        wait_for(lambda: blocked_batches(engine) == 2, timeout=20, what="busy worker")
-        busy = 8  # its whole prefetch: two batches of four, each mid-transaction
-        worker.signal(signal.SIGTERM)
-        wait_for(lambda: "draining" in worker.log(), timeout=10, what="drain to begin")
-        assert worker.alive()
-    assert worker.wait(30) == 0
-    done = statuses(engine, ids).get("PROCESSED", 0)
-    assert done >= busy  # the in-flight events finished before the exit
-    assert statuses(engine, ids).get("PROCESSING", 0) == 0
-    services.append(start_worker(env))
-    assert_processed_exactly_once(engine, warmup + bodies)
 
 
 def test_concurrent_batches_while_accepting_do_not_deadlock(
