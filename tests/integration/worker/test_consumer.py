@@ -140,16 +140,13 @@ def test_always_transient_event_fails_after_the_configured_attempts(
     calls: list[str] = []
 
     def flaky(
-        engine: Engine,
-        event_ids: list[str],
-        config: ProcessingConfig,
-        *,
-        redelivered: Collection[str] = (),
+        engine: Engine, event_ids: list[str], config: ProcessingConfig, **options: Any
     ) -> dict[str, Any]:
         # Claims redeliveries like the real processor (counting the attempt), then times out;
         # the consumer counts a first delivery's attempt when it records the failure.
         from conversation_events.persistence import events as repo
 
+        redelivered: Collection[str] = options.get("redelivered", ())
         with engine.begin() as conn:
             repo.claim_many(conn, [i for i in event_ids if i in redelivered], config.lease_s)
         calls.extend(event_ids)
@@ -245,17 +242,13 @@ def test_a_transient_failure_holds_neither_its_batch_nor_a_thread(
     failing, failures = ids[0], []
 
     def once_flaky(
-        engine: Engine,
-        event_ids: list[str],
-        config: ProcessingConfig,
-        *,
-        redelivered: Collection[str] = (),
+        engine: Engine, event_ids: list[str], config: ProcessingConfig, **options: Any
     ) -> dict[str, Any]:
         if failing not in event_ids or failures:
-            return process_batch(engine, event_ids, config, redelivered=redelivered)
+            return process_batch(engine, event_ids, config, **options)
         failures.append(failing)
         rest = [i for i in event_ids if i != failing]
-        results: dict[str, Any] = process_batch(engine, rest, config, redelivered=redelivered)
+        results: dict[str, Any] = process_batch(engine, rest, config, **options)
         return {**results, failing: RetryableError("scoring backend timed out")}
 
     run_consumer(processor=once_flaky, worker_retry_base_s=20.0, worker_retry_cap_s=20.0)
