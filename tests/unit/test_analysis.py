@@ -289,45 +289,59 @@ def test_count_user_questions_empty() -> None:
 # ------------------------------------------------------------------------------------------
 
 
+#: Messages of one user and the emotion each expresses on its own.
+SINGLE_MESSAGE_EMOTIONS = {
+    Emotion.HAPPY: [
+        "I am so happy today",
+        "That was fun",
+        "haha",
+        "hahahaha",
+        "hihi",
+        "lol",
+        "yay :)",
+        "😊",
+        "Mình vui lắm",
+        "Buồn cười quá",  # "funny", not "sad"
+        "Tuyệt vời",
+    ],
+    Emotion.INTERESTING: [
+        "That is so interesting",
+        "Wow, tell me more",
+        "Thú vị ghê",
+        "Hay quá",
+        "Kể tiếp đi",
+    ],
+    Emotion.SAD: [
+        "I feel sad",
+        "I cried :(",
+        "Mình buồn quá",
+        "Mình không vui",
+        "Con muốn khóc 😭",
+        "Tuyệt vọng",
+    ],
+    Emotion.ANGRY: [
+        "I'm angry",
+        "I hate this",
+        "shut up",
+        "Mình tức quá",
+        "Bực mình ghê",
+        "😡",
+    ],
+    Emotion.BORING: [
+        "This is boring",
+        "It is not fun",
+        "meh",
+        "Chán quá",
+        "Buồn chán",  # "bored", not "sad"
+        "Nhàm chán",
+        "🥱",
+    ],
+}
+
+
 @pytest.mark.parametrize(
     ("text", "emotion"),
-    [
-        ("I am so happy today", Emotion.HAPPY),
-        ("That was fun", Emotion.HAPPY),
-        ("haha", Emotion.HAPPY),
-        ("hahahaha", Emotion.HAPPY),
-        ("hihi", Emotion.HAPPY),
-        ("lol", Emotion.HAPPY),
-        ("yay :)", Emotion.HAPPY),
-        ("😊", Emotion.HAPPY),
-        ("Mình vui lắm", Emotion.HAPPY),
-        ("Buồn cười quá", Emotion.HAPPY),  # "funny", not "sad"
-        ("Tuyệt vời", Emotion.HAPPY),
-        ("That is so interesting", Emotion.INTERESTING),
-        ("Wow, tell me more", Emotion.INTERESTING),
-        ("Thú vị ghê", Emotion.INTERESTING),
-        ("Hay quá", Emotion.INTERESTING),
-        ("Kể tiếp đi", Emotion.INTERESTING),
-        ("I feel sad", Emotion.SAD),
-        ("I cried :(", Emotion.SAD),
-        ("Mình buồn quá", Emotion.SAD),
-        ("Mình không vui", Emotion.SAD),
-        ("Con muốn khóc 😭", Emotion.SAD),
-        ("Tuyệt vọng", Emotion.SAD),
-        ("I'm angry", Emotion.ANGRY),
-        ("I hate this", Emotion.ANGRY),
-        ("shut up", Emotion.ANGRY),
-        ("Mình tức quá", Emotion.ANGRY),
-        ("Bực mình ghê", Emotion.ANGRY),
-        ("😡", Emotion.ANGRY),
-        ("This is boring", Emotion.BORING),
-        ("It is not fun", Emotion.BORING),
-        ("meh", Emotion.BORING),
-        ("Chán quá", Emotion.BORING),
-        ("Buồn chán", Emotion.BORING),  # "bored", not "sad"
-        ("Nhàm chán", Emotion.BORING),
-        ("🥱", Emotion.BORING),
-    ],
+    [(text, emotion) for emotion, texts in SINGLE_MESSAGE_EMOTIONS.items() for text in texts],
 )
 def test_classify_emotion_single_message(text: str, emotion: Emotion) -> None:
     assert classify_emotion(user(text)) is emotion

@@ -15,23 +15,16 @@ from conversation_events.domain.conversation import (
     topic_for,
 )
 
+#: Characters (as the log names them) and whom each one is.
+SPEAKERS = {
+    Speaker.USER: ["USER", "user", "User", "user_1", "END_USER"],
+    Speaker.BOT: ["BOT", "Bot", "PIKA", "pika", "assistant", "", "US ER"],
+}
+
 
 @pytest.mark.parametrize(
     ("character", "expected"),
-    [
-        ("USER", Speaker.USER),
-        ("user", Speaker.USER),
-        ("User", Speaker.USER),
-        ("user_1", Speaker.USER),
-        ("END_USER", Speaker.USER),
-        ("BOT", Speaker.BOT),
-        ("Bot", Speaker.BOT),
-        ("PIKA", Speaker.BOT),
-        ("pika", Speaker.BOT),
-        ("assistant", Speaker.BOT),
-        ("", Speaker.BOT),
-        ("US ER", Speaker.BOT),
-    ],
+    [(character, speaker) for speaker, names in SPEAKERS.items() for character in names],
 )
 def test_classify_speaker(character: str, expected: Speaker) -> None:
     assert classify_speaker(character) is expected

@@ -72,6 +72,12 @@ def apply_all(
     return status
 
 
+def new_user_after(*ends: str, zone: tzinfo = HCM) -> FriendshipStatus:
+    """A new user's status after plain conversations ending at these UTC instants, in order."""
+    plain = (interaction(utc(end)) for end in ends)
+    return apply_all(FriendshipStatus.new("u1"), *plain, zone=zone)
+
+
 # ------------------------------------------------------------------------------------------
 # Levels
 # ------------------------------------------------------------------------------------------
@@ -318,12 +324,7 @@ def test_same_local_day_across_a_utc_midnight() -> None:
     assert second.streak_day == 1
     assert second.last_interaction_date == date(2024, 5, 2)
     # The same two instants in UTC are two consecutive days.
-    in_utc = apply_all(
-        FriendshipStatus.new("u1"),
-        interaction(utc("2024-05-01T17:00:00")),
-        interaction(utc("2024-05-02T16:59:00")),
-        zone=UTC,
-    )
+    in_utc = new_user_after("2024-05-01T17:00:00", "2024-05-02T16:59:00", zone=UTC)
     assert in_utc.streak_day == 2
 
 
@@ -346,18 +347,10 @@ def test_streak_same_day_unchanged_then_next_day_then_gap() -> None:
 
 def test_gap_is_measured_in_local_days_not_hours() -> None:
     # 47 hours apart but only one local day apart: 00:30 May 1 -> 23:30 May 2 local.
-    status = apply_all(
-        FriendshipStatus.new("u1"),
-        interaction(utc("2024-04-30T17:30:00")),
-        interaction(utc("2024-05-02T16:30:00")),
-    )
+    status = new_user_after("2024-04-30T17:30:00", "2024-05-02T16:30:00")
     assert status.streak_day == 2
     # 25 hours apart but two local days apart: 23:30 May 1 -> 00:30 May 3 local.
-    status = apply_all(
-        FriendshipStatus.new("u1"),
-        interaction(utc("2024-05-01T16:30:00")),
-        interaction(utc("2024-05-02T17:30:00")),
-    )
+    status = new_user_after("2024-05-01T16:30:00", "2024-05-02T17:30:00")
     assert status.streak_day == 1
 
 
@@ -378,12 +371,7 @@ def test_streak_across_dst_in_new_york() -> None:
 
 def test_streak_across_the_25_hour_day_in_new_york() -> None:
     # 2024-11-03 lasts 25 hours in New York: 04:00Z is 00:00 EDT, 04:59Z next day is 23:59 EST.
-    status = apply_all(
-        FriendshipStatus.new("u1"),
-        interaction(utc("2024-11-03T04:00:00")),
-        interaction(utc("2024-11-04T04:59:00")),
-        zone=NEW_YORK,
-    )
+    status = new_user_after("2024-11-03T04:00:00", "2024-11-04T04:59:00", zone=NEW_YORK)
     assert (status.streak_day, status.last_interaction_date) == (1, date(2024, 11, 3))
     status = apply_all(status, interaction(utc("2024-11-04T05:00:00")), zone=NEW_YORK)
     assert (status.streak_day, status.last_interaction_date) == (2, date(2024, 11, 4))
@@ -467,12 +455,7 @@ def test_late_event_does_not_move_topic_last_date_back() -> None:
 
 def test_late_event_does_not_repair_a_broken_streak() -> None:
     # Processing order May 1, May 3 (gap: reset), then the late May 2.
-    status = apply_all(
-        FriendshipStatus.new("u1"),
-        interaction(utc("2024-05-01T05:00:00")),
-        interaction(utc("2024-05-03T05:00:00")),
-        interaction(utc("2024-05-02T05:00:00")),
-    )
+    status = new_user_after("2024-05-01T05:00:00", "2024-05-03T05:00:00", "2024-05-02T05:00:00")
     assert status.streak_day == 1
     assert status.last_interaction_date == date(2024, 5, 3)
 
