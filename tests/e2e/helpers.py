@@ -133,6 +133,11 @@ def conversation(
     return body
 
 
+def log(*messages: tuple[str, str]) -> list[dict[str, str]]:
+    """A conversation log from (character, content) pairs, in order."""
+    return [{"character": character, "content": content} for character, content in messages]
+
+
 def poll(
     probe: Callable[[], T | None],
     *,
@@ -205,8 +210,15 @@ class Api:
         return view
 
     def friendship(self, user_id: str) -> dict | None:
+        """The user's friendship status, or None where it has none (404)."""
         response = self.http.get(f"/v1/friendship/status/{quote(user_id, safe='')}")
         if response.status_code == 404:
             return None
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    def status(self, user_id: str) -> dict:
+        """The friendship status of a user who must have one."""
+        status = self.friendship(user_id)
+        assert status is not None, f"{user_id} has no friendship status"
+        return status

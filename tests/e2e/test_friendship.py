@@ -54,8 +54,7 @@ def test_score_is_the_sum_of_changes(api: Api) -> None:
     ]
     changes = [api.process(body)["friendship_score_change"] for body in bodies]
     assert changes == [expected_change(b) for b in bodies]
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert status["user_id"] == user
     assert status["friendship_score"] == sum(changes)
     assert status["friendship_level"] == "PHASE1_STRANGER"
@@ -65,25 +64,23 @@ def test_score_is_the_sum_of_changes(api: Api) -> None:
     assert api.accept(bodies[0]) == api.event(bodies[0]["conversation_id"]).json()["event_id"]
     marker = conversation(user_id=user, end=utc(2026, 3, 10, 20), turns=1)
     api.process(marker)
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert status["friendship_score"] == sum(changes) + 0.5
 
 
 def test_score_never_goes_below_zero(api: Api) -> None:
     user = unique("user")
     api.process(conversation(user_id=user, end=utc(2026, 3, 10, 1), turns=2, emotion="happy"))
-    assert api.friendship(user)["friendship_score"] == 11.0  # type: ignore[index]
+    assert api.status(user)["friendship_score"] == 11.0
     api.process(conversation(user_id=user, end=utc(2026, 3, 10, 2), turns=0, emotion="boring"))
-    assert api.friendship(user)["friendship_score"] == 0.0  # type: ignore[index]  # 11 - 15
+    assert api.status(user)["friendship_score"] == 0.0  # 11 - 15
     api.process(conversation(user_id=user, end=utc(2026, 3, 10, 3), turns=0, emotion="angry"))
-    assert api.friendship(user)["friendship_score"] == 0.0  # type: ignore[index]  # no debt
+    assert api.status(user)["friendship_score"] == 0.0  # no debt
     view = api.process(
         conversation(user_id=user, end=utc(2026, 3, 10, 4), turns=0, emotion="interesting")
     )
     assert view["friendship_score_change"] == 15.0
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert status["friendship_score"] == 15.0  # 0 + 15, not 11 - 15 - 10 + 15
     assert status["last_emotion"] == "interesting"
 
@@ -92,8 +89,7 @@ def test_first_conversation_can_be_negative_and_still_floors(api: Api) -> None:
     user = unique("user")
     view = api.process(conversation(user_id=user, turns=1, emotion="boring"))
     assert view["friendship_score_change"] == -14.5
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert status["friendship_score"] == 0.0
     assert status["streak_day"] == 1
 
@@ -112,12 +108,11 @@ def test_levels_change_at_500_and_3000(api: Api) -> None:
         return view
 
     assert send(99, 1)["new_friendship_level"] == "PHASE1_STRANGER"  # 495
-    assert api.friendship(user)["friendship_level"] == "PHASE1_STRANGER"  # type: ignore[index]
+    assert api.status(user)["friendship_level"] == "PHASE1_STRANGER"
     assert send(1, 2)["new_friendship_level"] == "PHASE2_ACQUAINTANCE"  # 500: inclusive
     assert send(499, 3)["new_friendship_level"] == "PHASE2_ACQUAINTANCE"  # 2995
     assert send(1, 4)["new_friendship_level"] == "PHASE3_FRIEND"  # 3000: inclusive
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert (status["friendship_score"], status["friendship_level"]) == (3000.0, "PHASE3_FRIEND")
 
 
@@ -126,7 +121,7 @@ def test_a_level_is_lost_when_the_score_drops(api: Api) -> None:
     api.process(conversation(user_id=user, end=utc(2026, 3, 10, 1), turns=0, memories=100))
     view = api.process(conversation(user_id=user, end=utc(2026, 3, 10, 2), turns=0, emotion="sad"))
     assert view["new_friendship_level"] == "PHASE1_STRANGER"  # 495
-    assert api.friendship(user)["friendship_score"] == 495.0  # type: ignore[index]
+    assert api.status(user)["friendship_score"] == 495.0
 
 
 # --- topics --------------------------------------------------------------------------------------
@@ -155,7 +150,7 @@ def test_topic_metrics_accumulate_per_agent_tag(api: Api) -> None:
     )
     for body in (first, second, third):
         api.process(body)
-    topics = api.friendship(user)["topic_metrics"]  # type: ignore[index]
+    topics = api.status(user)["topic_metrics"]
     assert set(topics) == {"space", "music"}
     space = topics["space"]
     assert space["score"] == expected_change(first) + expected_change(second)
@@ -183,7 +178,7 @@ def test_topic_falls_back_to_bot_type_then_bot_id(api: Api) -> None:
             user_id=user, agent_tag=None, bot_type=None, bot_id="bot-solo", end=utc(2026, 3, 10, 2)
         )
     )
-    assert set(api.friendship(user)["topic_metrics"]) == {  # type: ignore[index]
+    assert set(api.status(user)["topic_metrics"]) == {
         "GAME_ACTIVITY",
         "bot-solo",
     }
@@ -197,8 +192,7 @@ def test_topic_levels_are_capped_by_the_user_level(api: Api) -> None:
             user_id=user, end=utc(2026, 3, 10, hour), turns=0, memories=memories, agent_tag=topic
         )
         api.process(body)
-        status = api.friendship(user)
-        assert status is not None
+        status = api.status(user)
         assert_topics_never_outrank(status)
         return status
 
@@ -238,8 +232,7 @@ def test_streak_counts_local_days_across_utc_midnight_boundaries(api: Api) -> No
 
     def send(end: datetime, emotion: str = "neutral") -> dict:
         api.process(conversation(user_id=user, end=end, emotion=emotion))
-        status = api.friendship(user)
-        assert status is not None
+        status = api.status(user)
         return status
 
     status = send(utc(2026, 4, 1, 16, 59))  # local 2026-04-01 23:59
@@ -264,8 +257,7 @@ def test_offsets_in_the_request_do_not_change_the_local_day(api: Api) -> None:
     body["start_time"] = "2026-04-01T18:00:00-05:00"  # = 2026-04-01T23:00Z, local 04-02 06:00
     body["end_time"] = "2026-04-01T18:30:00-05:00"
     api.process(body)
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert (status["streak_day"], status["last_interaction_date"]) == (2, "2026-04-02")
 
 
@@ -273,16 +265,14 @@ def test_a_late_event_scores_but_moves_neither_streak_nor_last_interaction(api: 
     user = unique("user")
     api.process(conversation(user_id=user, end=utc(2026, 5, 10, 2), emotion="happy"))
     api.process(conversation(user_id=user, end=utc(2026, 5, 11, 2), emotion="interesting"))
-    before = api.friendship(user)
-    assert before is not None
+    before = api.status(user)
     assert (before["streak_day"], before["last_interaction_date"]) == (2, "2026-05-11")
 
     late = conversation(
         user_id=user, end=utc(2026, 5, 5, 2), emotion="sad", memories=4, agent_tag="late-topic"
     )
     view = api.process(late)
-    after = api.friendship(user)
-    assert after is not None
+    after = api.status(user)
     assert after["friendship_score"] == before["friendship_score"] + view["friendship_score_change"]
     assert after["streak_day"] == 2
     assert after["last_interaction_date"] == "2026-05-11"
@@ -292,8 +282,7 @@ def test_a_late_event_scores_but_moves_neither_streak_nor_last_interaction(api: 
     # An earlier moment of the same last day is late too: nothing moves but the score.
     same_day = conversation(user_id=user, end=utc(2026, 5, 11, 1), emotion="angry")
     api.process(same_day)
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert (status["streak_day"], status["last_emotion"]) == (2, "interesting")
 
 
@@ -302,8 +291,7 @@ def test_out_of_order_days_keep_the_latest_day(api: Api) -> None:
     days = [date(2026, 6, d) for d in (3, 1, 4, 2)]
     for day in days:
         api.process(conversation(user_id=user, end=utc(day.year, day.month, day.day, 5)))
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert status["last_interaction_date"] == "2026-06-04"
     # Processed as 3 → (1: late) → 4 (+1) → (2: late): the streak counts 3 and 4 only.
     assert status["streak_day"] == 2
@@ -336,8 +324,7 @@ def test_concurrent_events_of_one_user_all_apply(api: Api) -> None:
     changes = [v["friendship_score_change"] for v in views]
     assert changes == [expected_change(b) for b in bodies]
 
-    status = api.friendship(user)
-    assert status is not None
+    status = api.status(user)
     assert status["friendship_score"] == pytest.approx(sum(changes), abs=1e-9)
     topics = status["topic_metrics"]
     assert sum(t["turns"] for t in topics.values()) == sum(

@@ -283,8 +283,7 @@ def test_valid_unicode_round_trips_and_is_processed(api: Api, name: str) -> None
     view = api.wait_done(body["conversation_id"])
     assert view["status"] == "PROCESSED"
     assert view["conversation_id"] == body["conversation_id"]
-    status = api.friendship(body["user_id"])
-    assert status is not None
+    status = api.status(body["user_id"])
     assert status["user_id"] == body["user_id"]
     assert set(status["topic_metrics"]) == {f"topic {text} end"}
 

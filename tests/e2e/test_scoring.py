@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.helpers import EMOTION_BONUS, Api, conversation, expected_change
+from tests.e2e.helpers import EMOTION_BONUS, Api, conversation, expected_change, log
 
 pytestmark = pytest.mark.e2e
 
@@ -56,14 +56,14 @@ def test_every_emotion_earns_its_bonus(api: Api, emotion: str) -> None:
 
 def test_without_metadata_the_log_is_analysed(api: Api) -> None:
     body = conversation(emotion=None, questions=None, memories=None, turns=0)
-    body["conversation_log"] = [
-        {"character": "USER", "content": "Do you like cats?"},
-        {"character": "PIKA", "content": "Yes, I do."},
-        {"character": "user_1", "content": "I have a cat at home."},
-        {"character": "assistant", "content": "Nice."},
-        {"character": "USER", "content": "Where do cats sleep?"},
-        {"character": "BOT", "content": "Anywhere warm."},
-    ]
+    body["conversation_log"] = log(
+        ("USER", "Do you like cats?"),
+        ("PIKA", "Yes, I do."),
+        ("user_1", "I have a cat at home."),
+        ("assistant", "Nice."),
+        ("USER", "Where do cats sleep?"),
+        ("BOT", "Anywhere warm."),
+    )
     view = api.process(body)
     inputs = view["score_calculation_details"]["inputs"]
     assert inputs["turns"] == {"value": 3, "source": "analysis"}
@@ -79,10 +79,10 @@ def test_without_metadata_the_log_is_analysed(api: Api) -> None:
 
 def test_metadata_overrides_the_analysis(api: Api) -> None:
     body = conversation(turns=0, emotion="boring", questions=0, memories=0)
-    body["conversation_log"] = [
-        {"character": "USER", "content": "Why is the sky blue?"},
-        {"character": "PIKA", "content": "Because of the air."},
-    ]
+    body["conversation_log"] = log(
+        ("USER", "Why is the sky blue?"),
+        ("PIKA", "Because of the air."),
+    )
     view = api.process(body)
     inputs = view["score_calculation_details"]["inputs"]
     assert inputs["user_initiated_questions"] == {"value": 0, "source": "metadata"}
@@ -97,13 +97,13 @@ def test_speakers_and_empty_messages_follow_the_rules(api: Api) -> None:
     one; user, bot: a turn). Counting the blank bot message would make it two.
     """
     body = conversation(turns=0)
-    body["conversation_log"] = [
-        {"character": "USER", "content": "hi"},
-        {"character": "BOT", "content": "   "},
-        {"character": "user_2", "content": "again"},
-        {"character": "PIKA", "content": "yes"},
-        {"character": "Pika", "content": ""},
-    ]
+    body["conversation_log"] = log(
+        ("USER", "hi"),
+        ("BOT", "   "),
+        ("user_2", "again"),
+        ("PIKA", "yes"),
+        ("Pika", ""),
+    )
     view = api.process(body)
     details = view["score_calculation_details"]
     assert details["inputs"]["turns"]["value"] == 1
