@@ -141,3 +141,21 @@ def pod_labels(d: dict[str, Any]) -> dict[str, str]:
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) selects these labels."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions", []):
+        present = expr["key"] in labels
+        if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and labels.get(expr["key"]) in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and not present:
+            return False
+        if expr["operator"] == "DoesNotExist" and present:
+            return False
+    return True

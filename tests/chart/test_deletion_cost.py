@@ -10,17 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.rendering import (
-    COMBINATIONS,
-    FULLNAME,
-    NAMESPACE,
-    by_kind,
-    env_of,
-    one,
-    pod_labels,
-    pod_specs,
-)
-from tests.chart.test_objects import _matches
+from tests.chart import rendering
+from tests.chart.rendering import FULLNAME, NAMESPACE, by_kind, env_of, one, pod_specs
 
 COSTS = f"{FULLNAME}-deletion-cost"
 SCALER = f"{FULLNAME}-scaler"
@@ -34,7 +25,7 @@ ON = {
 }
 
 
-@pytest.mark.parametrize("combination", sorted(set(COMBINATIONS) - set(ON)))
+@pytest.mark.parametrize("combination", sorted(set(rendering.COMBINATIONS) - set(ON)))
 def test_nothing_is_rendered_when_off(render, combination):
     docs = render(combination)
     assert not [d for d in docs if d["metadata"]["name"] == COSTS]
@@ -103,10 +94,10 @@ def test_exactly_one_pod_runs_the_loop_and_reaches_the_workers(render, combinati
         assert one(docs, "Deployment", COSTS)["spec"]["replicas"] == 1
     # The worker NetworkPolicy lets the loop's pod read the workers' http port.
     policy = one(docs, "NetworkPolicy", WORKER)
-    loop_labels = pod_labels(owner)
+    loop_labels = rendering.pod_labels(owner)
     [rule] = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert any(
-        "podSelector" in peer and _matches(peer["podSelector"], loop_labels)
+        "podSelector" in peer and rendering.selects(peer["podSelector"], loop_labels)
         for peer in rule["from"]
     )

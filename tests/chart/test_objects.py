@@ -18,6 +18,7 @@ from tests.chart.rendering import (
     one,
     pod_labels,
     pod_specs,
+    selects,
 )
 
 WORKER = f"{FULLNAME}-worker"
@@ -32,23 +33,6 @@ APP_PROBES = {
 }
 #: The only pods that talk to the Kubernetes API, and so get a token.
 API_CLIENTS = ("scaler", "deletion-cost")
-
-
-def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    for key, value in selector.get("matchLabels", {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions", []):
-        present = expr["key"] in labels
-        if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
-            return False
-        if expr["operator"] == "NotIn" and labels.get(expr["key"]) in expr["values"]:
-            return False
-        if expr["operator"] == "Exists" and not present:
-            return False
-        if expr["operator"] == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def _selectors(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -70,16 +54,14 @@ def test_selectors_never_overlap_between_components(render, combination):
     assert len(components) == len(pods), "two workloads share a component label"
     for name, selector in _selectors(docs):
         selected = {
-            labels["app.kubernetes.io/component"]
-            for _, labels in pods
-            if _matches(selector, labels)
+            labels["app.kubernetes.io/component"] for _, labels in pods if selects(selector, labels)
         }
         assert len(selected) == 1, f"{name} selects {sorted(selected) or 'nothing'}"
     for (a, la), (b, lb) in itertools.combinations(pods, 2):
         if a["kind"] in LONG_RUNNING:
-            assert not _matches(a["spec"]["selector"], lb), f"{a['metadata']['name']} selects {b}"
+            assert not selects(a["spec"]["selector"], lb), f"{a['metadata']['name']} selects {b}"
         if b["kind"] in LONG_RUNNING:
-            assert not _matches(b["spec"]["selector"], la), f"{b['metadata']['name']} selects {a}"
+            assert not selects(b["spec"]["selector"], la), f"{b['metadata']['name']} selects {a}"
 
 
 @pytest.mark.parametrize("combination", ["defaults", "keda", "keda-forced", "scale-to-zero"])
@@ -393,7 +375,7 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
                 continue
             for peer in rule["from"]:
                 if "podSelector" in peer and "namespaceSelector" not in peer:
-                    out |= {c for c, lab in pods.items() if _matches(peer["podSelector"], lab)}
+                    out |= {c for c, lab in pods.items() if selects(peer["podSelector"], lab)}
         return out
 
     assert allowed(f"{FULLNAME}-postgresql", "postgresql") == {"api", "worker", "migrations"}
