@@ -12,6 +12,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,26 @@ class Scaler(Service):
         return super().stop(timeout)
 
 
+@pytest.fixture
+def start_scaler(
+    database_url: str,
+    names: tuple[str, str],
+    management_url: str,
+    tmp_path: Path,
+    services: list[Service],
+) -> Callable[[dict[str, str]], Scaler]:
+    """Starts the scaler on the test's database and queue, with more settings (`CE_*`) for it
+    and its workers; stopped after the test."""
+    env = common_env(database_url, AMQP_URL, *names) | {"CE_SCALER_MANAGEMENT_URL": management_url}
+
+    def start(settings: dict[str, str]) -> Scaler:
+        scaler = Scaler(env, tmp_path / "status.json", **settings)
+        services.append(scaler)
+        return scaler
+
+    return start
+
+
 def bodies_for(users: list[str], count: int) -> list[dict]:
     rng = random.Random(3)
     return [
@@ -82,31 +103,22 @@ def bodies_for(users: list[str], count: int) -> list[dict]:
 
 
 def test_backlog_scales_from_min_to_max_drains_and_returns_to_min(
-    database_url: str,
-    engine: Engine,
-    names: tuple[str, str],
-    management_url: str,
-    tmp_path: Path,
-    services: list[Service],
+    engine: Engine, names: tuple[str, str], start_scaler: Callable[[dict[str, str]], Scaler]
 ) -> None:
-    env = common_env(database_url, AMQP_URL, *names) | {
-        "CE_WORKER_PREFETCH": "2",
-        "CE_SCALER_MANAGEMENT_URL": management_url,
-    }
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(30)]
     bodies = bodies_for(users, 4000)
     preload(engine, Topology(names[0], names[1], 50), bodies)
 
-    scaler = Scaler(
-        env,
-        tmp_path / "status.json",
-        CE_SCALER_MIN_REPLICAS="1",
-        CE_SCALER_MAX_REPLICAS="3",
-        CE_SCALER_TARGET_PER_REPLICA="100",
-        CE_SCALER_SCALE_DOWN_STABILIZATION_S="5",
-        CE_SCALER_COOLDOWN_S="5",
+    scaler = start_scaler(
+        {
+            "CE_WORKER_PREFETCH": "2",
+            "CE_SCALER_MIN_REPLICAS": "1",
+            "CE_SCALER_MAX_REPLICAS": "3",
+            "CE_SCALER_TARGET_PER_REPLICA": "100",
+            "CE_SCALER_SCALE_DOWN_STABILIZATION_S": "5",
+            "CE_SCALER_COOLDOWN_S": "5",
+        }
     )
-    services.append(scaler)
 
     wait_for(
         lambda: scaler.status().get("current_replicas") == 3, timeout=60, what="scale out to max"
@@ -122,31 +134,24 @@ def test_backlog_scales_from_min_to_max_drains_and_returns_to_min(
 
 
 def test_below_activation_nothing_starts_from_zero_above_it_workers_start(
-    database_url: str,
-    engine: Engine,
-    names: tuple[str, str],
-    management_url: str,
-    tmp_path: Path,
-    services: list[Service],
+    engine: Engine, names: tuple[str, str], start_scaler: Callable[[dict[str, str]], Scaler]
 ) -> None:
-    env = common_env(database_url, AMQP_URL, *names) | {"CE_SCALER_MANAGEMENT_URL": management_url}
     topology = Topology(names[0], names[1], 50)
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     few = bodies_for(users, 10)
     preload(engine, topology, few)
 
-    scaler = Scaler(
-        env,
-        tmp_path / "status.json",
-        CE_SCALER_MIN_REPLICAS="0",
-        CE_SCALER_MAX_REPLICAS="2",
-        CE_SCALER_TARGET_PER_REPLICA="20",
-        CE_SCALER_ACTIVATION="50",
-        # A new queue has no management statistics for a few seconds; that must not count
-        # as a reason to start a worker in this test.
-        CE_SCALER_FALLBACK_REPLICAS="0",
+    scaler = start_scaler(
+        {
+            "CE_SCALER_MIN_REPLICAS": "0",
+            "CE_SCALER_MAX_REPLICAS": "2",
+            "CE_SCALER_TARGET_PER_REPLICA": "20",
+            "CE_SCALER_ACTIVATION": "50",
+            # A new queue has no management statistics for a few seconds; that must not count
+            # as a reason to start a worker in this test.
+            "CE_SCALER_FALLBACK_REPLICAS": "0",
+        }
     )
-    services.append(scaler)
     # Several polls that saw the 10 messages, and still no worker.
     wait_for(
         lambda: len([s for s in scaler.samples if s[2] == 10]) >= 5,
