@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 
@@ -129,25 +130,13 @@ def test_a_level_is_lost_when_the_score_drops(api: Api) -> None:
 
 def test_topic_metrics_accumulate_per_agent_tag(api: Api) -> None:
     user = unique("user")
-    first = conversation(
-        user_id=user,
-        end=utc(2026, 3, 10, 1),
-        turns=2,
-        agent_tag="space",
-        bot_id="bot-a",
-        memories=1,
-    )
-    second = conversation(
-        user_id=user,
-        end=utc(2026, 3, 11, 1),
-        turns=3,
-        agent_tag="space",
-        bot_id="bot-b",
-        emotion="happy",
-    )
-    third = conversation(
-        user_id=user, end=utc(2026, 3, 11, 2), turns=1, agent_tag="music", bot_id="bot-a"
-    )
+
+    def in_topic(tag: str, bot: str, end: datetime, turns: int, **fields: Any) -> dict:
+        return conversation(user_id=user, end=end, turns=turns, agent_tag=tag, bot_id=bot, **fields)
+
+    first = in_topic("space", "bot-a", utc(2026, 3, 10, 1), 2, memories=1)
+    second = in_topic("space", "bot-b", utc(2026, 3, 11, 1), 3, emotion="happy")
+    third = in_topic("music", "bot-a", utc(2026, 3, 11, 2), 1)
     for body in (first, second, third):
         api.process(body)
     topics = api.status(user)["topic_metrics"]
