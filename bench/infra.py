@@ -1,8 +1,9 @@
 """Processes, databases, queues and CPU accounting for the benchmark scenarios.
 
 Every run uses its own database (`ce_bench_*`) and queue names (`bench.*`), never the
-one-machine stack's defaults, and removes them afterwards. Polling and free ports come from
-the tests' harness (`tests/support`), so tests and benchmarks wait the same way.
+one-machine stack's defaults, and removes them afterwards. Polling, free ports and one-row or
+one-value queries come from the tests' harness (`tests/support`), so tests and benchmarks wait
+and ask the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 import pika
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from tests.support.database import one_row as one_row
+from tests.support.database import one_value as one_value
 from tests.support.services import free_port as free_port
 from tests.support.services import wait_for as wait_for
 
@@ -91,11 +94,6 @@ def drop_stale_databases(max_age_s: float = 0) -> None:
 
 def engine_for(url: str, pool_size: int = 4) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=0)
-
-
-def scalar(engine: Engine, sql: str, **params: Any) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(text(sql), params).scalar()
 
 
 def names(tag: str) -> tuple[str, str]:

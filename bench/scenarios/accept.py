@@ -56,12 +56,12 @@ def accept_run(
         stored = (
             0
             if system == "noio"
-            else int(infra.scalar(engine, "SELECT count(*) FROM conversation_events"))
+            else int(infra.one_value(engine, "SELECT count(*) FROM conversation_events"))
         )
         published = None
         if system == "ours":
             published = int(
-                infra.scalar(
+                infra.one_value(
                     engine,
                     "SELECT count(*) FROM conversation_events WHERE published_at IS NOT NULL",
                 )

@@ -133,10 +133,10 @@ def unfinished(engine: Engine, prefix: str | None = None) -> int:
     """Events not finished yet (of conversations whose id starts with `prefix`, if given)."""
     if prefix is None:
         return int(
-            infra.scalar(engine, f"SELECT count(*) FROM conversation_events WHERE {UNFINISHED}")
+            infra.one_value(engine, f"SELECT count(*) FROM conversation_events WHERE {UNFINISHED}")
         )
     return int(
-        infra.scalar(
+        infra.one_value(
             engine,
             "SELECT count(*) FROM conversation_events WHERE conversation_id LIKE :p"
             f" AND {UNFINISHED}",

@@ -7,8 +7,6 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import text
-
 from bench import infra
 from bench.infra import log
 from bench.scenarios.common import (
@@ -59,34 +57,32 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 what="lag run drained",
             )
             cpu = meter.stop()
-            with engine.connect() as conn:
-                row = conn.execute(
-                    text(
-                        "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
-                        " WHERE conversation_id LIKE :p),"
-                        " m AS (SELECT min(created_at) + make_interval(secs => :warm) AS t0,"
-                        " min(created_at) + make_interval(secs => :warm + :dur) AS t1 FROM w)"
-                        " SELECT count(*) AS n,"
-                        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
-                        " processed_at - created_at)) AS p50,"
-                        " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM"
-                        " processed_at - created_at)) AS p99,"
-                        " max(extract(epoch FROM processed_at - created_at)) AS max"
-                        " FROM w, m WHERE created_at >= m.t0 AND created_at < m.t1"
-                    ),
-                    {"p": f"{prefix}-%", "warm": cfg.lag_warmup, "dur": cfg.lag_duration},
-                ).one()
-                processed_in_window = conn.execute(
-                    text(
-                        "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
-                        " WHERE conversation_id LIKE :p)"
-                        " SELECT count(*) FROM w WHERE processed_at >"
-                        " (SELECT min(created_at) FROM w) + make_interval(secs => :w)"
-                        " AND processed_at <="
-                        " (SELECT min(created_at) FROM w) + make_interval(secs => :w + :d)"
-                    ),
-                    {"p": f"{prefix}-%", "w": cfg.lag_warmup, "d": cfg.lag_duration},
-                ).scalar()
+            window = {"p": f"{prefix}-%", "warm": cfg.lag_warmup, "dur": cfg.lag_duration}
+            row = infra.one_row(
+                engine,
+                "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
+                " WHERE conversation_id LIKE :p),"
+                " m AS (SELECT min(created_at) + make_interval(secs => :warm) AS t0,"
+                " min(created_at) + make_interval(secs => :warm + :dur) AS t1 FROM w)"
+                " SELECT count(*) AS n,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                " processed_at - created_at)) AS p50,"
+                " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM"
+                " processed_at - created_at)) AS p99,"
+                " max(extract(epoch FROM processed_at - created_at)) AS max"
+                " FROM w, m WHERE created_at >= m.t0 AND created_at < m.t1",
+                **window,
+            )
+            processed_in_window = infra.one_value(
+                engine,
+                "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
+                " WHERE conversation_id LIKE :p)"
+                " SELECT count(*) FROM w WHERE processed_at >"
+                " (SELECT min(created_at) FROM w) + make_interval(secs => :warm)"
+                " AND processed_at <="
+                " (SELECT min(created_at) FROM w) + make_interval(secs => :warm + :dur)",
+                **window,
+            )
             accepted = int(load["accepted"])
             results[str(rate)] = {
                 "offered_rate": rate,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bench import infra
@@ -26,7 +25,7 @@ CELERY_TUNED = {
 
 def done_count(engine: Engine) -> int:
     return int(
-        infra.scalar(
+        infra.one_value(
             engine,
             "SELECT count(*) FROM conversation_events "
             "WHERE status IN ('PROCESSED', 'SKIPPED', 'FAILED')",
@@ -54,17 +53,15 @@ def processing_run(
 
         infra.wait_for(finished, timeout=timeout, interval=0.25, what=f"{name} drained")
         cpu = meter.stop()
-        with engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    "SELECT count(*) FILTER (WHERE status = 'PROCESSED') AS processed,"
-                    " count(*) FILTER (WHERE status = 'SKIPPED') AS skipped,"
-                    " count(*) FILTER (WHERE status = 'FAILED') AS failed,"
-                    " extract(epoch FROM max(processed_at) - min(processed_at)) AS span,"
-                    " (SELECT count(*) FROM friendship_status) AS users"
-                    " FROM conversation_events"
-                )
-            ).one()
+        row = infra.one_row(
+            engine,
+            "SELECT count(*) FILTER (WHERE status = 'PROCESSED') AS processed,"
+            " count(*) FILTER (WHERE status = 'SKIPPED') AS skipped,"
+            " count(*) FILTER (WHERE status = 'FAILED') AS failed,"
+            " extract(epoch FROM max(processed_at) - min(processed_at)) AS span,"
+            " (SELECT count(*) FROM friendship_status) AS users"
+            " FROM conversation_events",
+        )
         engine.dispose()
         span = float(row.span or 0.0)
         counted = events - first_done
