@@ -11,25 +11,19 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.helpers import IN_CI, STACK_ENV, Api, Target, load_target
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
+from tests.e2e.helpers import STACK_ENV, Api, Target, load_target
+from tests.support.ci import unavailable
 
 
 @pytest.fixture(scope="session")
 def target() -> Target:
     found = load_target()
     if found is None:
-        _unavailable(f"no E2E_BASE_URL/E2E_API_KEY in the environment nor in {STACK_ENV}")
-        raise AssertionError("unreachable")
+        unavailable(f"no E2E_BASE_URL/E2E_API_KEY in the environment nor in {STACK_ENV}")
     try:
         httpx.get(f"{found.base_url}/healthz", timeout=5).raise_for_status()
     except httpx.HTTPError as exc:
-        _unavailable(f"{found.base_url} is not reachable: {exc}")
+        unavailable(f"{found.base_url} is not reachable: {exc}")
     return found
 
 

@@ -28,7 +28,6 @@ from tests.spec import expected_change as expected_change
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_ENV = ROOT / ".stack" / "env"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 #: Seconds to wait for an event to be processed; generous for a loaded two-core CI machine
 #: and for a deployment whose workers scale up from their minimum first.
 PROCESSING_TIMEOUT_S = float(os.environ.get("E2E_PROCESSING_TIMEOUT_S", "90"))

@@ -12,30 +12,26 @@ from typing import Any, TypeVar
 
 import httpx
 import pika
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from conversation_events.messaging.policy import ManagementApi, apply_queue_policy
 from conversation_events.messaging.topology import Topology
+from tests.support.ci import unavailable
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 MANAGEMENT_URL = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 T = TypeVar("T")
 
 
 def require(reachable: bool, what: str) -> None:
     """Skip locally when a service is absent; fail loudly in CI, where it must be there."""
-    if reachable:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is not reachable; scripts/services should have started it")
-    pytest.skip(f"{what} is not reachable")
+    if not reachable:
+        unavailable(f"{what} is not reachable; scripts/services starts it")
 
 
 def port_open(host: str, port: int) -> bool:
