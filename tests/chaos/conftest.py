@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 
-from tests.chaos.harness import FAST, ProxyFactory, stop_streams
+from tests.chaos.harness import FAST, ProxyFactory, Scenario, stop_streams
 from tests.chaos.report import REPORTS, table
 from tests.support.processes import Service, common_env
 from tests.support.proxy import TcpProxy
@@ -19,17 +20,14 @@ def env(database_url: str, names: tuple[str, str]) -> dict[str, str]:
     return common_env(database_url, AMQP_URL, *names) | FAST
 
 
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    """Processes a scenario starts; stopped (SIGTERM, then SIGKILL) afterwards, last first.
+@pytest.fixture(name="services")
+def scenario_services(services: list[Service]) -> Iterator[list[Service]]:
+    """The processes a scenario starts (stopped afterwards, last first; see tests/conftest.py).
 
-    A stream the scenario left running (it failed half-way) is stopped first.
+    A stream the scenario left running (it failed half-way) is stopped before them.
     """
-    started: list[Service] = []
-    yield started
+    yield services
     stop_streams()
-    for service in reversed(started):
-        service.stop(timeout=40)
 
 
 @pytest.fixture
@@ -45,6 +43,17 @@ def proxy() -> Iterator[ProxyFactory]:
     yield in_front_of
     for each in made:
         each.close()
+
+
+@pytest.fixture
+def scenario(
+    env: dict[str, str],
+    engine: Engine,
+    database_url: str,
+    services: list[Service],
+    proxy: ProxyFactory,
+) -> Scenario:
+    return Scenario(env, engine, database_url, services, proxy)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -497,6 +497,10 @@ class Fleet:
     def logs(self) -> str:
         return "\n".join(service.log() for service in self.services)
 
+    def relay_republished(self) -> int:
+        """Events the API's relay published again (its /metrics)."""
+        return int(api_metric(self.base, "conversation_events_relay_republished_total"))
+
     def restart_api(self, env: dict[str, str]) -> None:
         """Stop the API (SIGTERM: it finishes what it holds) and start one on the same port."""
         # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
@@ -534,6 +538,10 @@ class Run:
     recovery_s: float | None
     during: int  # what `count` rose by while the faults lasted
 
+    def report(self, name: str, recovery_meaning: str, **extra: Any) -> ScenarioReport:
+        """The run's row of the report table (recorded; see `finish`)."""
+        return finish(name, [self.stream], self.verdict, self.recovery_s, recovery_meaning, **extra)
+
 
 def through_faults(
     fleet: Fleet,
@@ -565,3 +573,60 @@ def through_faults(
     stream.join(STREAM_GIVE_UP_S)
     verdict = wait_and_judge(engine, bodies, stream.accepted_ids(), DRAIN_TIMEOUT_S, queue=queue)
     return Run(stream, verdict, clock.result(), during)
+
+
+@dataclass
+class Scenario:
+    """What one scenario works with (the `scenario` fixture): its settings (its own exchange
+    and queue, fast timings), the run's database, the processes it starts (stopped after it),
+    and TCP proxies to put in front of a server (closed after it)."""
+
+    env: dict[str, str]
+    engine: Engine
+    database_url: str
+    services: list[Service]
+    proxy: ProxyFactory
+
+    @property
+    def queue(self) -> str:
+        return self.env["CE_QUEUE_NAME"]
+
+    def fleet(
+        self, api_env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None
+    ) -> Fleet:
+        """An API and two workers, with the scenario's settings unless given others."""
+        return Fleet.start(self.services, api_env or self.env, worker_env)
+
+    def run(
+        self,
+        fleet: Fleet,
+        faults: list[Fault],
+        *,
+        seed: int,
+        events: int = SHORT_EVENTS,
+        rate: float = SHORT_RATE,
+        count: Callable[[Stream], int] = Stream.accepted_count,
+    ) -> Run:
+        """`events` new events (from `seed`) through `faults`, as `run_bodies`."""
+        bodies = make_events(events, USERS, seed=seed)
+        return self.run_bodies(fleet, bodies, faults, rate=rate, count=count)
+
+    def run_bodies(
+        self,
+        fleet: Fleet,
+        bodies: list[dict[str, Any]],
+        faults: list[Fault],
+        *,
+        rate: float = SHORT_RATE,
+        count: Callable[[Stream], int] = Stream.accepted_count,
+    ) -> Run:
+        """These bodies streamed into `fleet` through `faults` (`through_faults`)."""
+        return through_faults(
+            fleet, self.engine, bodies, faults, queue=self.queue, rate=rate, count=count
+        )
+
+    def assert_exactly_once(self, run: Run, report: ScenarioReport, **expected: Any) -> None:
+        """The verdict every scenario ends with (`assert_exactly_once`), and no process of the
+        scenario logged the API key."""
+        assert_exactly_once(report, [run.stream], run.verdict, **expected)
+        assert_key_never_logged(self.services)

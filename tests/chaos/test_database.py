@@ -1,33 +1,20 @@
 """PostgreSQL misbehaving under a live pipeline: away for the workers, hung, read-only.
 
-Each scenario runs its own API and workers on its own queue through the shared sequence
-(`through_faults`), and ends with the exactly-once verdict and its row of the report table.
+The database's faults come from a TCP proxy in front of it, or from the scenario's own database
+whose settings change; each scenario's processes, stream and verdict are a `Scenario`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.chaos.harness import (
-    SHORT_EVENTS,
-    SHORT_RATE,
-    USERS,
-    Fault,
-    Fleet,
-    ProxyFactory,
-    Stream,
-    assert_exactly_once,
-    assert_key_never_logged,
-    finish,
-    make_events,
-    through_faults,
-)
-from tests.support.processes import Service
+from tests.chaos.harness import Fault, Scenario, Stream
 from tests.support.services import (
     PG_ADMIN_URL,
     create_database,
@@ -51,35 +38,21 @@ def answered_503(stream: Stream) -> int:
 
 
 def test_postgresql_outage_of_the_workers_does_not_exhaust_the_delivery_limit(
-    env: dict[str, str],
-    engine: Engine,
-    services: list[Service],
-    database_url: str,
-    proxy: ProxyFactory,
+    scenario: Scenario,
 ) -> None:
     """Workers hold their deliveries while PostgreSQL is away instead of bouncing them.
 
     With a delivery limit of 3 and 8 s without the database, messages returned to the queue on
     every failed attempt would be dead-lettered within a second; held, none is.
     """
-    limited = env | {"CE_DELIVERY_LIMIT": "3"}
-    database, proxied_url = proxy(database_url)
-    fleet = Fleet.start(services, limited, limited | {"CE_DATABASE_URL": proxied_url})
-    run = through_faults(
-        fleet,
-        engine,
-        make_events(SHORT_EVENTS, USERS, seed=9),
-        [Fault(database.cut, database.restore, seconds=8.0)],
-        queue=env["CE_QUEUE_NAME"],
-        rate=SHORT_RATE,
-    )
-    dead_lettered = queue_counts(f"{env['CE_QUEUE_NAME']}.dead")[0]
+    limited = scenario.env | {"CE_DELIVERY_LIMIT": "3"}
+    database, proxied_url = scenario.proxy(scenario.database_url)
+    fleet = scenario.fleet(limited, limited | {"CE_DATABASE_URL": proxied_url})
+    run = scenario.run(fleet, [Fault(database.cut, database.restore, seconds=8.0)], seed=9)
+    dead_lettered = queue_counts(f"{scenario.queue}.dead")[0]
     holds = sum(w.log().count("holding messages unacked") for w in fleet.workers)
-    report = finish(
+    report = run.report(
         "9. PostgreSQL cut 8 s for the workers, delivery limit 3",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "database back → every event accepted by then PROCESSED",
         accepted_during_outage=run.during,
         dead_lettered=dead_lettered,
@@ -87,44 +60,28 @@ def test_postgresql_outage_of_the_workers_does_not_exhaust_the_delivery_limit(
     )
     assert holds > 0, "the workers must have met the outage with deliveries in hand"
     assert dead_lettered == 0, "an outage of the database must not exhaust the delivery limit"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
 # --- 10 and 11. PostgreSQL frozen: sockets open, nothing answered --------------------------------
 
 
 @pytest.mark.parametrize("side", ["API", "workers"])
-def test_postgresql_frozen_for_six_seconds(
-    side: str,
-    env: dict[str, str],
-    engine: Engine,
-    services: list[Service],
-    database_url: str,
-    proxy: ProxyFactory,
-) -> None:
+def test_postgresql_frozen_for_six_seconds(side: str, scenario: Scenario) -> None:
     """A hung database fails calls at their deadline: 503 + Retry-After, or held deliveries."""
-    database, proxied_url = proxy(database_url)
-    direct = env | SHORT_DEADLINES
+    database, proxied_url = scenario.proxy(scenario.database_url)
+    direct = scenario.env | SHORT_DEADLINES
     frozen = direct | {"CE_DATABASE_URL": proxied_url}
-    fleet = Fleet.start(
-        services, frozen if side == "API" else direct, frozen if side != "API" else direct
-    )
-    run = through_faults(
+    fleet = scenario.fleet(frozen if side == "API" else direct, frozen if side != "API" else direct)
+    run = scenario.run(
         fleet,
-        engine,
-        make_events(SHORT_EVENTS, USERS, seed=10 if side == "API" else 11),
         [Fault(database.freeze, database.thaw, seconds=6.0)],
-        queue=env["CE_QUEUE_NAME"],
-        rate=SHORT_RATE,
+        seed=10 if side == "API" else 11,
         # The API answers 503 while its database hangs, and 202 while the workers' does.
         count=answered_503 if side == "API" else Stream.accepted_count,
     )
-    report = finish(
+    report = run.report(
         f"{10 if side == 'API' else 11}. PostgreSQL frozen 6 s for the {side}",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "thaw → every event accepted by then PROCESSED",
         **{"answered_503_while_frozen" if side == "API" else "accepted_while_frozen": run.during},
         slowest_answer_s=round(run.stream.slowest_s, 1),
@@ -133,8 +90,7 @@ def test_postgresql_frozen_for_six_seconds(
         assert run.during > 0, "requests on a hung database must get 503 + Retry-After"
     else:
         assert run.during > 0, "the API must keep accepting while the workers' database hangs"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
 # --- 12. a read-only database --------------------------------------------------------------------
@@ -180,13 +136,16 @@ def read_only(database_url: str, on: bool) -> Callable[[], None]:
     return apply
 
 
-def test_database_read_only_for_five_seconds(
-    env: dict[str, str], services: list[Service], own_database: str
-) -> None:
+def test_database_read_only_for_five_seconds(scenario: Scenario, own_database: str) -> None:
     """Writes refused (SQLSTATE 25006) are a retryable 503, and /readyz says not ready."""
-    scenario_env = env | {"CE_DATABASE_URL": own_database}
-    fleet = Fleet.start(services, scenario_env)
     engine = create_engine(own_database, pool_size=2)
+    scenario = replace(
+        scenario,
+        env=scenario.env | {"CE_DATABASE_URL": own_database},
+        engine=engine,
+        database_url=own_database,
+    )
+    fleet = scenario.fleet()
 
     def api_not_ready() -> bool:
         return httpx.get(f"{fleet.base}/readyz", timeout=5).status_code == 503
@@ -200,26 +159,19 @@ def test_database_read_only_for_five_seconds(
         )
 
     try:
-        run = through_faults(
+        run = scenario.run(
             fleet,
-            engine,
-            make_events(SHORT_EVENTS, USERS, seed=12),
             [Fault(begin, read_only(own_database, False), seconds=5.0)],
-            queue=env["CE_QUEUE_NAME"],
-            rate=SHORT_RATE,
+            seed=12,
             count=answered_503,
         )
     finally:
         read_only(own_database, False)()
-    report = finish(
+    report = run.report(
         "12. database read-only 5 s",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "writable again → every event accepted by then PROCESSED",
         answered_503_while_read_only=run.during,
     )
     engine.dispose()
     assert run.during > 0, "requests on a read-only database must get 503 + Retry-After"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)

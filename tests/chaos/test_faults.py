@@ -31,17 +31,14 @@ from tests.chaos.harness import (
     STREAM_GIVE_UP_S,
     USERS,
     Fault,
-    Fleet,
-    ProxyFactory,
     RecoveryClock,
+    Scenario,
     Stream,
-    api_metric,
     assert_exactly_once,
     assert_key_never_logged,
     finish,
     make_events,
     processed_count,
-    through_faults,
     wait_and_judge,
 )
 from tests.support.processes import ROOT, Service, start_api, start_worker
@@ -100,63 +97,41 @@ def test_workers_killed_with_sigkill_at_random(
 # --- 2 and 3. a dependency unreachable for a while -------------------------------------------
 
 
-def test_broker_unreachable_for_ten_seconds(
-    env: dict[str, str], engine: Engine, services: list[Service], proxy: ProxyFactory
-) -> None:
-    broker, proxied_url = proxy(env["CE_AMQP_URL"])
-    fleet = Fleet.start(services, env | {"CE_AMQP_URL": proxied_url})
-    run = through_faults(
-        fleet,
-        engine,
-        make_events(EVENTS, USERS, seed=2),
-        [Fault(broker.cut, broker.restore, seconds=10.0)],
-        queue=env["CE_QUEUE_NAME"],
-    )
-    report = finish(
+def test_broker_unreachable_for_ten_seconds(scenario: Scenario) -> None:
+    broker, proxied_url = scenario.proxy(scenario.env["CE_AMQP_URL"])
+    fleet = scenario.fleet(scenario.env | {"CE_AMQP_URL": proxied_url})
+    outage = Fault(broker.cut, broker.restore, seconds=10.0)
+    run = scenario.run(fleet, [outage], seed=2, events=EVENTS, rate=RATE)
+    report = run.report(
         "2. broker cut 10 s",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "broker back → every event accepted by then PROCESSED",
         accepted_during_outage=run.during,
-        relay_republished=int(
-            api_metric(fleet.base, "conversation_events_relay_republished_total")
-        ),
+        relay_republished=fleet.relay_republished(),
     )
     assert run.during >= RATE * 5, "the API must keep answering 202 while the broker is away"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
-def test_postgresql_dropped_and_refusing_for_six_seconds(
-    env: dict[str, str],
-    engine: Engine,
-    services: list[Service],
-    database_url: str,
-    proxy: ProxyFactory,
-) -> None:
-    database, proxied_url = proxy(database_url)
-    fleet = Fleet.start(services, env | {"CE_DATABASE_URL": proxied_url})
+def test_postgresql_dropped_and_refusing_for_six_seconds(scenario: Scenario) -> None:
+    database, proxied_url = scenario.proxy(scenario.database_url)
+    fleet = scenario.fleet(scenario.env | {"CE_DATABASE_URL": proxied_url})
     # The outage: open connections dropped, new ones refused.
-    run = through_faults(
+    outage = Fault(database.cut, database.restore, seconds=6.0)
+    run = scenario.run(
         fleet,
-        engine,
-        make_events(EVENTS, USERS, seed=3),
-        [Fault(database.cut, database.restore, seconds=6.0)],
-        queue=env["CE_QUEUE_NAME"],
+        [outage],
+        seed=3,
+        events=EVENTS,
+        rate=RATE,
         count=lambda stream: stream.statuses.get("503", 0),
     )
-    report = finish(
+    report = run.report(
         "3. PostgreSQL cut 6 s",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "database back → every event accepted by then PROCESSED",
         answered_503_during_outage=run.during,
     )
     assert run.during > 0, "requests during the outage must get 503 + Retry-After"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
 # --- 4. scale-in while busy ----------------------------------------------------------------------

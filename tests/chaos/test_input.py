@@ -11,20 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
-from tests.chaos.harness import (
-    SHORT_EVENTS,
-    SHORT_RATE,
-    USERS,
-    Fleet,
-    assert_exactly_once,
-    assert_key_never_logged,
-    finish,
-    make_events,
-    through_faults,
-)
-from tests.support.processes import Service
+from tests.chaos.harness import SHORT_EVENTS, USERS, Scenario, finish, make_events
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -46,15 +35,12 @@ def in_year(body: dict[str, Any], year: int) -> dict[str, Any]:
     }
 
 
-def test_end_time_in_year_2999_is_refused(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
+def test_end_time_in_year_2999_is_refused(scenario: Scenario) -> None:
     bodies = make_events(SHORT_EVENTS, USERS, seed=13)
     bodies = [in_year(b, 2999) if i % 10 == 9 else b for i, b in enumerate(bodies)]
     future = {b["conversation_id"] for b in bodies if b["end_time"].startswith("2999")}
-    fleet = Fleet.start(services, env)
-    run = through_faults(fleet, engine, bodies, [], queue=env["CE_QUEUE_NAME"], rate=SHORT_RATE)
-    with engine.connect() as conn:
+    run = scenario.run_bodies(scenario.fleet(), bodies, [])
+    with scenario.engine.connect() as conn:
         stored = conn.execute(
             text("SELECT count(*) FROM conversation_events WHERE conversation_id = ANY(:ids)"),
             {"ids": list(future)},
@@ -67,12 +53,11 @@ def test_end_time_in_year_2999_is_refused(
         "13. end_time in year 2999 (1 post in 10)",
         [run.stream],
         run.verdict,
-        None,
+        None,  # no fault to recover from
         "none (no fault)",
         refused_422=run.stream.statuses.get("422", 0),
     )
     assert run.stream.statuses.get("422", 0) == len(future)
     assert stored == 0, "a refused event must not be stored"
     assert latest is not None and latest < datetime.now(latest.tzinfo) + timedelta(days=1)
-    assert_exactly_once(report, [run.stream], run.verdict, refused=len(future))
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report, refused=len(future))

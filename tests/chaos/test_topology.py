@@ -1,7 +1,7 @@
 """The broker's topology changed under a live pipeline: a binding, a queue, the queue policy.
 
-Each scenario runs its own API and workers on its own queue through the shared sequence
-(`through_faults`), and ends with the exactly-once verdict and its row of the report table.
+The faults are made on the scenario's own exchange and queue, through a channel of the test's
+or by restarting the processes with other settings; the rest is the `Scenario`'s.
 """
 
 from __future__ import annotations
@@ -14,25 +14,10 @@ import httpx
 import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
-from sqlalchemy import Engine
 
 from conversation_events.messaging.topology import Topology
 from conversation_events_worker.broker import declare_topology
-from tests.chaos.harness import (
-    MANAGEMENT_URL,
-    SHORT_EVENTS,
-    SHORT_RATE,
-    USERS,
-    Fault,
-    Fleet,
-    api_metric,
-    assert_exactly_once,
-    assert_key_never_logged,
-    finish,
-    make_events,
-    through_faults,
-)
-from tests.support.processes import Service
+from tests.chaos.harness import MANAGEMENT_URL, SHORT_EVENTS, Fault, Fleet, Scenario, api_metric
 from tests.support.services import AMQP_URL, delivery_limit_in_force, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -50,8 +35,8 @@ def broker_channel() -> Iterator[BlockingChannel]:
         connection.close()
 
 
-def topology_of(env: dict[str, str]) -> Topology:
-    return Topology(env["CE_EXCHANGE_NAME"], env["CE_QUEUE_NAME"], 1)
+def topology_of(scenario: Scenario) -> Topology:
+    return Topology(scenario.env["CE_EXCHANGE_NAME"], scenario.queue, 1)
 
 
 def resubscribed(fleet: Fleet, reason: str) -> int:
@@ -61,14 +46,22 @@ def resubscribed(fleet: Fleet, reason: str) -> int:
     )
 
 
+def consumers_moved(fleet: Fleet) -> dict[str, int]:
+    """The report's figures of a deleted queue: the workers' two kinds of re-subscription, and
+    the events the relay re-drove."""
+    return {
+        "resubscribed_cancelled": resubscribed(fleet, "cancelled"),
+        "resubscribed_idle": resubscribed(fleet, "idle"),
+        "relay_republished": fleet.relay_republished(),
+    }
+
+
 # --- 5. the queue unbound while posting ---------------------------------------------------------
 
 
-def test_queue_unbound_while_posting_then_rebound(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
+def test_queue_unbound_while_posting_then_rebound(scenario: Scenario) -> None:
     """Publishes are returned as unroutable meanwhile: failures the relay republishes."""
-    topology = topology_of(env)
+    topology = topology_of(scenario)
 
     def unbind() -> None:
         with broker_channel() as channel:
@@ -78,31 +71,18 @@ def test_queue_unbound_while_posting_then_rebound(
         with broker_channel() as channel:
             channel.queue_bind(topology.queue, topology.exchange, topology.routing_key)
 
-    fleet = Fleet.start(services, env)
-    run = through_faults(
-        fleet,
-        engine,
-        make_events(SHORT_EVENTS, USERS, seed=5),
-        [Fault(unbind, rebind, seconds=4.0)],
-        queue=topology.queue,
-        rate=SHORT_RATE,
-    )
+    fleet = scenario.fleet()
+    run = scenario.run(fleet, [Fault(unbind, rebind, seconds=4.0)], seed=5)
     returned = api_metric(fleet.base, "conversation_events_publish_failures_total")
-    report = finish(
+    report = run.report(
         "5. queue unbound 4 s",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "rebound → every event accepted by then PROCESSED",
         accepted_while_unbound=run.during,
         publish_failures=int(returned),
-        relay_republished=int(
-            api_metric(fleet.base, "conversation_events_relay_republished_total")
-        ),
+        relay_republished=fleet.relay_republished(),
     )
     assert returned > 0, "publishes while the queue was unbound must count as failures"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
 # --- 6 and 7. the queue deleted (and re-declared) under the workers ------------------------------
@@ -118,72 +98,38 @@ def delete_queue(topology: Topology, *, redeclare: bool) -> Callable[[], None]:
     return fault
 
 
-def test_queue_deleted_during_the_stream(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
+def test_queue_deleted_during_the_stream(scenario: Scenario) -> None:
     """The workers re-declare and resume; events whose messages vanished are re-driven."""
-    topology = topology_of(env)
-    fleet = Fleet.start(services, env | REDRIVE_SOON)
-    run = through_faults(
-        fleet,
-        engine,
-        make_events(SHORT_EVENTS, USERS, seed=6),
-        [Fault(delete_queue(topology, redeclare=False))],
-        queue=topology.queue,
-        rate=SHORT_RATE,
-    )
+    topology = topology_of(scenario)
+    fleet = scenario.fleet(scenario.env | REDRIVE_SOON)
+    run = scenario.run(fleet, [Fault(delete_queue(topology, redeclare=False))], seed=6)
     moved = resubscribed(fleet, "cancelled") + resubscribed(fleet, "idle")
-    report = finish(
+    report = run.report(
         "6. queue deleted",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "deletion → every event accepted by then PROCESSED",
-        resubscribed_cancelled=resubscribed(fleet, "cancelled"),
-        resubscribed_idle=resubscribed(fleet, "idle"),
-        relay_republished=int(
-            api_metric(fleet.base, "conversation_events_relay_republished_total")
-        ),
+        **consumers_moved(fleet),
     )
     # RabbitMQ cancels the consumers, or, when the API's publisher re-declares the queue at
     # once (its robust channel restores its topology after the broker closed its connection
     # with INTERNAL_ERROR for publishing into the deleted queue), leaves them starved until
     # they move to a fresh channel after CE_WORKER_IDLE_RESUBSCRIBE_S (15 s).
     assert moved >= 1, "the deletion must have made a worker consume again"
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
-def test_queue_deleted_and_redeclared_under_a_live_worker(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
+def test_queue_deleted_and_redeclared_under_a_live_worker(scenario: Scenario) -> None:
     """RabbitMQ 3.10 may leave the consumer registered but starved: the worker must notice."""
-    topology = topology_of(env)
+    topology = topology_of(scenario)
     # The worker moves to a fresh channel after this long without a delivery (default 15 s).
-    fleet = Fleet.start(services, env | REDRIVE_SOON | {"CE_WORKER_IDLE_RESUBSCRIBE_S": "3"})
-    run = through_faults(
-        fleet,
-        engine,
-        make_events(SHORT_EVENTS, USERS, seed=7),
-        [Fault(delete_queue(topology, redeclare=True))],
-        queue=topology.queue,
-        rate=SHORT_RATE,
-    )
-    report = finish(
+    fleet = scenario.fleet(scenario.env | REDRIVE_SOON | {"CE_WORKER_IDLE_RESUBSCRIBE_S": "3"})
+    run = scenario.run(fleet, [Fault(delete_queue(topology, redeclare=True))], seed=7)
+    report = run.report(
         "7. queue deleted and re-declared",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "re-declaration → every event accepted by then PROCESSED",
         # Idle moves also happen routinely once the stream has drained.
-        resubscribed_cancelled=resubscribed(fleet, "cancelled"),
-        resubscribed_idle=resubscribed(fleet, "idle"),
-        relay_republished=int(
-            api_metric(fleet.base, "conversation_events_relay_republished_total")
-        ),
+        **consumers_moved(fleet),
     )
-    assert_exactly_once(report, [run.stream], run.verdict)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report)
 
 
 # --- 8. the delivery limit changed between restarts, and back -----------------------------------
@@ -230,17 +176,14 @@ class ApiConnections:
         self._thread.join(10)
 
 
-def test_delivery_limit_changed_between_restarts_and_back(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
+def test_delivery_limit_changed_between_restarts_and_back(scenario: Scenario) -> None:
     """A new CE_DELIVERY_LIMIT is a new policy: no PRECONDITION_FAILED, no leaked connection.
 
     Workers are replaced rolling (new ones ready before the old ones drain); the API is stopped
     and started on the same port, so producers meet refused connections and retry them.
     """
-    queue = env["CE_QUEUE_NAME"]
-    before = env | {"CE_DELIVERY_LIMIT": "50"}
-    fleet = Fleet.start(services, before)
+    env, queue = scenario.env, scenario.queue
+    fleet = scenario.fleet(env | {"CE_DELIVERY_LIMIT": "50"})
     wait_for(lambda: delivery_limit_in_force(queue) == 50, timeout=30, what="the first policy")
     seen: list[int | None] = []
 
@@ -260,21 +203,16 @@ def test_delivery_limit_changed_between_restarts_and_back(
         return restart
 
     with ApiConnections(queue) as connections:
-        run = through_faults(
+        run = scenario.run(
             fleet,
-            engine,
-            make_events(SHORT_EVENTS * 2, USERS, seed=8),
             [Fault(switch_to(7), seconds=3.0), Fault(switch_to(50))],
-            queue=queue,
-            rate=SHORT_RATE,
+            seed=8,
+            events=SHORT_EVENTS * 2,
         )
         wait_for(lambda: connections.count() == 1, timeout=30, what="one API connection")
     refused = ("PRECONDITION_FAILED", "PRECONDITION-FAILED", "inequivalent arg")
-    report = finish(
+    report = run.report(
         "8. delivery limit 50 → 7 → 50 (restarts)",
-        [run.stream],
-        run.verdict,
-        run.recovery_s,
         "last restart → every event accepted by then PROCESSED",
         limits_in_force=seen,
         most_api_amqp_connections=connections.most,
@@ -285,5 +223,4 @@ def test_delivery_limit_changed_between_restarts_and_back(
     assert seen == [7, 50]
     # One API process at a time; the stopping one's connection may linger a moment.
     assert connections.most <= 2, f"API AMQP connections rose to {connections.most}"
-    assert_exactly_once(report, [run.stream], run.verdict, connection_errors_expected=True)
-    assert_key_never_logged(services)
+    scenario.assert_exactly_once(run, report, connection_errors_expected=True)

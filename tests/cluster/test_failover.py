@@ -25,11 +25,11 @@ from tests.chaos.harness import (
     DRAIN_TIMEOUT_S,
     RecoveryClock,
     Stream,
+    api_metric,
     assert_exactly_once,
     finish,
     make_events,
 )
-from tests.chaos.test_faults import api_metric
 from tests.cluster.conftest import QUEUE, ROOT, ClusterStack
 from tests.support.services import wait_for
 
