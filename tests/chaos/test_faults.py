@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from tests.chaos.harness import (
     API_KEY,
@@ -41,6 +41,7 @@ from tests.chaos.harness import (
     processed_count,
     wait_and_judge,
 )
+from tests.support.pipeline import friendship_rows_locked
 from tests.support.processes import ROOT, Service, start_api, start_worker
 from tests.support.services import free_port, port_open, require, wait_for
 
@@ -137,38 +138,6 @@ def test_postgresql_dropped_and_refusing_for_six_seconds(scenario: Scenario) -> 
 # --- 4. scale-in while busy ----------------------------------------------------------------------
 
 HOT_USERS = 12
-
-
-class RowLocks:
-    """Holds some users' friendship rows locked, on demand.
-
-    A worker processing one of those users' events waits on the lock mid-transaction, as it
-    would on a slow database: that is how work is kept in flight while the scaler decides.
-    """
-
-    def __init__(self, engine: Engine, users: list[str]) -> None:
-        self.engine = engine
-        self.users = users
-        self._conn: Any = None
-        self._trans: Any = None
-
-    def hold(self) -> None:
-        self._conn = self.engine.connect()
-        self._trans = self._conn.begin()
-        locked = self._conn.execute(
-            text(
-                "SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) "
-                "ORDER BY user_id FOR UPDATE"
-            ),
-            {"u": self.users},
-        ).all()
-        assert len(locked) == len(self.users)
-
-    def release(self) -> None:
-        if self._conn is not None:
-            self._trans.rollback()
-            self._conn.close()
-            self._conn = self._trans = None
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -281,17 +250,13 @@ def test_scaler_scales_in_while_work_is_in_flight(
         timeout=60,
         what="warm-up",
     )
-    locks = RowLocks(engine, hot)
-
-    # Burst: 70 % of the events at 200/s, one in four for a hot user, rows locked.
+    # Burst: 70 % of the events at 200/s, one in four for a hot user, rows locked: those wait in
+    # the workers' hands mid-transaction, which keeps work in flight while the scaler decides.
     burst_size = int(SCALE_IN_EVENTS * 0.7)
     burst_bodies = mixed(make_events(burst_size, USERS, seed=41), hot, every=4, seed=42)
-    locks.hold()
-    try:
+    with friendship_rows_locked(engine, hot):
         burst = Stream(base, API_KEY, burst_bodies, rate=200).start()
         wait_for(lambda: replicas() >= 3, timeout=90, what="the scaler to scale out")
-    finally:
-        locks.release()
     burst.join(STREAM_GIVE_UP_S)
 
     # Tail: the rest at 16/s, rows locked until the scale-in. Only four of its events (one in
@@ -309,8 +274,7 @@ def test_scaler_scales_in_while_work_is_in_flight(
         timeout=90,
         what="burst drained",
     )
-    locks.hold()
-    try:
+    with friendship_rows_locked(engine, hot):
         tail_began = datetime.now(UTC).isoformat(timespec="milliseconds")
         tail = Stream(base, API_KEY, tail_bodies, rate=16).start()
         wait_for(
@@ -322,8 +286,6 @@ def test_scaler_scales_in_while_work_is_in_flight(
             what="the scaler to scale in during the tail",
         )
         threading.Event().wait(1.0)  # the stopped workers sit on their locked events a moment
-    finally:
-        locks.release()
     tail.join(STREAM_GIVE_UP_S)
     clock = RecoveryClock(engine, tail, DRAIN_TIMEOUT_S).start()
     streams = [warm, burst, tail]

@@ -18,10 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from tests.support.database import one_value
 from tests.support.payloads import conversation, conversations_for
-from tests.support.pipeline import assert_processed_exactly_once, statuses
+from tests.support.pipeline import (
+    assert_processed_exactly_once,
+    friendship_rows_locked,
+    statuses,
+)
 from tests.support.processes import Service, common_env, start_api, start_worker
 from tests.support.proxy import TcpProxy
 from tests.support.services import AMQP_URL, wait_for
@@ -145,24 +149,13 @@ def worker_blocked_mid_batch(
     assert {r.status_code for r in post_all(base, warmup)} == {202}
     assert_processed_exactly_once(engine, warmup, timeout=30)  # the status rows exist
 
-    user_ids = [b["user_id"] for b in warmup]
-    bodies = events_for(user_ids, events)
-    with engine.connect() as conn:
-        locked = conn.execute(
-            text("SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) FOR UPDATE"),
-            {"u": user_ids},
-        ).all()
-        assert len(locked) == len(user_ids)
-        try:
-            assert {r.status_code for r in post_all(base, bodies)} == {202}
-            wait_for(
-                lambda: blocked_batches(engine) == 2,
-                timeout=20,
-                what="both batches mid-transaction",
-            )
-            yield worker, warmup, bodies
-        finally:
-            conn.rollback()
+    bodies = events_for([b["user_id"] for b in warmup], events)
+    with friendship_rows_locked(engine, [b["user_id"] for b in warmup]):
+        assert {r.status_code for r in post_all(base, bodies)} == {202}
+        wait_for(
+            lambda: blocked_batches(engine) == 2, timeout=20, what="both batches mid-transaction"
+        )
+        yield worker, warmup, bodies
 
 
 def test_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -126,6 +128,25 @@ def score_sums(engine: Engine, user_ids: list[str]) -> tuple[dict[str, float], d
             )
         }
     return changes, scores
+
+
+@contextlib.contextmanager
+def friendship_rows_locked(engine: Engine, users: list[str]) -> Iterator[None]:
+    """Hold these users' status rows locked meanwhile (taken in user order): a worker
+    processing one of their events waits on its lock mid-transaction, as on a slow database."""
+    with engine.connect() as conn:
+        locked = conn.execute(
+            text(
+                "SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) "
+                "ORDER BY user_id FOR UPDATE"
+            ),
+            {"u": users},
+        ).all()
+        assert len(locked) == len(users)
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 def assert_processed_exactly_once(
