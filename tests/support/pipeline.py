@@ -130,18 +130,18 @@ def score_sums(engine: Engine, user_ids: list[str]) -> tuple[dict[str, float], d
     return changes, scores
 
 
+#: Locks the status rows of the users `:u`, in user order (two lockers never deadlock).
+LOCK_STATUS_ROWS = text(
+    "SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) ORDER BY user_id FOR UPDATE"
+)
+
+
 @contextlib.contextmanager
 def friendship_rows_locked(engine: Engine, users: list[str]) -> Iterator[None]:
-    """Hold these users' status rows locked meanwhile (taken in user order): a worker
-    processing one of their events waits on its lock mid-transaction, as on a slow database."""
+    """Hold these users' status rows locked meanwhile: a worker processing one of their
+    events waits on its lock mid-transaction, as on a slow database."""
     with engine.connect() as conn:
-        locked = conn.execute(
-            text(
-                "SELECT user_id FROM friendship_status WHERE user_id = ANY(:u) "
-                "ORDER BY user_id FOR UPDATE"
-            ),
-            {"u": users},
-        ).all()
+        locked = conn.execute(LOCK_STATUS_ROWS, {"u": users}).all()
         assert len(locked) == len(users)
         try:
             yield
