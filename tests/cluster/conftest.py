@@ -25,7 +25,8 @@ from sqlalchemy import Engine, create_engine
 
 from tests.chaos.harness import FAST
 from tests.chaos.report import REPORTS, table
-from tests.support.services import IN_CI, free_port
+from tests.support.ci import unavailable
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "conversation_events_processing"  # the stack's default queue
@@ -114,9 +115,7 @@ class ClusterStack:
 def cluster_stack(request: pytest.FixtureRequest) -> Iterator[ClusterStack]:
     missing = _missing()
     if missing:
-        if IN_CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
+        unavailable(missing)
     # Not pytest's tmp_path: the postgres user must reach its data directories inside.
     state = Path(tempfile.mkdtemp(prefix="ce-cluster-"))
     state.chmod(0o755)

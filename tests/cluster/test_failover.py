@@ -11,6 +11,7 @@ surviving brokers and the new primary by themselves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 import threading
@@ -90,6 +91,17 @@ def under_stream(
     return Run(stream, recovery, during, drill), verdict
 
 
+#: `under_stream` on the module's stack and its database: `stream(seed=..., fault=...)`.
+StreamThrough = Callable[..., tuple[Run, harness.Verdict]]
+
+
+@pytest.fixture
+def stream(
+    cluster_stack: ClusterStack, cluster_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> StreamThrough:
+    return functools.partial(under_stream, cluster_stack, cluster_engine, monkeypatch)
+
+
 def heal(stack: ClusterStack) -> None:
     """Start any node that is down, so the next scenario begins with the whole cluster."""
     for node in stack.topology()["rabbitmq"]["nodes"]:
@@ -113,17 +125,9 @@ def judge(
     assert stack.api_key not in stack.logs(), "the API key appears in a process log"
 
 
-def test_quorum_leader_node_killed(
-    cluster_stack: ClusterStack, cluster_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_quorum_leader_node_killed(cluster_stack: ClusterStack, stream: StreamThrough) -> None:
     try:
-        run, verdict = under_stream(
-            cluster_stack,
-            cluster_engine,
-            monkeypatch,
-            seed=101,
-            fault=lambda: cluster_stack.drill("kill-broker-leader"),
-        )
+        run, verdict = stream(seed=101, fault=lambda: cluster_stack.drill("kill-broker-leader"))
     finally:
         heal(cluster_stack)
     judge(
@@ -136,17 +140,11 @@ def test_quorum_leader_node_killed(
     assert run.drill["new_leader"] != run.drill["killed"]
 
 
-def test_follower_stopped_and_restarted(
-    cluster_stack: ClusterStack, cluster_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_follower_stopped_and_restarted(cluster_stack: ClusterStack, stream: StreamThrough) -> None:
     _, followers = cluster_stack.node_indices()
     try:
-        run, verdict = under_stream(
-            cluster_stack,
-            cluster_engine,
-            monkeypatch,
-            seed=102,
-            fault=lambda: cluster_stack.drill("restart-broker-node", str(followers[0])),
+        run, verdict = stream(
+            seed=102, fault=lambda: cluster_stack.drill("restart-broker-node", str(followers[0]))
         )
     finally:
         heal(cluster_stack)
@@ -177,9 +175,7 @@ def at_once(stack: ClusterStack, command: str, nodes: list[int]) -> dict[str, ob
     return {command: nodes}
 
 
-def test_two_of_three_nodes_down(
-    cluster_stack: ClusterStack, cluster_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_of_three_nodes_down(cluster_stack: ClusterStack, stream: StreamThrough) -> None:
     """No majority for the queue: the API must answer 202 (into the outbox) or 503, never
     another 5xx, and everything accepted is processed once the nodes are back."""
     leader, followers = cluster_stack.node_indices()
@@ -197,10 +193,7 @@ def test_two_of_three_nodes_down(
     try:
         # Early and longer than the others: two clean stops, the outage and two starts take
         # 30-50 s here, and events must keep arriving throughout.
-        run, verdict = under_stream(
-            cluster_stack,
-            cluster_engine,
-            monkeypatch,
+        run, verdict = stream(
             seed=103,
             fault=outage,
             events=int(EVENTS * 5 / 3),
@@ -222,16 +215,10 @@ def test_two_of_three_nodes_down(
 
 
 def test_postgresql_primary_killed_and_standby_promoted(
-    cluster_stack: ClusterStack, cluster_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    cluster_stack: ClusterStack, stream: StreamThrough
 ) -> None:
     before = cluster_stack.topology()["postgresql"]["primary"]
-    run, verdict = under_stream(
-        cluster_stack,
-        cluster_engine,
-        monkeypatch,
-        seed=104,
-        fault=lambda: cluster_stack.drill("failover-database"),
-    )
+    run, verdict = stream(seed=104, fault=lambda: cluster_stack.drill("failover-database"))
     judge(
         "cluster 4. PostgreSQL failover",
         "standby streaming again → every event accepted by then PROCESSED",
