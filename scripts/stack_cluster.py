@@ -257,6 +257,8 @@ def _erlang_env(cluster: Cluster) -> dict[str, str]:
         HOME=str(Path(cluster.root) / "erlang"),  # holds the shared .erlang.cookie
         ERL_EPMD_PORT=str(cluster.epmd_port),
         ERL_EPMD_ADDRESS="127.0.0.1",
+        # A CLI that crashes writes its dump here, not into the caller's directory.
+        ERL_CRASH_DUMP=str(Path(cluster.root) / "erlang" / "erl_crash.dump"),
     )
     return env
 
@@ -265,6 +267,9 @@ def _node_env(cluster: Cluster, node: RabbitNode) -> dict[str, str]:
     d = Path(node.dir)
     env = _erlang_env(cluster)
     env.update(
+        # A node that crashes writes erl_crash.dump here, and Mnesia its MnesiaCore.* files
+        # into the working directory, which start_node makes the node's own.
+        ERL_CRASH_DUMP=str(d / "erl_crash.dump"),
         RABBITMQ_NODENAME=node.name,
         RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
         RABBITMQ_NODE_PORT=str(node.amqp_port),
@@ -361,15 +366,17 @@ def start_node(cluster: Cluster, node: RabbitNode) -> subprocess.Popen[bytes] | 
     None when it already runs."""
     if node_pid(node) is not None:
         return None
-    log = (Path(node.dir) / "console.log").open("ab")
-    return subprocess.Popen(  # noqa: S603
-        [str(RABBIT_BIN / "rabbitmq-server")],
-        env=_node_env(cluster, node),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # The child keeps its own copy of the log's descriptor.
+    with (Path(node.dir) / "console.log").open("ab") as log:
+        return subprocess.Popen(  # noqa: S603
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=_node_env(cluster, node),
+            cwd=node.dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def await_node(

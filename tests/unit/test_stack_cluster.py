@@ -80,3 +80,35 @@ def test_the_plan_survives_a_round_trip_through_cluster_json(
     loaded = stack_cluster.Cluster.load(tmp_path)
     assert loaded == cluster
     assert loaded.standby == 1
+
+
+def test_a_crashing_node_leaves_its_dumps_in_its_own_directory(
+    stack_cluster: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A stand-in for rabbitmq-server that crashes as the Erlang VM does: erl_crash.dump where
+    # ERL_CRASH_DUMP says (else the working directory), Mnesia's core in the working directory.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    server = bin_dir / "rabbitmq-server"
+    server.write_text(
+        "#!/bin/sh\n"
+        'echo dump > "${ERL_CRASH_DUMP:-erl_crash.dump}"\n'
+        "echo core > MnesiaCore.ce1@localhost_1\n"
+        "exit 1\n"
+    )
+    server.chmod(0o755)
+    monkeypatch.setattr(stack_cluster, "RABBIT_BIN", bin_dir)
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    monkeypatch.chdir(caller)
+    cluster = stack_cluster.Cluster.plan(tmp_path / "state")
+    node = cluster.rabbit[0]
+    Path(node.dir).mkdir(parents=True)
+    process = stack_cluster.start_node(cluster, node)
+    assert process is not None
+    assert process.wait(timeout=30) == 1
+    assert list(caller.iterdir()) == []
+    assert sorted(p.name for p in Path(node.dir).iterdir() if p.name != "console.log") == [
+        "MnesiaCore.ce1@localhost_1",
+        "erl_crash.dump",
+    ]
