@@ -171,10 +171,11 @@ class Cluster:
     def process_env(self) -> dict[str, str]:
         """What every process of the stack is given: every broker, both database servers."""
         hosts = "&".join(f"host=127.0.0.1:{s.port}" for s in self.postgres)
+        management = ",".join(n.management_url for n in self.rabbit)
         return {
             "CE_AMQP_URL": ",".join(n.amqp_url for n in self.rabbit),
-            "CE_MANAGEMENT_URL": self.rabbit[0].management_url,
-            "CE_SCALER_MANAGEMENT_URL": self.rabbit[0].management_url,
+            "CE_MANAGEMENT_URL": management,
+            "CE_SCALER_MANAGEMENT_URL": management,
             "CE_DATABASE_URL": (
                 f"postgresql+psycopg2://{PG_USER}@/{self.database}"
                 f"?{hosts}&target_session_attrs=read-write"

@@ -48,8 +48,10 @@ class CommonSettings(BaseSettings):
         SecretStr("http://127.0.0.1:15672"),
         description=(
             "Base URL of the RabbitMQ management API, where the queue policy (dead-lettering, "
-            "delivery limit) is applied on start; credentials from its userinfo, else the AMQP "
-            "URL's user (which then needs the `policymaker` tag)."
+            "delivery limit) is applied on start; several comma-separated URLs for the nodes "
+            "of a cluster, tried in turn until one answers. Credentials from the userinfo of "
+            "the first URL that has some, else the AMQP URL's user (which then needs the "
+            "`policymaker` tag)."
         ),
     )
     exchange_name: str = Field(

@@ -6,6 +6,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from conversation_events.messaging.brokers import amqp_urls, connection_order, password
+from conversation_events.messaging.policy import ManagementApi
 from conversation_events.settings import CommonSettings
 
 NODES = ",".join(f"amqp://ce:s3cr%2Cet@10.0.0.{i}:5672/%2F" for i in (1, 2, 3))
@@ -54,3 +55,21 @@ def test_production_refuses_a_placeholder_in_any_of_the_urls() -> None:
         production(NODES.replace("s3cr%2Cet@10.0.0.2", "guest@10.0.0.2"))
     with pytest.raises(ValidationError, match="AMQP password holds"):
         production("amqp://guest:guest@rabbit:5672/%2F")
+
+
+def test_several_management_urls_share_one_user_and_lose_their_userinfo() -> None:
+    api = ManagementApi.for_broker(
+        "http://10.0.0.1:15672, http://mon:pw%2C1@10.0.0.2:15672/,http://10.0.0.3:15672",
+        "amqp://ce:amqp-pw@10.0.0.1:5672/events",
+    )
+    assert api.base_urls == (
+        "http://10.0.0.1:15672",
+        "http://10.0.0.2:15672",
+        "http://10.0.0.3:15672",
+    )
+    assert (api.user, api.password, api.vhost) == ("mon", "pw,1", "events")
+    # Without userinfo anywhere, the AMQP URL's user.
+    api = ManagementApi.for_broker("http://a:15672,http://b:15672", NODES)
+    assert (api.user, api.password) == ("ce", "s3cr,et")
+    with pytest.raises(ValueError, match="no management API URL"):
+        ManagementApi.for_broker(" , ", NODES)

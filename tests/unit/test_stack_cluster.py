@@ -12,6 +12,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from conversation_events.messaging.brokers import amqp_urls
+from conversation_events.messaging.policy import ManagementApi
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,14 @@ def test_every_process_gets_all_three_brokers_and_both_database_servers(
 ) -> None:
     monkeypatch.setenv("STACK_AMQP_PORTS", "6001,6002,6003")
     monkeypatch.setenv("STACK_PG_PORTS", "6101,6102")
+    monkeypatch.setenv("STACK_MANAGEMENT_PORTS", "6201,6202,6203")
     env = stack_cluster.Cluster.plan(tmp_path).process_env()
+    nodes = [f"http://127.0.0.1:{port}" for port in (6201, 6202, 6203)]
+    # The queue policy and the scaler's reads go to whichever node's management API answers.
+    assert ManagementApi.for_broker(env["CE_MANAGEMENT_URL"], env["CE_AMQP_URL"]).base_urls == (
+        tuple(nodes)
+    )
+    assert env["CE_SCALER_MANAGEMENT_URL"] == ",".join(nodes)
     assert [u.split("@")[1] for u in amqp_urls(env["CE_AMQP_URL"])] == [
         "127.0.0.1:6001/%2F",
         "127.0.0.1:6002/%2F",

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from conversation_events.messaging.brokers import split_urls
 from conversation_events_scaler.decision import Observation
 from conversation_events_scaler.errors import MetricsUnavailable
 
@@ -28,7 +29,12 @@ def queue_url(base_url: str, vhost: str, queue: str) -> str:
 
 
 class ManagementApiSource:
-    """Reads one queue's ready, unacked and consumer counts; failures: ``MetricsUnavailable``."""
+    """Reads one queue's ready, unacked and consumer counts; failures: ``MetricsUnavailable``.
+
+    ``base_url`` may list several comma-separated URLs, one per node of a cluster (each node's
+    API reports the whole cluster's queues): a read goes to the node that answered last, and
+    moves on to the next when that one is unreachable or answers 5xx.
+    """
 
     def __init__(
         self,
@@ -41,7 +47,8 @@ class ManagementApiSource:
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = queue_url(base_url, vhost, queue)
+        self.urls = [queue_url(base, vhost, queue) for base in split_urls(base_url, "management")]
+        self._live = 0
         self.vhost = vhost
         self.queue = queue
         self._client = httpx.Client(
@@ -51,22 +58,19 @@ class ManagementApiSource:
             transport=transport,
         )
 
+    @property
+    def url(self) -> str:
+        """The queue's URL on the node read first."""
+        return self.urls[self._live]
+
     def read(self) -> Observation:
         """One sample of the queue.
 
-        Raises ``MetricsUnavailable`` when the API is unreachable or slow, answers an error
-        (401: credentials, 404: no such vhost or queue yet) or has no statistics for the queue
-        yet (a queue declared a moment ago).
+        Raises ``MetricsUnavailable`` when no node's API answers in time, or the one that
+        answers gives an error (401: credentials, 404: no such vhost or queue yet) or has no
+        statistics for the queue yet (a queue declared a moment ago).
         """
-        # The columns parameter keeps the answer small on queues with many consumers.
-        params = {
-            "columns": "messages,messages_ready,messages_unacknowledged,consumers,"
-            "message_stats.publish_details.rate"
-        }
-        try:
-            response = self._client.get(self.url, params=params)
-        except httpx.HTTPError as exc:
-            raise MetricsUnavailable(f"management API unreachable at {self.url}: {exc!r}") from exc
+        response = self._get()
         if response.status_code == 404:
             raise MetricsUnavailable(
                 f"queue {self.queue!r} in vhost {self.vhost!r} not found (not declared yet?)"
@@ -85,6 +89,28 @@ class ManagementApiSource:
         except ValueError as exc:
             raise MetricsUnavailable(f"management API answered non-JSON for {self.url}") from exc
         return _observation(body, self.queue)
+
+    def _get(self) -> httpx.Response:
+        """The answer of the first node that answers below 500, from the last live one."""
+        # The columns parameter keeps the answer small on queues with many consumers.
+        params = {
+            "columns": "messages,messages_ready,messages_unacknowledged,consumers,"
+            "message_stats.publish_details.rate"
+        }
+        troubles = []
+        for step in range(len(self.urls)):
+            node = (self._live + step) % len(self.urls)
+            try:
+                response = self._client.get(self.urls[node], params=params)
+            except httpx.HTTPError as exc:
+                troubles.append(f"unreachable at {self.urls[node]}: {exc!r}")
+                continue
+            if response.status_code >= 500:
+                troubles.append(f"HTTP {response.status_code} at {self.urls[node]}")
+                continue
+            self._live = node
+            return response
+        raise MetricsUnavailable(f"management API {'; '.join(troubles)}")
 
     def close(self) -> None:
         self._client.close()

@@ -91,7 +91,9 @@ class ScalerSettings(BaseSettings):
 
     # --- the input: RabbitMQ management HTTP API -------------------------------------------------
     management_url: str = "http://127.0.0.1:15672"
-    """Base URL of the RabbitMQ management API. Default: the local dev broker."""
+    """Base URL of the RabbitMQ management API; several comma-separated URLs for the nodes of
+    a cluster: each read goes to the node that answered last, and to the next when it does not.
+    Default: the local dev broker."""
     management_user: str = "guest"
     """Management API user (monitoring)."""
     management_password: SecretStr = SecretStr("guest")

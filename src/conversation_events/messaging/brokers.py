@@ -1,4 +1,5 @@
-"""Several broker addresses: `CE_AMQP_URL` names one RabbitMQ node, or the nodes of a cluster.
+"""Several broker addresses: `CE_AMQP_URL` names one RabbitMQ node, or the nodes of a cluster
+(and `CE_MANAGEMENT_URL` the management API of one node or of several).
 
 The nodes are given as comma-separated AMQP URLs (a comma inside a URL's userinfo is
 percent-encoded, `%2C`, so it never splits one). Every connector tries them in turn and, when
@@ -12,16 +13,25 @@ import random
 from urllib.parse import unquote, urlsplit
 
 
+def split_urls(value: str, what: str) -> list[str]:
+    """The comma-separated URLs in `value`, in their given order; ValueError when there is none.
+
+    >>> split_urls("http://a:15672, http://b:15672", "management")
+    ['http://a:15672', 'http://b:15672']
+    """
+    urls = [url.strip() for url in value.split(",") if url.strip()]
+    if not urls:
+        raise ValueError(f"no {what} URL given")
+    return urls
+
+
 def amqp_urls(value: str) -> list[str]:
-    """The URLs in `value`, in their given order; ValueError when there is none.
+    """The AMQP URLs in `value`, in their given order; ValueError when there is none.
 
     >>> amqp_urls("amqp://a:5672/%2F, amqp://b:5672/%2F")
     ['amqp://a:5672/%2F', 'amqp://b:5672/%2F']
     """
-    urls = [url.strip() for url in value.split(",") if url.strip()]
-    if not urls:
-        raise ValueError("no AMQP URL given")
-    return urls
+    return split_urls(value, "AMQP")
 
 
 def connection_order(value: str, *, after: str | None = None) -> list[str]:

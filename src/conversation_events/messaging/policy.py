@@ -10,75 +10,108 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
 from conversation_events.errors import BrokerUnavailable, PermanentError
+from conversation_events.messaging.brokers import amqp_urls, split_urls
 from conversation_events.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ManagementApi:
-    """Where the RabbitMQ management HTTP API is, for one vhost."""
+    """Where the RabbitMQ management HTTP API is, for one vhost.
 
-    base_url: str
+    `base_urls` holds one URL per node for a cluster (any node's API manages the whole
+    cluster). Calls go to the node that answered last; when it is unreachable or answers 5xx
+    the call moves on to the next, so a process keeps working while nodes come and go.
+    """
+
+    base_urls: tuple[str, ...]
     vhost: str
     user: str
     password: str
     timeout_s: float = 5.0
+    _live: int = field(default=0, repr=False, compare=False)
 
     @classmethod
     def for_broker(
         cls, management_url: str, amqp_url: str, timeout_s: float = 5.0
     ) -> ManagementApi:
-        """The API at `management_url`, for the AMQP URL's vhost.
+        """The API at `management_url` (one URL, or several comma-separated), for the AMQP
+        URL's vhost.
 
-        Credentials come from the management URL's userinfo when it has some, else from the
-        AMQP URL (the same broker user).
+        Credentials come from the userinfo of the first management URL that has some, else
+        from the AMQP URL (the same broker user).
         """
-        amqp = urlsplit(amqp_url.split(",")[0].strip())
-        management = urlsplit(management_url)
-        source = management if management.username is not None else amqp
-        netloc = management.hostname or "127.0.0.1"
-        if management.port:
-            netloc = f"{netloc}:{management.port}"
+        amqp = urlsplit(amqp_urls(amqp_url)[0])
+        nodes = [urlsplit(url) for url in split_urls(management_url, "management API")]
+        source = next((n for n in nodes if n.username is not None), amqp)
         path = amqp.path
         return cls(
-            base_url=urlunsplit((management.scheme, netloc, management.path.rstrip("/"), "", "")),
+            base_urls=tuple(_without_userinfo(n) for n in nodes),
             vhost=unquote(path[1:]) if len(path) > 1 else "/",
             user=unquote(source.username or "guest"),
             password=unquote(source.password or ""),
             timeout_s=timeout_s,
         )
 
+    @property
+    def base_url(self) -> str:
+        """The node the next call goes to first."""
+        return self.base_urls[self._live]
+
     def url(self, *parts: str) -> str:
-        return "/".join([self.base_url, "api", *(quote(p, safe="") for p in parts)])
+        return _api_url(self.base_url, parts)
 
     def request(self, method: str, *parts: str, json: Any = None) -> httpx.Response:
-        """One call; connection trouble and 5xx are `BrokerUnavailable`, 4xx `PermanentError`."""
-        try:
-            response = httpx.request(
-                method,
-                self.url(*parts),
-                json=json,
-                auth=(self.user, self.password),
-                timeout=self.timeout_s,
-            )
-        except httpx.HTTPError as exc:
-            raise BrokerUnavailable(f"management API unreachable: {exc}") from exc
-        if response.status_code >= 500:
-            raise BrokerUnavailable(f"management API answered {response.status_code}")
-        if response.status_code >= 400 and response.status_code != 404:
-            raise PermanentError(
-                f"management API refused {method} {'/'.join(parts)}: "
-                f"{response.status_code} {response.text[:200]}"
-            )
-        return response
+        """One call, to the first node that answers.
+
+        Every node unreachable or answering 5xx is `BrokerUnavailable` (naming each one's
+        trouble); a 4xx other than 404 is `PermanentError`.
+        """
+        troubles = []
+        for step in range(len(self.base_urls)):
+            node = (self._live + step) % len(self.base_urls)
+            base = self.base_urls[node]
+            try:
+                response = httpx.request(
+                    method,
+                    _api_url(base, parts),
+                    json=json,
+                    auth=(self.user, self.password),
+                    timeout=self.timeout_s,
+                )
+            except httpx.HTTPError as exc:
+                troubles.append(f"{base}: {exc!r}")
+                continue
+            if response.status_code >= 500:
+                troubles.append(f"{base}: answered {response.status_code}")
+                continue
+            self._live = node
+            if response.status_code >= 400 and response.status_code != 404:
+                raise PermanentError(
+                    f"management API refused {method} {'/'.join(parts)}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
+            return response
+        raise BrokerUnavailable(f"management API unreachable: {'; '.join(troubles)}")
+
+
+def _without_userinfo(url: SplitResult) -> str:
+    netloc = url.hostname or "127.0.0.1"
+    if url.port:
+        netloc = f"{netloc}:{url.port}"
+    return urlunsplit((url.scheme, netloc, url.path.rstrip("/"), "", ""))
+
+
+def _api_url(base: str, parts: tuple[str, ...]) -> str:
+    return "/".join([base, "api", *(quote(p, safe="") for p in parts)])
 
 
 def apply_queue_policy(api: ManagementApi, topology: Topology) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from tests.integration.scaler.scaler_helpers import amqp_connection, declare_quorum_queue, publish
@@ -19,8 +21,7 @@ def source(management_url: str, vhost: str, queue: str, **kwargs: object) -> Man
         queue,
         user="guest",
         password="guest",
-        timeout_s=5,
-        **kwargs,  # type: ignore[arg-type]
+        **{"timeout_s": 5, **kwargs},  # type: ignore[arg-type]
     )
 
 
@@ -112,6 +113,46 @@ def test_unreachable_api_is_a_metric_failure() -> None:
         pytest.raises(MetricsUnavailable, match="unreachable"),
     ):
         metric.read()
+
+
+@pytest.mark.slow
+def test_reads_move_to_a_live_node_and_stay_there(management_url: str, unique_name: str) -> None:
+    """Several management URLs (the nodes of a cluster): one refusing connections and one that
+    accepts them but never answers (a frozen node) are passed over for the live one, which the
+    next read goes to first."""
+    refused = f"http://127.0.0.1:{free_port()}"
+    with socket.create_server(("127.0.0.1", 0)) as frozen_node:
+        frozen = f"http://127.0.0.1:{frozen_node.getsockname()[1]}"
+        connection = amqp_connection("/")
+        try:
+            channel = connection.channel()
+            declare_quorum_queue(channel, unique_name)
+            publish(channel, unique_name, 4)
+            urls = f"{refused},{frozen}, {management_url}"
+            with source(urls, "/", unique_name, timeout_s=1) as metric:
+                observation = wait_for(
+                    lambda: _matching(metric, ready=4, unacked=0),
+                    timeout=30,
+                    interval=0.5,
+                    what="4 ready messages read through the live node",
+                )
+                assert observation is not None
+                assert metric.url.startswith(management_url)
+                assert metric.read().messages() == 4
+                assert metric.url.startswith(management_url)
+        finally:
+            channel.queue_delete(unique_name)
+            connection.close()
+
+
+def test_every_node_down_is_one_failure_naming_each() -> None:
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    with (
+        source(",".join(dead), "/", "q") as metric,
+        pytest.raises(MetricsUnavailable, match="unreachable") as failure,
+    ):
+        metric.read()
+    assert all(url in str(failure.value) for url in dead)
 
 
 @pytest.mark.parametrize("answer", [{"name": "q"}, []])
