@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from conversation_events.messaging.brokers import amqp_urls, password
+from conversation_events.messaging.brokers import amqp_urls, password, with_credentials
 from conversation_events.messaging.policy import ManagementApi
 from conversation_events.messaging.topology import Topology
 
@@ -52,6 +52,38 @@ class CommonSettings(BaseSettings):
             "of a cluster, tried in turn until one answers. Credentials from the userinfo of "
             "the first URL that has some, else the AMQP URL's user (which then needs the "
             "`policymaker` tag)."
+        ),
+    )
+    database_username: str | None = Field(
+        None,
+        description=(
+            "User name put into `database_url` in place of its own (from a Secret of an "
+            "operator or a managed service, for instance); unset: the URL's."
+        ),
+    )
+    database_password: SecretStr | None = Field(
+        None,
+        description=(
+            "Password put into `database_url` (percent-encoded by the settings); unset: the "
+            "URL's. Lets the URL stay free of secrets."
+        ),
+    )
+    amqp_username: str | None = Field(
+        None,
+        description="User name put into every AMQP URL in place of its own; unset: the URLs'.",
+    )
+    amqp_password: SecretStr | None = Field(
+        None,
+        description=(
+            "Password put into every AMQP URL (percent-encoded by the settings); unset: the URLs'."
+        ),
+    )
+    queue_policy_on_start: bool = Field(
+        True,
+        description=(
+            "Apply the queue policy through the management API when the API or a worker "
+            "starts. Off where the deployment's migration step applies it and this process's "
+            "broker user may not (no `policymaker` tag)."
         ),
     )
     exchange_name: str = Field(
@@ -117,6 +149,33 @@ class CommonSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _credentials_into_urls(self) -> CommonSettings:
+        """Put `database_*` and `amqp_*` credentials into the URLs (before they are checked)."""
+        if self.database_username is not None or self.database_password is not None:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.database_url.get_secret_value())
+            if self.database_username is not None:
+                url = url.set(username=self.database_username)
+            if self.database_password is not None:
+                url = url.set(password=self.database_password.get_secret_value())
+            self.database_url = SecretStr(url.render_as_string(hide_password=False))
+        if self.amqp_username is not None or self.amqp_password is not None:
+            self.amqp_url = SecretStr(
+                ",".join(
+                    with_credentials(
+                        url,
+                        self.amqp_username,
+                        None
+                        if self.amqp_password is None
+                        else self.amqp_password.get_secret_value(),
+                    )
+                    for url in amqp_urls(self.amqp_url.get_secret_value())
+                )
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> CommonSettings:

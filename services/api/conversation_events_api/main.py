@@ -44,8 +44,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         topology = settings.topology()
         # Dead-lettering and the delivery limit, as this release configures them (idempotent;
         # in the background: the API accepts events while the broker is down).
-        policy = asyncio.create_task(
-            asyncio.to_thread(ensure_queue_policy, settings.management_api(), topology)
+        policy = (
+            asyncio.create_task(
+                asyncio.to_thread(ensure_queue_policy, settings.management_api(), topology)
+            )
+            if settings.queue_policy_on_start
+            else None
         )
         engine = settings.make_engine(
             pool_size=settings.db_pool_size,
@@ -105,7 +109,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             if metrics_server is not None:
                 metrics_server.shutdown()
                 metrics_server.server_close()
-            policy.cancel()
+            if policy is not None:
+                policy.cancel()
             await relay.stop()
             await writer.stop()
             await publisher.stop()

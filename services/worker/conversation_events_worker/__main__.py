@@ -26,7 +26,8 @@ def main() -> int:
     config = settings.processing_config()
     consumer = Consumer(settings, engine, config)
     # Dead-lettering and the delivery limit, as this release configures them (idempotent).
-    ensure_queue_policy(settings.management_api(), settings.topology())
+    if settings.queue_policy_on_start:
+        ensure_queue_policy(settings.management_api(), settings.topology())
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal received; draining", extra={"signal": signal.Signals(signum).name})

@@ -10,7 +10,7 @@ of the cluster (a quorum queue), so any of them serves publishers and consumers 
 from __future__ import annotations
 
 import random
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
 def split_urls(value: str, what: str) -> list[str]:
@@ -53,3 +53,17 @@ def connection_order(value: str, *, after: str | None = None) -> list[str]:
 def password(url: str) -> str:
     """The password of one AMQP URL ('' when it has none)."""
     return unquote(urlsplit(url).password or "")
+
+
+def with_credentials(url: str, username: str | None, secret: str | None) -> str:
+    """`url` with its user name and/or password replaced, percent-encoded (None keeps the URL's).
+
+    >>> with_credentials("amqp://old:pw@mq:5672/%2F", "ce", "p@ss:w/rd")
+    'amqp://ce:p%40ss%3Aw%2Frd@mq:5672/%2F'
+    """
+    parts = urlsplit(url)
+    user = parts.username if username is None else quote(username, safe="")
+    pw = parts.password if secret is None else quote(secret, safe="")
+    host = parts.netloc.rpartition("@")[2]
+    userinfo = (user or "") + (f":{pw}" if pw is not None else "")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}" if userinfo else host))
