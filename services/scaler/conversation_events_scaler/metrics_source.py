@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from conversation_events.messaging.brokers import split_urls
+from conversation_events.messaging.policy import NoNodeAnswered, first_answer
 from conversation_events_scaler.decision import Observation
 from conversation_events_scaler.errors import MetricsUnavailable
 
@@ -97,20 +98,13 @@ class ManagementApiSource:
             "columns": "messages,messages_ready,messages_unacknowledged,consumers,"
             "message_stats.publish_details.rate"
         }
-        troubles = []
-        for step in range(len(self.urls)):
-            node = (self._live + step) % len(self.urls)
-            try:
-                response = self._client.get(self.urls[node], params=params)
-            except httpx.HTTPError as exc:
-                troubles.append(f"unreachable at {self.urls[node]}: {exc!r}")
-                continue
-            if response.status_code >= 500:
-                troubles.append(f"HTTP {response.status_code} at {self.urls[node]}")
-                continue
-            self._live = node
-            return response
-        raise MetricsUnavailable(f"management API {'; '.join(troubles)}")
+        try:
+            self._live, response = first_answer(
+                self.urls, self._live, lambda url: self._client.get(url, params=params)
+            )
+        except NoNodeAnswered as exc:
+            raise MetricsUnavailable(f"management API unreachable at {exc}") from exc
+        return response
 
     def close(self) -> None:
         self._client.close()

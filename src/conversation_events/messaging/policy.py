@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
@@ -75,32 +76,50 @@ class ManagementApi:
         Every node unreachable or answering 5xx is `BrokerUnavailable` (naming each one's
         trouble); a 4xx other than 404 is `PermanentError`.
         """
-        troubles = []
-        for step in range(len(self.base_urls)):
-            node = (self._live + step) % len(self.base_urls)
-            base = self.base_urls[node]
-            try:
-                response = httpx.request(
+        try:
+            self._live, response = first_answer(
+                self.base_urls,
+                self._live,
+                lambda base: httpx.request(
                     method,
                     _api_url(base, parts),
                     json=json,
                     auth=(self.user, self.password),
                     timeout=self.timeout_s,
-                )
-            except httpx.HTTPError as exc:
-                troubles.append(f"{base}: {exc!r}")
-                continue
-            if response.status_code >= 500:
-                troubles.append(f"{base}: answered {response.status_code}")
-                continue
-            self._live = node
-            if response.status_code >= 400 and response.status_code != 404:
-                raise PermanentError(
-                    f"management API refused {method} {'/'.join(parts)}: "
-                    f"{response.status_code} {response.text[:200]}"
-                )
-            return response
-        raise BrokerUnavailable(f"management API unreachable: {'; '.join(troubles)}")
+                ),
+            )
+        except NoNodeAnswered as exc:
+            raise BrokerUnavailable(f"management API unreachable: {exc}") from exc
+        if response.status_code >= 400 and response.status_code != 404:
+            raise PermanentError(
+                f"management API refused {method} {'/'.join(parts)}: "
+                f"{response.status_code} {response.text[:200]}"
+            )
+        return response
+
+
+class NoNodeAnswered(Exception):
+    """No node's management API answered; the message names each one's trouble."""
+
+
+def first_answer(
+    urls: Sequence[str], start: int, call: Callable[[str], httpx.Response]
+) -> tuple[int, httpx.Response]:
+    """`call` on each URL in turn from `start` on: the index and response of the first that
+    answers below 500. A connection error, a timeout or a 5xx moves on to the next."""
+    troubles = []
+    for step in range(len(urls)):
+        node = (start + step) % len(urls)
+        try:
+            response = call(urls[node])
+        except httpx.HTTPError as exc:
+            troubles.append(f"{urls[node]}: {exc!r}")
+            continue
+        if response.status_code >= 500:
+            troubles.append(f"{urls[node]}: answered {response.status_code}")
+            continue
+        return node, response
+    raise NoNodeAnswered("; ".join(troubles))
 
 
 def _without_userinfo(url: SplitResult) -> str:
