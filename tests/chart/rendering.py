@@ -7,6 +7,7 @@ missing tool can never pass for a green run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -24,12 +25,12 @@ FULLNAME = f"{RELEASE}-conversation-events"
 
 # Every supported combination of values: (helm template arguments).
 EXTERNAL = [
-    "--set=postgresql.enabled=false",
+    "--set=postgresql.mode=external",
     "--set=externalDatabase.host=db.example.com",
     "--set=externalDatabase.password=s3cret-db-password",
     "--set=externalDatabase.sslMode=verify-full",
     "--set=externalDatabase.caSecret=db-ca",
-    "--set=rabbitmq.enabled=false",
+    "--set=rabbitmq.mode=external",
     "--set=externalRabbitmq.host=mq.example.com",
     "--set=externalRabbitmq.port=5671",
     "--set=externalRabbitmq.username=ce",
@@ -37,6 +38,18 @@ EXTERNAL = [
     "--set=externalRabbitmq.tls.enabled=true",
     "--set=externalRabbitmq.tls.caSecret=mq-ca",
     "--set=externalRabbitmq.managementUrl=https://mq.example.com:15671",
+]
+# The operators users run in production: CloudNativePG and the RabbitMQ Cluster Operator.
+OPERATORS = ["--set=postgresql.mode=cloudnativepg", "--set=rabbitmq.mode=operator"]
+# Managed services whose credentials are in Secrets of their own, under their own key names.
+EXTERNAL_FROM_SECRETS = [
+    *(a for a in EXTERNAL if not re.search(r"\.(username|password)=", a)),
+    "--set=externalDatabase.username=ce",
+    "--set=externalDatabase.existingSecret=db-credentials",
+    "--set=externalDatabase.passwordKey=db-password",
+    "--set=externalRabbitmq.existingSecret=mq-credentials",
+    "--set=externalRabbitmq.usernameKey=user",
+    "--set=externalRabbitmq.passwordKey=pass",
 ]
 COMBINATIONS: dict[str, list[str]] = {
     "defaults": [],
@@ -70,6 +83,22 @@ COMBINATIONS: dict[str, list[str]] = {
         "--api-versions=keda.sh/v1alpha1",
         "--set=autoscaling.rateTrigger.enabled=true",
     ],
+    "operators": OPERATORS,
+    "operators-keda": ["--api-versions=keda.sh/v1alpha1", *OPERATORS],
+    "operators-shared-user": [*OPERATORS, "--set=rabbitmq.users.perComponent=false"],
+    "operators-vhost-backup": [
+        *OPERATORS,
+        "--set=rabbitmq.vhost=events",
+        "--set-json=postgresql.cloudnativepg.plugins="
+        '[{"name":"barman-cloud.cloudnative-pg.io","isWALArchiver":true,'
+        '"parameters":{"barmanObjectName":"store"}}]',
+        "--set=postgresql.cloudnativepg.scheduledBackup.enabled=true",
+        "--set=postgresql.cloudnativepg.scheduledBackup.method=plugin",
+    ],
+    "asynchronous-replication": [*OPERATORS, "--set=postgresql.cloudnativepg.synchronous.number=0"],
+    "external-existing-secrets": EXTERNAL_FROM_SECRETS,
+    "keda-external-existing-secrets": ["--api-versions=keda.sh/v1alpha1", *EXTERNAL_FROM_SECRETS],
+    "bundled-shared-user": ["--set=rabbitmq.users.perComponent=false"],
     "deletion-cost": ["--set=worker.deletionCost.enabled=true"],
     "keda-deletion-cost": [
         "--api-versions=keda.sh/v1alpha1",

@@ -10,16 +10,18 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pika
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
+from sqlalchemy.engine import make_url
 
 from conversation_events.settings import CommonSettings
 from conversation_events_api.settings import ApiSettings
 from conversation_events_scaler.decision import ScalingPolicy
 from conversation_events_scaler.settings import ProcessSettings, ScalerSettings
 from conversation_events_worker.settings import WorkerSettings
-from tests.chart.rendering import CHART, NAMESPACE, by_kind, pod_labels, pod_specs
+from tests.chart.rendering import CHART, FULLNAME, NAMESPACE, by_kind, pod_labels, pod_specs
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
@@ -43,10 +45,31 @@ def env_names(settings_class: type[BaseSettings]) -> set[str]:
     return names
 
 
+#: Secrets the operators (and a managed service's owner) write, as they would hold them: the
+#: chart only names them. Passwords with the characters URLs treat apart.
+OUTSIDE_SECRETS: dict[str, dict[str, str]] = {
+    f"{FULLNAME}-postgresql-app": {
+        "username": "conversation_events",
+        "password": "cnpg/pw@1:x",
+        "host": f"{FULLNAME}-postgresql-rw",
+    },
+    **{
+        f"{FULLNAME}-rabbitmq-{c}-user-credentials": {
+            "username": f"generated-{c}",
+            "password": f"{c}+pw/1",
+        }
+        for c in ("api", "worker", "scaler", "migrations")
+    },
+    f"{FULLNAME}-rabbitmq-default-user": {"username": "default_user_x", "password": "d3f@ult"},
+    "db-credentials": {"db-password": "managed db pw"},
+    "mq-credentials": {"user": "managed-mq", "pass": "managed:mq"},
+}
+
+
 def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
     """The container's environment as the kubelet would build it from the rendered objects."""
     maps = {d["metadata"]["name"]: d["data"] for d in by_kind(docs, "ConfigMap")}
-    secrets = {
+    secrets = OUTSIDE_SECRETS | {
         d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in d["data"].items()}
         for d in by_kind(docs, "Secret")
     }
@@ -74,6 +97,9 @@ def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[
         "rate-trigger",
         "deletion-cost",
         "keda-deletion-cost",
+        "operators",
+        "operators-shared-user",
+        "external-existing-secrets",
     ],
 )
 def test_each_process_accepts_its_environment(render, combination, monkeypatch):
@@ -112,6 +138,38 @@ def test_containers_listen_where_the_probes_look(render):
             env = _environment(docs, pod["containers"][0])
             for key, value in expected[component].items():
                 assert env[key] == value, (component, key)
+
+
+@pytest.mark.parametrize(
+    ("combination", "users"),
+    [
+        ("operators", {"api": "generated-api", "worker": "generated-worker"}),
+        ("external-existing-secrets", {"api": "managed-mq", "worker": "managed-mq"}),
+    ],
+)
+def test_credentials_from_outside_secrets_reach_the_urls(render, combination, users, monkeypatch):
+    """What a process connects with, once the settings put the Secrets' keys into its URLs."""
+    docs = render(combination)
+    for owner, pod in pod_specs(docs):
+        component = pod_labels(owner)["app.kubernetes.io/component"]
+        if component not in users:
+            continue
+        for key in list(__import__("os").environ):
+            if key.startswith("CE_"):
+                monkeypatch.delenv(key)
+        for key, value in _environment(docs, pod["containers"][0]).items():
+            monkeypatch.setenv(key, value)
+        settings = SETTINGS[component]()
+        amqp = pika.URLParameters(settings.amqp_url.get_secret_value())  # type: ignore[attr-defined]
+        assert amqp.credentials.username == users[component]  # type: ignore[attr-defined]
+        expected = OUTSIDE_SECRETS[
+            f"{FULLNAME}-rabbitmq-{component}-user-credentials"
+            if combination == "operators"
+            else "mq-credentials"
+        ]
+        assert amqp.credentials.password == expected.get("password", expected.get("pass"))  # type: ignore[attr-defined]
+        db = make_url(settings.database_url.get_secret_value())  # type: ignore[attr-defined]
+        assert db.password == ("cnpg/pw@1:x" if combination == "operators" else "managed db pw")
 
 
 @pytest.mark.parametrize("combination", ["defaults", "external-services"])

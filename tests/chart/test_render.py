@@ -2,7 +2,8 @@
 
 Kubernetes kinds are validated with kubernetes-validate in strict mode (unknown fields fail)
 against the oldest Kubernetes the chart supports and a current one; KEDA and Prometheus
-Operator objects against their CRD models, also rejecting unknown fields.
+Operator objects against their CRD models, also rejecting unknown fields; the RabbitMQ and
+CloudNativePG operators' objects against schemas written from their CRDs (operator_schemas).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
+from tests.chart import operator_schemas
 from tests.chart.rendering import CHART, COMBINATIONS, run_helm
 
 KUBERNETES_VERSIONS = ["1.27.0", "1.35.0"]  # Chart.yaml's kubeVersion floor, and a current one
@@ -74,6 +77,14 @@ def test_every_object_validates(render, combination):
         if doc["apiVersion"] in CRD_MODELS:
             _validate_crd(doc)
             continue
+        if doc["apiVersion"] in operator_schemas.API_VERSIONS:
+            try:
+                operator_schemas.validate(doc)
+            except jsonschema.ValidationError as exc:
+                pytest.fail(
+                    f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {exc.json_path}"
+                )
+            continue
         for version in KUBERNETES_VERSIONS:
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
@@ -96,3 +107,34 @@ def test_crd_check_rejects_unknown_fields():
     }}  # fmt: skip
     with pytest.raises(AssertionError, match=r"spec\.fallback\.behavior"):
         _validate_crd(doc)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda spec: spec.update(replica=3), "Additional properties"),
+        (
+            lambda spec: spec["postgresql"]["synchronous"].update(method="all"),
+            "'all' is not one of",
+        ),
+        (lambda spec: spec["postgresql"]["synchronous"].update(number=0), "less than or equal"),
+        (lambda spec: spec.pop("instances"), "'instances' is a required property"),
+    ],
+)
+def test_the_operator_schemas_refuse_what_the_crds_refuse(render, change, error):
+    [cluster] = [d for d in render("operators") if d["kind"] == "Cluster"]
+    operator_schemas.validate(cluster)
+    broken = copy.deepcopy(cluster)
+    change(broken["spec"])
+    with pytest.raises(jsonschema.ValidationError, match=error):
+        operator_schemas.validate(broken)
+
+
+def test_every_operator_kind_the_chart_renders_has_a_schema(render):
+    rendered = {
+        (d["apiVersion"], d["kind"])
+        for name in COMBINATIONS
+        for d in render(name)
+        if d["apiVersion"].split("/")[0] in {"rabbitmq.com", "postgresql.cnpg.io"}
+    }
+    assert rendered == set(operator_schemas.SCHEMAS)

@@ -72,26 +72,59 @@ def test_schema_describes_exactly_the_documented_values():
             ["--set=autoscaling.minReplicas=5", "--set=autoscaling.maxReplicas=2"],
             "maxReplicas must be at least",
         ),
-        (["--set=postgresql.enabled=false"], "externalDatabase.host is required"),
+        # The modes and what each requires:
+        (["--set=postgresql.enabled=false"], "additional properties 'enabled' not allowed"),
+        (["--set=postgresql.mode=cnpg"], "/postgresql/mode"),
+        (["--set=rabbitmq.mode=cluster"], "/rabbitmq/mode"),
+        (["--set=postgresql.mode=external"], "/externalDatabase/host"),
         (
             [
-                "--set=rabbitmq.enabled=false",
+                "--set=rabbitmq.mode=external",
                 "--set=externalRabbitmq.managementUrl=http://mq:15672",
             ],
-            "externalRabbitmq.host is required",
+            "/externalRabbitmq/host",
         ),
         (
-            ["--set=rabbitmq.enabled=false", "--set=externalRabbitmq.host=mq"],
-            "externalRabbitmq.managementUrl is required",
+            ["--set=rabbitmq.mode=external", "--set=externalRabbitmq.host=mq"],
+            "/externalRabbitmq/managementUrl",
         ),
         (
             [
-                "--set=rabbitmq.enabled=false",
+                "--set=rabbitmq.mode=external",
                 "--set=externalRabbitmq.host=mq",
-                "--set=externalRabbitmq.username=u",
+                "--set=externalRabbitmq.managementUrl=http://mq:15672",
             ],
-            "externalRabbitmq.managementUrl is required",
+            "externalRabbitmq.username is required",
         ),
+        (["--set=rabbitmq.operator.replicas=2"], "/rabbitmq/operator/replicas"),
+        (["--set=postgresql.cloudnativepg.instances=0"], "/postgresql/cloudnativepg/instances"),
+        (
+            ["--set=postgresql.cloudnativepg.synchronous.method=all"],
+            "/postgresql/cloudnativepg/synchronous/method",
+        ),
+        (
+            [
+                "--set=postgresql.mode=cloudnativepg",
+                "--set=postgresql.cloudnativepg.synchronous.number=3",
+            ],
+            "synchronous.number must be below postgresql.cloudnativepg.instances",
+        ),
+        (
+            [
+                "--set=postgresql.cloudnativepg.scheduledBackup.enabled=true",
+                "--set=postgresql.cloudnativepg.scheduledBackup.method=plugin",
+            ],
+            "/postgresql/cloudnativepg/plugins",
+        ),
+        (
+            ["--set=postgresql.cloudnativepg.scheduledBackup.schedule=daily"],
+            "/postgresql/cloudnativepg/scheduledBackup/schedule",
+        ),
+        (
+            ["--set-string=postgresql.cloudnativepg.parameters.max_connections=500"],
+            "/postgresql/cloudnativepg/parameters",
+        ),
+        (["--set=externalDatabase.existingSecret=Not_A_Name"], "/externalDatabase/existingSecret"),
         (
             ["--set=api.ingress.enabled=true", "--set=api.ingress.tls.enabled=true"],
             "needs api.ingress.host",

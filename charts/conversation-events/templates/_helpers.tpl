@@ -100,25 +100,200 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and .Values.autoscaling.enabled (not (include "conversation-events.kedaEnabled" .)) }}true{{ end }}
 {{- end }}
 
-{{/* Where the app finds PostgreSQL and RabbitMQ. */}}
+{{/*
+Where the app finds PostgreSQL and RabbitMQ. The bundled servers and the operators' clusters are
+named <fullname>-postgresql and <fullname>-rabbitmq; CloudNativePG serves the primary as the
+`-rw` Service, the RabbitMQ Cluster Operator every node behind a Service of the cluster's name.
+*/}}
 {{- define "conversation-events.postgresqlHost" -}}
-{{- if .Values.postgresql.enabled }}
-{{- include "conversation-events.componentName" (list . "postgresql") }}
+{{- $name := include "conversation-events.componentName" (list . "postgresql") }}
+{{- if eq .Values.postgresql.mode "bundled" }}{{ $name }}
+{{- else if eq .Values.postgresql.mode "cloudnativepg" }}{{ $name }}-rw
 {{- else }}
-{{- required "externalDatabase.host is required when postgresql.enabled is false" .Values.externalDatabase.host }}
+{{- required "externalDatabase.host is required with postgresql.mode=external" .Values.externalDatabase.host }}
 {{- end }}
 {{- end }}
 
 {{- define "conversation-events.rabbitmqHost" -}}
-{{- if .Values.rabbitmq.enabled }}
-{{- include "conversation-events.componentName" (list . "rabbitmq") }}
+{{- if eq .Values.rabbitmq.mode "external" }}
+{{- required "externalRabbitmq.host is required with rabbitmq.mode=external" .Values.externalRabbitmq.host }}
 {{- else }}
-{{- required "externalRabbitmq.host is required when rabbitmq.enabled is false" .Values.externalRabbitmq.host }}
+{{- include "conversation-events.componentName" (list . "rabbitmq") }}
 {{- end }}
 {{- end }}
 
 {{- define "conversation-events.rabbitmqVhost" -}}
-{{- if .Values.rabbitmq.enabled }}{{ .Values.rabbitmq.vhost }}{{ else }}{{ .Values.externalRabbitmq.vhost }}{{ end }}
+{{- if eq .Values.rabbitmq.mode "external" }}{{ .Values.externalRabbitmq.vhost }}{{ else }}{{ .Values.rabbitmq.vhost }}{{ end }}
+{{- end }}
+
+{{/* Secret with `ca.crt` that verifies PostgreSQL: the external one's, CloudNativePG's own CA. */}}
+{{- define "conversation-events.postgresqlCaSecret" -}}
+{{- if eq .Values.postgresql.mode "cloudnativepg" }}
+{{- include "conversation-events.componentName" (list . "postgresql") }}-ca
+{{- else if eq .Values.postgresql.mode "external" }}
+{{- .Values.externalDatabase.caSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "conversation-events.rabbitmqCaSecret" -}}
+{{- if eq .Values.rabbitmq.mode "external" }}
+{{- .Values.externalRabbitmq.tls.caSecret }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when every process has a broker user of its own (the chart runs the broker). */}}
+{{- define "conversation-events.perComponentUsers" -}}
+{{- if and .Values.rabbitmq.users.perComponent (ne .Values.rabbitmq.mode "external") (not .Values.secrets.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The broker user name of a component, in bundled mode. Call with (list $ "api"). */}}
+{{- define "conversation-events.brokerUserName" -}}
+{{- printf "%s-%s" (include "conversation-events.fullname" (index . 0)) (index . 1) }}
+{{- end }}
+
+{{/*
+A component's broker permissions, as a YAML map (tags, configure, write, read), on the
+project's exchange and queue names only. The api declares the topology and publishes, but
+reads no queue; the worker (and the operator CLI in its pod, which re-publishes and re-creates
+the queue) works on every object of the project; the migration step applies the queue policy
+through the management API (policymaker) and touches no object; the scaler reads the queue's
+counts (monitoring). Call with (list $ "api").
+*/}}
+{{- define "conversation-events.brokerPermissions" -}}
+{{- $v := (index . 0).Values }}
+{{- $x := regexQuoteMeta $v.config.exchangeName }}
+{{- $q := regexQuoteMeta $v.config.queueName }}
+{{- $exchanges := printf "%s|%s\\.dlx" $x $x }}
+{{- $queues := printf "%s|%s\\.dead" $q $q }}
+{{- $component := index . 1 }}
+{{- if eq $component "api" }}
+tags: []
+configure: {{ printf "^(%s|%s)$" $exchanges $queues | quote }}
+write: {{ printf "^(%s|%s)$" $x $queues | quote }}
+read: {{ printf "^(%s)$" $exchanges | quote }}
+{{- else if eq $component "worker" }}
+{{- $all := printf "^(%s|%s|%s\\.migrating)$" $exchanges $queues $q }}
+tags: []
+configure: {{ $all | quote }}
+write: {{ $all | quote }}
+read: {{ $all | quote }}
+{{- else if eq $component "migrations" }}
+tags: [policymaker]
+configure: "^$"
+write: "^$"
+read: "^$"
+{{- else if eq $component "scaler" }}
+tags: [monitoring]
+configure: "^$"
+write: "^$"
+read: "^$"
+{{- end }}
+{{- end }}
+
+{{/*
+Where a component's broker credentials come from, as a YAML map: `username` (a value) or
+`usernameFrom`, and `passwordFrom` ({name, key} of a Secret). Empty when the credentials are in
+the AMQP URL of a Secret (secrets.existingSecret, or an external broker's password in values).
+Call with (list $ "api").
+*/}}
+{{- define "conversation-events.brokerCredentials" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $v := $root.Values }}
+{{- $mq := include "conversation-events.componentName" (list $root "rabbitmq") }}
+{{- $own := include "conversation-events.perComponentUsers" $root }}
+{{- if $v.secrets.existingSecret }}
+{{- else if eq $v.rabbitmq.mode "bundled" }}
+{{- if $own }}
+username: {{ include "conversation-events.brokerUserName" (list $root $component) | quote }}
+passwordFrom: {name: {{ $mq }}, key: {{ $component }}-password}
+{{- else }}
+username: {{ $v.rabbitmq.auth.username | quote }}
+passwordFrom: {name: {{ $mq }}, key: rabbitmq-password}
+{{- end }}
+{{- else if eq $v.rabbitmq.mode "operator" }}
+{{- /* The topology operator's User writes <user>-user-credentials; the cluster operator its default-user. */}}
+{{- $secret := ternary (printf "%s-%s-user-credentials" $mq $component) (printf "%s-default-user" $mq) (eq $own "true") }}
+usernameFrom: {name: {{ $secret }}, key: username}
+passwordFrom: {name: {{ $secret }}, key: password}
+{{- else if $v.externalRabbitmq.existingSecret }}
+{{- $e := $v.externalRabbitmq }}
+{{- if $e.usernameKey }}
+usernameFrom: {name: {{ $e.existingSecret }}, key: {{ $e.usernameKey }}}
+{{- else }}
+username: {{ required "externalRabbitmq.username is required (or externalRabbitmq.usernameKey)" $e.username | quote }}
+{{- end }}
+passwordFrom: {name: {{ $e.existingSecret }}, key: {{ $e.passwordKey }}}
+{{- end }}
+{{- end }}
+
+{{/* The AMQP URL without credentials. */}}
+{{- define "conversation-events.amqpUrlWithoutCredentials" -}}
+{{- $external := eq .Values.rabbitmq.mode "external" }}
+{{- $scheme := ternary "amqps" "amqp" (and $external .Values.externalRabbitmq.tls.enabled) }}
+{{- $port := ternary .Values.externalRabbitmq.port 5672 $external }}
+{{- printf "%s://%s:%v/%s" $scheme (include "conversation-events.rabbitmqHost" .) $port (include "conversation-events.urlEncode" (include "conversation-events.rabbitmqVhost" .)) }}
+{{- end }}
+
+{{/*
+Database credentials kept out of the chart: a YAML map as brokerCredentials', or empty when the
+database URL (with its password) is in a Secret of the chart or secrets.existingSecret.
+*/}}
+{{- define "conversation-events.databaseCredentials" -}}
+{{- $v := .Values }}
+{{- if $v.secrets.existingSecret }}
+{{- else if eq $v.postgresql.mode "cloudnativepg" }}
+{{- /* CloudNativePG's Secret of the application user, the database's owner. */}}
+{{- $secret := printf "%s-app" (include "conversation-events.componentName" (list . "postgresql")) }}
+usernameFrom: {name: {{ $secret }}, key: username}
+passwordFrom: {name: {{ $secret }}, key: password}
+{{- else if and (eq $v.postgresql.mode "external") $v.externalDatabase.existingSecret }}
+{{- $e := $v.externalDatabase }}
+{{- if $e.usernameKey }}
+usernameFrom: {name: {{ $e.existingSecret }}, key: {{ $e.usernameKey }}}
+{{- end }}
+passwordFrom: {name: {{ $e.existingSecret }}, key: {{ $e.passwordKey }}}
+{{- end }}
+{{- end }}
+
+{{/* The database URL: without a password when databaseCredentials has one. */}}
+{{- define "conversation-events.databaseUrl" -}}
+{{- $root := index . 0 }}
+{{- $password := index . 1 }}
+{{- $v := $root.Values }}
+{{- $query := "" }}
+{{- $user := $v.postgresql.auth.username }}
+{{- $port := 5432 }}
+{{- $database := $v.postgresql.auth.database }}
+{{- $ca := include "conversation-events.postgresqlCaSecret" $root }}
+{{- if eq $v.postgresql.mode "cloudnativepg" }}
+{{- $query = "?sslmode=verify-full" }}
+{{- else if eq $v.postgresql.mode "external" }}
+{{- $query = printf "?sslmode=%s" $v.externalDatabase.sslMode }}
+{{- $user = $v.externalDatabase.username }}
+{{- $port = $v.externalDatabase.port }}
+{{- $database = $v.externalDatabase.database }}
+{{- end }}
+{{- if $ca }}
+{{- $query = printf "%s&sslrootcert=/etc/conversation-events/postgresql-ca/ca.crt" $query }}
+{{- end }}
+{{- $auth := include "conversation-events.urlEncode" $user }}
+{{- if $password }}{{ $auth = printf "%s:%s" $auth (include "conversation-events.urlEncode" $password) }}{{ end }}
+{{- printf "postgresql+psycopg2://%s@%s:%v/%s%s" $auth (include "conversation-events.postgresqlHost" $root) $port (include "conversation-events.urlEncode" $database) $query }}
+{{- end }}
+
+{{/* env entries of one credential: (list "CE_AMQP_USERNAME" value-or-nil from-or-nil). */}}
+{{- define "conversation-events.credentialEnv" -}}
+{{- $from := index . 2 }}
+- name: {{ index . 0 }}
+{{- if $from }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $from.name }}
+      key: {{ $from.key }}
+{{- else }}
+  value: {{ index . 1 | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -128,16 +303,19 @@ bundled broker's Service is named with its namespace, as the KEDA operator resol
 its own namespace.
 */}}
 {{- define "conversation-events.managementUrl" -}}
-{{- if .Values.rabbitmq.enabled }}
+{{- if ne .Values.rabbitmq.mode "external" }}
 {{- printf "http://%s.%s.svc:15672" (include "conversation-events.rabbitmqHost" .) .Release.Namespace }}
 {{- else }}
 {{- required "externalRabbitmq.managementUrl is required: the queue policy (dead-lettering, delivery limit) is applied through it" .Values.externalRabbitmq.managementUrl | trimSuffix "/" }}
 {{- end }}
 {{- end }}
 
-{{/* Hook events of the migration Job: the bundled PostgreSQL exists only after install. */}}
+{{/*
+Hook events of the migration Job: a database or broker of the release (bundled, or an
+operator's cluster) exists only after install.
+*/}}
 {{- define "conversation-events.migrationHooks" -}}
-{{- if .Values.postgresql.enabled }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+{{- if or (ne .Values.postgresql.mode "external") (ne .Values.rabbitmq.mode "external") }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
 {{- end }}
 
 {{/* Non-secret settings shared by every process (CE_*), as a YAML map. */}}
@@ -155,22 +333,58 @@ CE_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 {{/* checksum/config and checksum/secret annotations of the app pods. */}}
 {{- define "conversation-events.checksums" -}}
 checksum/config: {{ include "conversation-events.configData" . | sha256sum }}
-checksum/secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.externalRabbitmq .Values.postgresql.auth .Values.rabbitmq.auth .Values.rabbitmq.vhost) | sha256sum }}
+checksum/secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.externalRabbitmq .Values.postgresql.auth .Values.postgresql.mode .Values.rabbitmq.auth .Values.rabbitmq.vhost .Values.rabbitmq.mode .Values.rabbitmq.users) | sha256sum }}
 {{- end }}
 
-{{/* Credentials every app process reads from the Secret. */}}
+{{/*
+Where a process finds the database and the broker. Call with the root (the worker's broker
+user), or with (list $ "api") or (list $ "migrations" SECRET) where SECRET holds the URLs that
+carry their credentials (default: the release's Secret).
+*/}}
 {{- define "conversation-events.secretEnv" -}}
+{{- $root := . }}
+{{- $component := "worker" }}
+{{- $secret := "" }}
+{{- if kindIs "slice" . }}
+{{- $root = index . 0 }}
+{{- $component = index . 1 }}
+{{- if gt (len .) 2 }}{{ $secret = index . 2 }}{{ end }}
+{{- end }}
+{{- $secret = $root.Values.secrets.existingSecret | default $secret | default (include "conversation-events.secretName" $root) }}
+{{- $db := include "conversation-events.databaseCredentials" $root | fromYaml }}
+{{- if $db }}
+- name: CE_DATABASE_URL
+  value: {{ include "conversation-events.databaseUrl" (list $root "") | quote }}
+{{- if $db.usernameFrom }}
+{{- include "conversation-events.credentialEnv" (list "CE_DATABASE_USERNAME" "" $db.usernameFrom) }}
+{{- end }}
+{{- include "conversation-events.credentialEnv" (list "CE_DATABASE_PASSWORD" "" $db.passwordFrom) }}
+{{- else }}
 - name: CE_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "conversation-events.secretName" . }}
+      name: {{ $secret }}
       key: database-url
+{{- end }}
+{{- $mq := include "conversation-events.brokerCredentials" (list $root $component) | fromYaml }}
+{{- if $mq }}
+- name: CE_AMQP_URL
+  value: {{ include "conversation-events.amqpUrlWithoutCredentials" $root | quote }}
+{{- include "conversation-events.credentialEnv" (list "CE_AMQP_USERNAME" $mq.username $mq.usernameFrom) }}
+{{- include "conversation-events.credentialEnv" (list "CE_AMQP_PASSWORD" "" $mq.passwordFrom) }}
+{{- else }}
 - name: CE_AMQP_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "conversation-events.secretName" . }}
+      name: {{ $secret }}
       key: amqp-url
-{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.tls.caSecret }}
+{{- end }}
+{{- if and (include "conversation-events.perComponentUsers" $root) (ne $component "migrations") }}
+# The migration step applies the queue policy; this process's broker user may not.
+- name: CE_QUEUE_POLICY_ON_START
+  value: "false"
+{{- end }}
+{{- if include "conversation-events.rabbitmqCaSecret" $root }}
 - name: SSL_CERT_FILE
   value: /etc/conversation-events/rabbitmq-ca/ca.crt
 {{- end }}
@@ -181,27 +395,28 @@ checksum/secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Value
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
-{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.caSecret }}
+{{- with include "conversation-events.postgresqlCaSecret" . }}
 - name: postgresql-ca
   secret:
-    secretName: {{ .Values.externalDatabase.caSecret }}
+    secretName: {{ . }}
+    items: [{key: ca.crt, path: ca.crt}]
 {{- end }}
-{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.tls.caSecret }}
+{{- with include "conversation-events.rabbitmqCaSecret" . }}
 - name: rabbitmq-ca
   secret:
-    secretName: {{ .Values.externalRabbitmq.tls.caSecret }}
+    secretName: {{ . }}
 {{- end }}
 {{- end }}
 
 {{- define "conversation-events.appVolumeMounts" -}}
 - name: tmp
   mountPath: /tmp
-{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.caSecret }}
+{{- if include "conversation-events.postgresqlCaSecret" . }}
 - name: postgresql-ca
   mountPath: /etc/conversation-events/postgresql-ca
   readOnly: true
 {{- end }}
-{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.tls.caSecret }}
+{{- if include "conversation-events.rabbitmqCaSecret" . }}
 - name: rabbitmq-ca
   mountPath: /etc/conversation-events/rabbitmq-ca
   readOnly: true
@@ -249,7 +464,7 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
-{{/* Secret and key holding the bundled PostgreSQL's / RabbitMQ's password. */}}
+{{/* Secret and key holding the bundled PostgreSQL's / RabbitMQ's passwords. */}}
 {{- define "conversation-events.postgresqlSecretName" -}}
 {{- .Values.secrets.existingSecret | default (include "conversation-events.componentName" (list . "postgresql")) }}
 {{- end }}
@@ -286,8 +501,8 @@ podSelector:
 {{- if and $as.enabled (lt (int $as.maxReplicas) (int $as.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
-{{- if and (not .Values.secrets.existingSecret) (not .Values.rabbitmq.enabled) (not .Values.externalRabbitmq.username) }}
-{{- fail "externalRabbitmq.username is required with an external RabbitMQ (or use secrets.existingSecret)" }}
+{{- if and (not .Values.secrets.existingSecret) (eq .Values.rabbitmq.mode "external") (not .Values.externalRabbitmq.username) (not .Values.externalRabbitmq.usernameKey) }}
+{{- fail "externalRabbitmq.username is required with an external RabbitMQ (or externalRabbitmq.usernameKey, or secrets.existingSecret)" }}
 {{- end }}
 {{- $_ := include "conversation-events.postgresqlHost" . }}
 {{- $_ := include "conversation-events.rabbitmqHost" . }}
