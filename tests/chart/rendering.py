@@ -51,6 +51,8 @@ EXTERNAL_FROM_SECRETS = [
     "--set=externalRabbitmq.usernameKey=user",
     "--set=externalRabbitmq.passwordKey=pass",
 ]
+EXTERNAL_DATABASE = [a for a in EXTERNAL if "Database" in a or "postgresql" in a]
+EXTERNAL_BROKER = [a for a in EXTERNAL if a not in EXTERNAL_DATABASE]
 COMBINATIONS: dict[str, list[str]] = {
     "defaults": [],
     "external-services": EXTERNAL,
@@ -99,6 +101,13 @@ COMBINATIONS: dict[str, list[str]] = {
     "external-existing-secrets": EXTERNAL_FROM_SECRETS,
     "keda-external-existing-secrets": ["--api-versions=keda.sh/v1alpha1", *EXTERNAL_FROM_SECRETS],
     "bundled-shared-user": ["--set=rabbitmq.users.perComponent=false"],
+    # Every other pairing of the two modes.
+    "cloudnativepg-bundled-broker": [OPERATORS[0]],
+    "operator-bundled-database": [OPERATORS[1]],
+    "cloudnativepg-external-broker": [OPERATORS[0], *EXTERNAL_BROKER],
+    "operator-external-database": [OPERATORS[1], *EXTERNAL_DATABASE],
+    "external-database-bundled-broker": EXTERNAL_DATABASE,
+    "bundled-database-external-broker": EXTERNAL_BROKER,
     "deletion-cost": ["--set=worker.deletionCost.enabled=true"],
     "keda-deletion-cost": [
         "--api-versions=keda.sh/v1alpha1",
