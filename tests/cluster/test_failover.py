@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from conversation_events.messaging.policy import ManagementApi
 from tests.chaos import harness
 from tests.chaos.harness import (
     DRAIN_TIMEOUT_S,
@@ -229,3 +233,30 @@ def test_postgresql_primary_killed_and_standby_promoted(
     after = cluster_stack.topology()["postgresql"]
     assert after["primary"] != before
     assert cluster_stack.whole(), after
+
+
+def test_the_management_api_of_a_dead_node_is_passed_over(cluster_stack: ClusterStack) -> None:
+    """The scaler and the queue policy have every node's management API: with the first node
+    (the one they read before any fault) down, both go through another."""
+    status_file = cluster_stack.state / "scaler-status.json"
+    nodes = sorted(cluster_stack.topology()["rabbitmq"]["nodes"], key=lambda n: n["node"])
+    urls = [f"http://127.0.0.1:{n['management_port']}" for n in nodes]
+    try:
+        cluster_stack.drill("stop-broker-node", "1")
+        stopped = time.time()
+
+        def fresh_read() -> dict[str, Any] | None:
+            status = json.loads(status_file.read_text())
+            read_at = datetime.fromisoformat(status["updated_at"]).timestamp()
+            return status if read_at > stopped and status["queue"]["ok"] else None
+
+        status: dict[str, Any] = wait_for(
+            fresh_read, timeout=60, interval=0.5, what="a scaler read after the stop"
+        )
+        assert status["queue"]["consecutive_failures"] == 0
+        # What the API and the workers do with CE_MANAGEMENT_URL, read-only here.
+        api = ManagementApi.for_broker(",".join(urls), "amqp://guest:guest@127.0.0.1/%2F")
+        assert api.request("GET", "queues", api.vhost, QUEUE).json()["name"] == QUEUE
+        assert api.base_url != urls[0]
+    finally:
+        heal(cluster_stack)
