@@ -1,4 +1,7 @@
-"""Structured JSON logging with request and event ids carried in context variables."""
+"""Structured JSON logging with request and event ids carried in context variables.
+
+With tracing on, a record written inside a span also names it (`trace_id`, `span_id`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from conversation_events import telemetry
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
@@ -37,6 +42,9 @@ class JsonFormatter(logging.Formatter):
             value = var.get()
             if value is not None:
                 payload[key] = value
+        ids = telemetry.current_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 payload[key] = value

@@ -7,14 +7,17 @@ republished message finds the event terminal and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from enum import StrEnum
 
 from sqlalchemy import Connection, Engine, RowMapping
 
+from conversation_events import telemetry
 from conversation_events.domain.conversation import is_scored_bot_type, normalise_log, topic_for
 from conversation_events.domain.friendship import Interaction, apply_interaction
 from conversation_events.domain.scoring import (
@@ -99,7 +102,7 @@ def process_batch(
         claimed: set[str] = set()
         suspect = [event_id for event_id in ids if event_id in redelivered]
         if suspect:
-            with conn.begin():
+            with _span("claim redelivered", len(suspect)), conn.begin():
                 claims = event_repo.claim_many(conn, suspect, config.lease_s)
             for event_id, claim in claims.items():
                 if not claim.found:
@@ -145,42 +148,57 @@ def _apply(
     results: Outcomes = {}
     completions: list[event_repo.Completion] = []
     scored: list[tuple[RowMapping, ScoreResult, int]] = []
-    rows = event_repo.lock_many(conn, ids)
-    for missing in set(ids) - {str(row["id"]) for row in rows}:
-        results[missing] = EventNotFound(f"event {missing} is not in the database")
-    rows, erased = _without_erased(conn, rows)
+    with _span("claim", len(ids)):
+        rows = event_repo.lock_many(conn, ids)
+        for missing in set(ids) - {str(row["id"]) for row in rows}:
+            results[missing] = EventNotFound(f"event {missing} is not in the database")
+        rows, erased = _without_erased(conn, rows)
     for event_id in erased:
         results[event_id] = ProcessResult(Outcome.ERASED)
-    for row in rows:
-        event_id = str(row["id"])
-        # A claimed event's attempt is already in its row; a first delivery counts it now.
-        attempt = row["attempts"] + (0 if event_id in claimed else 1)
-        if row["status"] in TERMINAL_STATUSES:
-            results[event_id] = ProcessResult(Outcome.DUPLICATE)
-        elif attempt > config.max_attempts:
-            completions.append(
-                event_repo.Completion(
-                    event_id,
-                    EventStatus.FAILED,
-                    attempts=attempt - 1,
-                    error=f"gave up after {attempt - 1} attempts",
+    with _span("score", len(rows)):
+        for row in rows:
+            event_id = str(row["id"])
+            # A claimed event's attempt is already in its row; a first delivery counts it now.
+            attempt = row["attempts"] + (0 if event_id in claimed else 1)
+            if row["status"] in TERMINAL_STATUSES:
+                results[event_id] = ProcessResult(Outcome.DUPLICATE)
+            elif attempt > config.max_attempts:
+                completions.append(
+                    event_repo.Completion(
+                        event_id,
+                        EventStatus.FAILED,
+                        attempts=attempt - 1,
+                        error=f"gave up after {attempt - 1} attempts",
+                    )
                 )
-            )
-            results[event_id] = ProcessResult(Outcome.EXHAUSTED)
-        elif not is_scored_bot_type(row["bot_type"]):
-            completions.append(
-                event_repo.Completion(
-                    event_id,
-                    EventStatus.SKIPPED,
-                    attempts=attempt,
-                    details={"skipped": f"bot_type {row['bot_type']} is not scored"},
+                results[event_id] = ProcessResult(Outcome.EXHAUSTED)
+            elif not is_scored_bot_type(row["bot_type"]):
+                completions.append(
+                    event_repo.Completion(
+                        event_id,
+                        EventStatus.SKIPPED,
+                        attempts=attempt,
+                        details={"skipped": f"bot_type {row['bot_type']} is not scored"},
+                    )
                 )
-            )
-            results[event_id] = ProcessResult(Outcome.SKIPPED, row["created_at"])
-        else:
-            log_ = normalise_log(row["conversation_log"])
-            score = score_conversation(log_, row["metadata"], config.weights)
-            scored.append((row, score, attempt))
+                results[event_id] = ProcessResult(Outcome.SKIPPED, row["created_at"])
+            else:
+                log_ = normalise_log(row["conversation_log"])
+                score = score_conversation(log_, row["metadata"], config.weights)
+                scored.append((row, score, attempt))
+    with _span("status update", len(completions) + len(scored)):
+        _update_statuses(conn, scored, completions, results, config)
+    return results
+
+
+def _update_statuses(
+    conn: Connection,
+    scored: list[tuple[RowMapping, ScoreResult, int]],
+    completions: list[event_repo.Completion],
+    results: Outcomes,
+    config: ProcessingConfig,
+) -> None:
+    """Apply the scores to their users' statuses in `end_time` order; store every result."""
     statuses = friendship_repo.lock_many(
         conn, ((row["tenant"], row["user_id"]) for row, _, _ in scored)
     )
@@ -210,7 +228,13 @@ def _apply(
         results[str(row["id"])] = ProcessResult(Outcome.PROCESSED, row["created_at"])
     friendship_repo.save_many(conn, statuses)
     event_repo.complete_many(conn, completions, drop_content=config.drop_content)
-    return results
+
+
+def _span(step: str, events: int) -> AbstractContextManager[object]:
+    """A child span of the batch's for one step of the processing (nothing when untraced)."""
+    if not telemetry.enabled():
+        return contextlib.nullcontext()
+    return telemetry.span(step, __name__, attributes={"conversation_events.events": events})
 
 
 def _without_erased(conn: Connection, rows: list[RowMapping]) -> tuple[list[RowMapping], list[str]]:

@@ -6,6 +6,7 @@ import gc
 
 import uvicorn
 
+from conversation_events import telemetry
 from conversation_events.logs import configure_logging
 from conversation_events_api.main import create_app
 from conversation_events_api.server import uvicorn_options
@@ -15,6 +16,7 @@ from conversation_events_api.settings import get_settings
 def main() -> None:
     settings = get_settings()
     configure_logging("api", settings.log_level)
+    telemetry.configure_tracing("api")
     app = create_app(settings)
     # Every request allocates thousands of short-lived containers (ASGI messages, pydantic
     # models, SQLAlchemy parameters), so the default gen-0 threshold (700) runs the cyclic
@@ -24,16 +26,19 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-        timeout_graceful_shutdown=10,
-        **uvicorn_options(settings),
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            loop="uvloop",
+            timeout_graceful_shutdown=10,
+            **uvicorn_options(settings),
+        )
+    finally:
+        telemetry.shutdown()  # export the spans still buffered
 
 
 if __name__ == "__main__":

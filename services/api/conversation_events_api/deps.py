@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from conversation_events import logs
 from conversation_events.access import Principal, Scope
 from conversation_events_api import metrics
+from conversation_events_api.middleware import PRINCIPAL
 from conversation_events_api.overload import within
 from conversation_events_api.schemas import NO_NUL
 from conversation_events_api.security import presented_key
@@ -64,6 +65,7 @@ async def authenticate(
     if principal is None:
         raise unauthorized()
     logs.key_name.set(principal.name)
+    request.scope.setdefault("state", {})[PRINCIPAL] = principal  # for the request log
     return principal
 
 

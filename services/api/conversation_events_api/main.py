@@ -122,6 +122,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="1.0.0",
         summary="Accepts finished chatbot conversations and scores friendship asynchronously.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans, metrics and logs stay off: its server span
+        # records the raw path (user and conversation ids, which would outlive an erasure in
+        # a trace store) and its log records carry invalid input. `EdgeMiddleware` makes the
+        # server span instead, named and tagged by the route template only.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
         # Closed in production unless asked for (CE_DOCS_ENABLED).
         docs_url="/docs" if settings.serves_docs else None,
         redoc_url="/redoc" if settings.serves_docs else None,
@@ -133,6 +138,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         max_in_flight=settings.max_in_flight,
         client_timeout_s=settings.client_timeout_s,
         retry_after_s=settings.retry_after_s,
+        log_requests=settings.request_log,
     )
     app.include_router(conversations.router)
     app.include_router(friendship.router)

@@ -1,24 +1,35 @@
-"""Pure ASGI middleware: request ids, the in-flight limit, body limits, and latency metrics.
+"""Pure ASGI middleware: request ids, the in-flight limit, body limits, latency metrics, the
+request log and, with tracing on, the HTTP server span.
 
 The size limit is enforced on the byte stream before anything parses it: a declared
 Content-Length over the limit is refused at once, and a chunked body is cut off as soon as it
 crosses the limit. The body must also arrive within `client_timeout_s` of the request's start
 (408 otherwise), so a slow client cannot hold an in-flight slot; the head's own deadline is
 kept by the protocol (`server.py`), before any ASGI code runs.
+
+The request log is one line per request (logger `conversation_events_api.requests`): method,
+route template, status, duration, the key's name and tenant, request id and (traced) trace
+id. Never the path's own values, the body or the key.
+
+Traced, each request is a server span that continues the caller's W3C `traceparent` (or starts
+a trace); the accept route stores that span's context with the event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conversation_events import logs
+from conversation_events import logs, telemetry
 from conversation_events_api import metrics
 from conversation_events_api.overload import OVERLOADED_BODY, SHED_LOG
 
@@ -61,6 +72,10 @@ _REJECTIONS = {
 }
 _BAD_LENGTH = orjson.dumps({"detail": "Content-Length is not a number", "code": "bad_request"})
 _LIMITED_PREFIX = "/v1/"
+request_log = logging.getLogger("conversation_events_api.requests")
+_TRACE_HEADERS = (("traceparent", b"traceparent"), ("tracestate", b"tracestate"))
+#: Where the authenticated principal is left for the request log (`scope["state"]`).
+PRINCIPAL = "principal"
 
 
 class EdgeMiddleware:
@@ -72,8 +87,10 @@ class EdgeMiddleware:
         max_in_flight: int,
         client_timeout_s: float,
         retry_after_s: int,
+        log_requests: bool = True,
     ) -> None:
         self.app = app
+        self.log_requests = log_requests
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
         self.client_timeout_s = client_timeout_s
@@ -90,6 +107,25 @@ class EdgeMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         token = logs.request_id.set(rid)
         status_holder = {"status": 500}
+        tracer = telemetry.tracer(__name__)
+        span: trace.Span | None = None
+        traced = contextlib.ExitStack()
+        if tracer is not None:
+            parent = telemetry.extract(
+                {k: headers[b].decode("latin-1") for k, b in _TRACE_HEADERS if b in headers}
+            )
+            span = traced.enter_context(
+                tracer.start_as_current_span(
+                    scope["method"],
+                    context=parent,
+                    kind=trace.SpanKind.SERVER,
+                    attributes={
+                        "http.request.method": scope["method"],
+                        "url.scheme": scope.get("scheme", "http"),
+                        "conversation_events.request_id": rid,
+                    },
+                )
+            )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -146,19 +182,45 @@ class EdgeMiddleware:
                 await _reply(send_wrapper, 413, too_large_body(self.max_body_bytes))
             except BodyTimeout as exc:
                 await _reply(send_wrapper, 408, _timeout_body(exc), [(b"connection", b"close")])
+        except BaseException as exc:
+            if span is not None:  # the server's error handler answers 500 for it
+                span.record_exception(exc)
+            raise
         finally:
             if counted:
                 self.in_flight -= 1
                 metrics.IN_FLIGHT.set(self.in_flight)
-            logs.request_id.reset(token)
             route: Any = scope.get("route")
             template = getattr(route, "path", "unmatched")
             status = status_holder["status"]
-            metrics.REQUEST_SECONDS.labels(template, f"{status // 100}xx").observe(
-                time.perf_counter() - started
-            )
+            elapsed = time.perf_counter() - started
+            metrics.REQUEST_SECONDS.labels(template, f"{status // 100}xx").observe(elapsed)
             if status in _REJECTIONS and scope["path"] == ACCEPT_PATH:
                 metrics.REJECTED.labels(_REJECTIONS[status]).inc()
+            if span is not None:
+                span.update_name(f"{scope['method']} {template}")
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+            if self.log_requests:
+                self._log(scope, template, status, elapsed)
+            traced.close()
+            logs.request_id.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, template: str, status: int, elapsed: float) -> None:
+        principal = scope.get("state", {}).get(PRINCIPAL)
+        request_log.info(
+            "request",
+            extra={
+                "method": scope["method"],
+                "route": template,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "tenant": None if principal is None else principal.tenant,
+            },
+        )
 
 
 def _timeout_body(exc: BodyTimeout) -> bytes:

@@ -27,11 +27,13 @@ from datetime import UTC, datetime
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from opentelemetry import trace
 from sqlalchemy import Engine
 
+from conversation_events import telemetry
 from conversation_events.errors import BrokerUnavailable
 from conversation_events.messaging.brokers import connection_order
-from conversation_events.messaging.contract import CONTENT_TYPE, EventMessage
+from conversation_events.messaging.contract import CONTENT_TYPE, MESSAGE_TYPE, EventMessage
 from conversation_events.messaging.topology import Topology
 from conversation_events.persistence.db import translate_errors
 from conversation_events.persistence.events import mark_published
@@ -154,8 +156,37 @@ class Publisher:
         if not self._pending.put(message):
             self._failed("queue_full", 1, "publisher queue full")
 
-    async def publish_now(self, messages: Sequence[EventMessage]) -> list[str]:
-        """Publish and await the confirms; returns the ids the broker confirmed."""
+    async def publish_now(
+        self, messages: Sequence[EventMessage], *, source: str = "api"
+    ) -> list[str]:
+        """Publish and await the confirms; returns the ids the broker confirmed.
+
+        Traced, the batch is one producer span linked to each message's trace context
+        (`source`: `api` for first publishes, `relay` for republishes).
+        """
+        if not telemetry.enabled():
+            return await self._publish_batch(messages)
+        with telemetry.span(
+            f"{self._topology.exchange} publish",
+            __name__,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": self._topology.exchange,
+                "messaging.batch.message_count": len(messages),
+                "conversation_events.publish.source": source,
+            },
+            links=telemetry.links([m.trace_context for m in messages]),
+        ) as span:
+            confirmed = await self._publish_batch(messages)
+            if span is not None and len(confirmed) < len(messages):
+                span.set_status(
+                    trace.StatusCode.ERROR, f"{len(messages) - len(confirmed)} not confirmed"
+                )
+            return confirmed
+
+    async def _publish_batch(self, messages: Sequence[EventMessage]) -> list[str]:
         exchange = self._exchange
         if exchange is None or not self.connected:
             raise BrokerUnavailable("no broker connection")
@@ -187,8 +218,10 @@ class Publisher:
             aio_pika.Message(
                 message.to_bytes(),
                 content_type=CONTENT_TYPE,
+                type=MESSAGE_TYPE,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=message.event_id,
+                headers=message.headers(),
             ),
             routing_key=self._topology.routing_key,
             mandatory=True,

@@ -90,7 +90,7 @@ class Relay:
             if not rows:
                 return False
             messages = [EventMessage.announcing(r) for r in rows]
-            confirmed = await self.publisher.publish_now(messages)
+            confirmed = await self.publisher.publish_now(messages, source="relay")
             await loop.run_in_executor(self._executor, self._finish, conn, confirmed)
             metrics.RELAY_REPUBLISHED.inc(len(confirmed))
             metrics.PUBLISHED.labels("relay").inc(len(confirmed))

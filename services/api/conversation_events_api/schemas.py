@@ -157,9 +157,12 @@ class ConversationEndRequest(BaseModel):
             return None
         return {key: getattr(self.metadata, key) for key in SCORED_METADATA_KEYS}
 
-    def to_event(self, tenant: str = DEFAULT_TENANT) -> NewEvent:
+    def to_event(
+        self, tenant: str = DEFAULT_TENANT, trace_context: dict[str, str] | None = None
+    ) -> NewEvent:
         """The row to store for this request in `tenant`: a fresh event id, the content hash of
-        its canonical form, and only the kept part of `metadata`."""
+        its canonical form, only the kept part of `metadata`, and the W3C trace context the
+        request was traced under (None: untraced)."""
         canonical = self.canonical()
         return NewEvent(
             id=str(uuid.uuid4()),
@@ -175,6 +178,7 @@ class ConversationEndRequest(BaseModel):
             conversation_log=canonical["conversation_log"],
             metadata=self.stored_metadata(),
             content_hash=content_hash(canonical),
+            trace_context=trace_context,
         )
 
     def canonical(self) -> dict[str, Any]:

@@ -163,6 +163,14 @@ class ApiSettings(CommonSettings):
             "so the metrics are not public wherever the API is."
         ),
     )
+    request_log: bool = Field(
+        True,
+        description=(
+            "One JSON line per request (logger `conversation_events_api.requests`): method, "
+            "route template, status, duration, key name, tenant, request and trace ids; never "
+            "content or a key."
+        ),
+    )
     docs_enabled: bool | None = Field(
         None,
         description=(

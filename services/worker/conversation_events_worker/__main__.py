@@ -7,6 +7,7 @@ import signal
 import sys
 from types import FrameType
 
+from conversation_events import telemetry
 from conversation_events.logs import configure_logging
 from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events_worker.consumer import Consumer, batches_at_once
@@ -19,6 +20,7 @@ log = logging.getLogger("conversation_events_worker")
 def main() -> int:
     settings = get_settings()
     configure_logging("worker", settings.log_level)
+    telemetry.configure_tracing("worker")
     engine = settings.make_engine(
         pool_size=batches_at_once(settings) + 1,
         application_name="conversation-events-worker",
@@ -46,6 +48,7 @@ def main() -> int:
         if server is not None:
             server.stop()
         engine.dispose()
+        telemetry.shutdown()  # export the spans still buffered
 
 
 if __name__ == "__main__":

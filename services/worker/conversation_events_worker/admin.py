@@ -22,6 +22,7 @@ Each prints one JSON summary line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -106,6 +107,7 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
                     # another database holds: keep it, like a malformed one.
                     unknown.append(method.delivery_tag)
                     continue
+                message = dataclasses.replace(message, trace_context=row["trace_context"])
                 if row["status"] == EventStatus.FAILED:
                     event_repo.requeue_failed(conn, event_ids=[message.event_id])
                     status: EventStatus | None = EventStatus.PENDING

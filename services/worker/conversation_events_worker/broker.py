@@ -7,7 +7,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from conversation_events.messaging.brokers import connection_order
-from conversation_events.messaging.contract import CONTENT_TYPE, EventMessage
+from conversation_events.messaging.contract import CONTENT_TYPE, MESSAGE_TYPE, EventMessage
 from conversation_events.messaging.topology import Topology
 
 #: pika errors that mean "the broker or the connection is gone; reconnect and retry".
@@ -65,7 +65,11 @@ def publish_confirmed(channel: BlockingChannel, topology: Topology, message: Eve
         topology.routing_key,
         message.to_bytes(),
         pika.BasicProperties(
-            content_type=CONTENT_TYPE, delivery_mode=2, message_id=message.event_id
+            content_type=CONTENT_TYPE,
+            type=MESSAGE_TYPE,
+            delivery_mode=2,
+            message_id=message.event_id,
+            headers=message.headers(),
         ),
         mandatory=True,
     )

@@ -34,19 +34,20 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 import pika
+from opentelemetry import trace
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.frame import Method
 from pika.spec import Basic, BasicProperties
 from sqlalchemy import Engine, text
 
-from conversation_events import logs
+from conversation_events import logs, telemetry
 from conversation_events.errors import (
     ConversationEventsError,
     DatabaseUnavailable,
@@ -96,6 +97,7 @@ class Delivery:
     tag: int
     body: bytes
     redelivered: bool  # the broker delivered it before (see `process_batch`)
+    headers: Mapping[str, Any] | None = None  # AMQP headers: the event's trace context
 
 
 class Settle(Enum):
@@ -312,7 +314,9 @@ class Consumer:
         self._in_flight += 1
         self._last_delivery = time.monotonic()
         metrics.IN_FLIGHT.set(self._in_flight)
-        self._arrived.append(Delivery(channel, method.delivery_tag, body, method.redelivered))
+        self._arrived.append(
+            Delivery(channel, method.delivery_tag, body, method.redelivered, properties.headers)
+        )
 
     def _step(self, connection: pika.BlockingConnection) -> None:
         """One turn of the connection thread: probe while holding, otherwise dispatch."""
@@ -343,7 +347,10 @@ class Consumer:
         settles = [Settle.REQUEUE] * len(batch)
         try:
             settles = self.handle_batch(
-                [d.body for d in batch], [d.redelivered for d in batch], settle_early
+                [d.body for d in batch],
+                [d.redelivered for d in batch],
+                settle_early,
+                headers=[d.headers for d in batch],
             )
         except Exception:  # never lose the settle callback: a requeue is always safe
             log.exception("unexpected error handling a batch")
@@ -441,13 +448,41 @@ class Consumer:
         bodies: list[bytes],
         redelivered: list[bool],
         settle_early: Callable[[dict[int, Settle]], None] = lambda _: None,
+        *,
+        headers: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[Settle]:
         """Process message bodies and decide how to settle each (runs on a pool thread).
 
         Failures are recorded one by one after the batch's transaction; `settle_early` gets
         what was decided before that (by index), so successes are acked as soon as they are
         committed, not after their neighbours' failures are stored.
+
+        Traced, the batch is one consumer span linked to each message's trace context (its
+        `headers`), with the processing's steps as children and each failure, retry and dead
+        letter recorded on it.
         """
+        if not telemetry.enabled():
+            return self._handle_batch(bodies, redelivered, settle_early)
+        with telemetry.span(
+            f"{self._topology.queue} process",
+            __name__,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self._topology.queue,
+                "messaging.batch.message_count": len(bodies),
+            },
+            links=telemetry.links(list(headers or ())),
+        ):
+            return self._handle_batch(bodies, redelivered, settle_early)
+
+    def _handle_batch(
+        self,
+        bodies: list[bytes],
+        redelivered: list[bool],
+        settle_early: Callable[[dict[int, Settle]], None],
+    ) -> list[Settle]:
         started = time.perf_counter()
         messages: list[EventMessage | None] = []
         again: set[str] = set()
@@ -456,6 +491,7 @@ class Consumer:
                 parsed = EventMessage.from_bytes(body)
             except PermanentError as exc:
                 log.error("malformed message dead-lettered", extra={"error": str(exc)})
+                _on_span("dead-lettered", exc)
                 metrics.DEAD_LETTERED.inc()
                 messages.append(None)
                 continue
@@ -469,8 +505,10 @@ class Consumer:
                 results = self._processor(self._engine, ids, self._config, redelivered=again)
             except DatabaseUnavailable as exc:  # not the events' fault: hold, count nothing
                 log.warning("PostgreSQL unreachable", extra={"error": str(exc), "events": len(ids)})
+                _on_span("held", exc, error=True)
                 results = dict.fromkeys(ids, exc)
             except Exception as exc:  # the whole batch: a bug, or another transient error
+                _on_span("batch failed", exc, error=True)
                 if not isinstance(exc, RetryableError):
                     log.exception("unexpected processing error")
                     exc = RetryableError(f"{type(exc).__name__}: {exc}")
@@ -528,6 +566,10 @@ class Consumer:
             )
         except RetryableError:
             return Settle.HOLD
+        if permanent or status is EventStatus.FAILED:
+            _on_span("dead-lettered", error, event_id=event_id, error=True)
+        elif status is not None:
+            _on_span("retry scheduled", error, event_id=event_id, retry_in_s=round(delay, 3))
         if permanent:
             log.error("permanent failure", extra={"error": str(error)})
             metrics.FAILED.labels("permanent").inc()
@@ -581,6 +623,24 @@ class Consumer:
     def _forget(self, event_id: str) -> None:
         with self._failures_lock:
             self._failures.pop(event_id, None)
+
+
+def _on_span(
+    what: str, exc: BaseException, *, error: bool = False, **attributes: str | float
+) -> None:
+    """Record a failure (and what became of it) on the current span, when traced."""
+    if not telemetry.enabled():
+        return
+    span = trace.get_current_span()
+    span.record_exception(
+        exc,
+        attributes={
+            "conversation_events.outcome": what,
+            **{f"conversation_events.{k}": v for k, v in attributes.items()},
+        },
+    )
+    if error:
+        span.set_status(trace.StatusCode.ERROR, what)
 
 
 def _jittered(delay: float) -> float:

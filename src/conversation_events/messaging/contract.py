@@ -8,6 +8,10 @@ than guessing. A body without `version` is 1.0 (written before the field existed
 
 1.1 added `tenant`, the tenant the conversation and user ids belong to; a body without it
 (1.0) belongs to the default tenant.
+
+The trace context travels beside the body, as the AMQP headers `traceparent` and `tracestate`
+(W3C Trace Context): every publish of an event carries the context the event was accepted
+under, which the outbox row keeps.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ MESSAGE_TYPE = "conversation_events.event_accepted"
 #: The version this code writes; it reads every 1.x.
 SCHEMA_VERSION = "1.1"
 _READS_MAJOR = 1
+#: The AMQP headers that carry an event's trace context.
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,14 @@ class EventMessage:
     bot_id: str
     enqueued_at: datetime
     tenant: str = DEFAULT_TENANT
+    #: W3C trace context headers of the event (not part of the body); None when untraced.
+    trace_context: Mapping[str, str] | None = None
+
+    def headers(self) -> dict[str, Any] | None:
+        """The AMQP headers of the message: its trace context, when it has one."""
+        if not self.trace_context:
+            return None
+        return {k: v for k, v in self.trace_context.items() if k in TRACE_HEADERS}
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -86,16 +100,21 @@ class EventMessage:
         bot_id: str,
         *,
         tenant: str = DEFAULT_TENANT,
+        trace_context: Mapping[str, str] | None = None,
     ) -> EventMessage:
-        return cls(event_id, conversation_id, user_id, bot_id, datetime.now(UTC), tenant)
+        return cls(
+            event_id, conversation_id, user_id, bot_id, datetime.now(UTC), tenant, trace_context
+        )
 
     @classmethod
     def announcing(cls, row: Mapping[Any, Any]) -> EventMessage:
-        """The message for a stored event (a ``conversation_events`` row), stamped now."""
+        """The message for a stored event (a ``conversation_events`` row), stamped now, with
+        the trace context the event was accepted under."""
         return cls.now(
             str(row["id"]),
             row["conversation_id"],
             row["user_id"],
             row["bot_id"],
             tenant=row["tenant"],
+            trace_context=row.get("trace_context"),
         )

@@ -63,6 +63,8 @@ class NewEvent:
     metadata: dict[str, Any] | None
     content_hash: str
     tenant: str = DEFAULT_TENANT
+    #: The W3C trace context the event was accepted under (None: tracing off).
+    trace_context: dict[str, str] | None = None
 
     def row(self) -> dict[str, Any]:
         """The values to insert: each field is the `conversation_events` column of its name."""
@@ -412,6 +414,7 @@ def take_due(
                 events.c.conversation_id,
                 events.c.user_id,
                 events.c.bot_id,
+                events.c.trace_context,
             )
             .where(
                 events.c.status == EventStatus.PENDING,

@@ -78,6 +78,9 @@ events = Table(
     # A retry's earliest instant: the relay republishes a failed attempt's event after it.
     Column("not_before", DateTime(timezone=True)),
     Column("processed_at", DateTime(timezone=True)),
+    # W3C trace context (`traceparent`, `tracestate`) of the request that accepted the event,
+    # carried by every publish of it; NULL when tracing was off.
+    Column("trace_context", JSONB),
     Column("friendship_score_change", Double),
     Column("new_friendship_level", String(32)),
     Column("score_calculation_details", JSONB),

@@ -10,8 +10,10 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
+from opentelemetry import trace
 from sqlalchemy import Connection
 
+from conversation_events import telemetry
 from conversation_events.errors import ConflictingEvent
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.persistence import events as event_repo
@@ -88,10 +90,12 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
                 }
             ],
         )
-    event = payload.to_event(principal.tenant)
+    event = payload.to_event(principal.tenant, trace_context=telemetry.inject_current())
     outcome = await within(
         state.settings.request_timeout_s, state.writer.insert(event), "storing the event"
     )
+    if event.trace_context is not None:  # traced: the span names the event it stored
+        trace.get_current_span().set_attribute("conversation_events.event_id", outcome.event_id)
     if outcome.status is InsertStatus.ERASED:
         raise HTTPException(
             status.HTTP_410_GONE,
@@ -104,7 +108,12 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
         metrics.ACCEPTED.inc()
         state.publisher.submit(
             EventMessage.now(
-                event.id, event.conversation_id, event.user_id, event.bot_id, tenant=event.tenant
+                event.id,
+                event.conversation_id,
+                event.user_id,
+                event.bot_id,
+                tenant=event.tenant,
+                trace_context=event.trace_context,
             )
         )
     else:
