@@ -113,6 +113,11 @@ COMBINATIONS: dict[str, list[str]] = {
         "--api-versions=keda.sh/v1alpha1",
         "--set=worker.deletionCost.enabled=true",
     ],
+    "tracing": [
+        "--set=tracing.enabled=true",
+        "--set=tracing.endpoint=http://otel-collector.observability:4318",
+        "--set-string=tracing.env.OTEL_BSP_SCHEDULE_DELAY=500",
+    ],
     "autoscaling-off-deletion-cost": [
         "--set=autoscaling.enabled=false",
         "--set=worker.deletionCost.enabled=true",

@@ -16,12 +16,22 @@ import yaml
 from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
+from conversation_events import telemetry
 from conversation_events.settings import CommonSettings
 from conversation_events_api.settings import ApiSettings
 from conversation_events_scaler.decision import ScalingPolicy
 from conversation_events_scaler.settings import ProcessSettings, ScalerSettings
 from conversation_events_worker.settings import WorkerSettings
-from tests.chart.rendering import CHART, FULLNAME, NAMESPACE, by_kind, pod_labels, pod_specs
+from tests.chart.rendering import (
+    CHART,
+    FULLNAME,
+    NAMESPACE,
+    RELEASE,
+    by_kind,
+    pod_labels,
+    pod_specs,
+    run_helm,
+)
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
@@ -218,3 +228,31 @@ def test_the_scalers_defaults_are_the_charts() -> None:
     # The rate is a metric only when turned on, in the chart as in the scaler.
     assert values["rateTrigger"]["enabled"] is False and policy.rate_per_replica is None
     assert values["pollingIntervalSeconds"] == ScalerSettings().polling_interval_s
+
+
+def test_tracing_settings_reach_the_api_and_the_workers_only_when_enabled(render):
+    """The chart passes `OTEL_*` through: off by default, OTLP/HTTP to the endpoint when on."""
+    for combination, expected in (("defaults", None), ("tracing", "otlp")):
+        docs = render(combination)
+        seen = set()
+        for owner, pod in pod_specs(docs):
+            component = pod_labels(owner)["app.kubernetes.io/component"]
+            if component not in {"api", "worker"}:
+                continue
+            seen.add(component)
+            env = _environment(docs, pod["containers"][0])
+            assert telemetry.exporter_from_env(env) == expected, (combination, component)
+            if expected is None:
+                assert not [k for k in env if k.startswith("OTEL_")], component
+                continue
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+            assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+            assert env["OTEL_TRACES_SAMPLER_ARG"] == "1.0"
+            assert env["OTEL_BSP_SCHEDULE_DELAY"] == "500"
+        assert seen == {"api", "worker"}
+
+
+def test_tracing_without_an_endpoint_is_refused(helm):
+    result = run_helm(helm, "template", RELEASE, str(CHART), "--set=tracing.enabled=true")
+    assert result.returncode != 0
+    assert "tracing.endpoint is required" in result.stderr

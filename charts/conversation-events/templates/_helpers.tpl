@@ -328,6 +328,18 @@ CE_DELIVERY_LIMIT: {{ .Values.config.deliveryLimit | int64 | quote }}
 CE_MANAGEMENT_URL: {{ include "conversation-events.managementUrl" . | quote }}
 CE_TIMEZONE: {{ .Values.config.timezone | quote }}
 CE_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+{{- with .Values.tracing }}
+{{- if .enabled }}
+OTEL_TRACES_EXPORTER: "otlp"
+OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf"
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_TRACES_SAMPLER: {{ .sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ .samplerArg | quote }}
+{{- range $name, $value := .env }}
+{{ $name }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* checksum/config and checksum/secret annotations of the app pods. */}}
@@ -503,6 +515,9 @@ podSelector:
 {{- end }}
 {{- if and (not .Values.secrets.existingSecret) (eq .Values.rabbitmq.mode "external") (not .Values.externalRabbitmq.username) (not .Values.externalRabbitmq.usernameKey) }}
 {{- fail "externalRabbitmq.username is required with an external RabbitMQ (or externalRabbitmq.usernameKey, or secrets.existingSecret)" }}
+{{- end }}
+{{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
+{{- fail "tracing.endpoint is required with tracing.enabled (the OTLP/HTTP receiver's base URL)" }}
 {{- end }}
 {{- $_ := include "conversation-events.postgresqlHost" . }}
 {{- $_ := include "conversation-events.rabbitmqHost" . }}
