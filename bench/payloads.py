@@ -78,7 +78,8 @@ def body(rng: random.Random, conversation_id: str, user_id: str) -> dict[str, An
     vietnamese = rng.random() < 0.5
     users, bots = (_USER_VI, _BOT_VI) if vietnamese else (_USER_EN, _BOT_EN)
     n = rng.randint(10, 40)
-    end = datetime(2026, 11, 20, 3, 0, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 20_000))
+    # Two weeks of conversations that ended before any run: a future end time is refused.
+    end = datetime(2026, 6, 1, 3, 0, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 20_000))
     start = end - timedelta(seconds=15 * n)
     log = []
     for i in range(n):
