@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _EXPORTERS = ("otlp", "console")
 _provider: trace.TracerProvider | None = None
 _owned: TracerProvider | None = None  # the provider `configure_tracing` built (to shut down)
+_tracers: dict[str, trace.Tracer] = {}
 
 
 class TracingConfigError(ValueError):
@@ -110,6 +111,7 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
 def install(provider: trace.TracerProvider) -> None:
     """Trace this process's work with `provider` (tests install one with an in-memory exporter)."""
     global _provider
+    _tracers.clear()
     _provider = provider
 
 
@@ -117,6 +119,7 @@ def uninstall() -> None:
     """Back to tracing off."""
     global _provider
     _provider = None
+    _tracers.clear()
 
 
 def shutdown() -> None:
@@ -130,7 +133,12 @@ def shutdown() -> None:
 
 def tracer(name: str) -> trace.Tracer | None:
     """A tracer for the module `name`, or None when tracing is off."""
-    return None if _provider is None else _provider.get_tracer(name)
+    if _provider is None:
+        return None
+    found = _tracers.get(name)
+    if found is None:  # the SDK builds a new tracer per call: one per module is enough
+        found = _tracers[name] = _provider.get_tracer(name)
+    return found
 
 
 def enabled() -> bool:
