@@ -23,6 +23,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
+from conversation_events import telemetry
 from conversation_events.logs import configure_logging
 from conversation_events_scaler.actuators import (
     Actuator,
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     process = get_settings()
     settings = process.scaler
     configure_logging("scaler", process.log_level)
+    telemetry.configure_tracing("scaler")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns decisions
     policy = settings.scaling_policy()
     if settings.mode == "deletion-cost":
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         source.close()
         server.stop()
         log.info("scaler stopped")
+        telemetry.shutdown()  # export the spans still buffered
     return 0
 
 

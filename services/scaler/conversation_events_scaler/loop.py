@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from conversation_events import telemetry
 from conversation_events.errors import ConversationEventsError, PermanentError
 from conversation_events_scaler.actuators import Actuator
 from conversation_events_scaler.decision import (
@@ -143,9 +144,14 @@ class ScalerLoop:
     # -- one poll --
 
     def tick(self) -> float:
-        """One poll; returns the seconds to wait before the next one."""
+        """One poll; returns the seconds to wait before the next one.
+
+        Traced, each poll is a span: its log lines (the decision) name it."""
         try:
-            return self._tick()
+            if not telemetry.enabled():
+                return self._tick()
+            with telemetry.span("scaler poll", __name__):
+                return self._tick()
         finally:
             self.last_poll_at = self.clock()
             self.metrics.last_poll.set(self.wall())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.integration.scaler.scaler_helpers import (
     STAND_IN,
     amqp_connection,
@@ -22,6 +27,8 @@ from tests.integration.scaler.scaler_helpers import (
 from tests.support.proxy import TcpProxy
 from tests.support.services import free_port, wait_for
 
+from conversation_events import telemetry
+from conversation_events.logs import JsonFormatter
 from conversation_events_scaler.actuators import Actuator
 from conversation_events_scaler.decision import ScalingPolicy
 from conversation_events_scaler.errors import ActuatorUnavailable, MetricsUnavailable
@@ -263,3 +270,41 @@ def test_scaler_process_survives_an_outage_and_stops_its_workers_on_sigterm(
             scaler.kill()
             scaler.wait()
         proxy.close()
+
+
+def test_a_traced_poll_is_a_span_and_its_log_lines_name_it() -> None:
+    """Tracing on, the scaler's log lines (here: the blind poll's warning) carry its trace."""
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter("scaler").format(record))
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    handler = Lines(logging.WARNING)
+    logging.getLogger("conversation_events_scaler").addHandler(handler)
+    telemetry.install(provider)
+    closed = source_for(f"http://127.0.0.1:{free_port()}", "q")
+    try:
+        loop = ScalerLoop(
+            source=closed,
+            actuator=MemoryActuator(1),
+            policy=ScalingPolicy(min_replicas=1, max_replicas=2, target_per_replica=10),
+            metrics=ScalerMetrics(),
+            polling_interval_s=1,
+            fast_polling_interval_s=1,
+        )
+        loop.tick()
+    finally:
+        telemetry.uninstall()
+        logging.getLogger("conversation_events_scaler").removeHandler(handler)
+        closed.close()
+    [span] = exporter.get_finished_spans()
+    assert span.name == "scaler poll" and span.context is not None
+    warnings = [orjson.loads(line) for line in lines]
+    assert warnings, "the blind poll logs a warning"
+    for entry in warnings:
+        assert entry["trace_id"] == f"{span.context.trace_id:032x}"
+        assert entry["span_id"] == f"{span.context.span_id:016x}"
