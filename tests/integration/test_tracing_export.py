@@ -150,6 +150,8 @@ def test_spans_reach_an_otlp_http_receiver_and_logs_carry_trace_ids(
     in_trace = [s for s in received.snapshot() if s.trace_id == trace_id]
     assert [s.name for s in in_trace] == ["POST /v1/conversations/end"]
     assert "http.route" in http.attributes and "url.path" not in http.attributes
+    # start_api polled /readyz until ready: probes are not traced.
+    assert not [s for s in received.snapshot() if "/readyz" in s.name]
 
     def worker_span() -> ReceivedSpan | None:
         return next(

@@ -11,8 +11,8 @@ The request log is one line per request (logger `conversation_events_api.request
 route template, status, duration, the key's name and tenant, request id and (traced) trace
 id. Never the path's own values, the body or the key.
 
-Traced, each request is a server span that continues the caller's W3C `traceparent` (or starts
-a trace); the accept route stores that span's context with the event.
+Traced, each `/v1` request is a server span that continues the caller's W3C `traceparent` (or
+starts a trace); the accept route stores that span's context with the event.
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ class EdgeMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         token = logs.request_id.set(rid)
         status_holder = {"status": 500}
-        tracer = telemetry.tracer(__name__)
+        limited = scope["path"].startswith(_LIMITED_PREFIX)
+        # Probes and scrapes (every few seconds, from every prober) are not traced.
+        tracer = telemetry.tracer(__name__) if limited else None
         span: trace.Span | None = None
         traced = contextlib.ExitStack()
         if tracer is not None:
@@ -134,7 +136,6 @@ class EdgeMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
-        limited = scope["path"].startswith(_LIMITED_PREFIX)
         counted = False
         try:
             if limited:
