@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -191,6 +191,30 @@ def span(
         name, kind=kind, attributes=dict(attributes or {}), links=list(links)
     ) as current:
         yield current
+
+
+def messaging_span(
+    operation: Literal["publish", "process"],
+    destination: str,
+    module: str,
+    carriers: Sequence[Mapping[str, Any] | None],
+    **attributes: Any,
+) -> contextlib.AbstractContextManager[trace.Span | None]:
+    """The span of one batch of messages published to, or processed from, `destination`,
+    linked to each message's trace context (the messaging conventions for batches)."""
+    return span(
+        f"{destination} {operation}",
+        module,
+        kind=trace.SpanKind.PRODUCER if operation == "publish" else trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send" if operation == "publish" else "process",
+            "messaging.destination.name": destination,
+            "messaging.batch.message_count": len(carriers),
+            **attributes,
+        },
+        links=links(carriers),
+    )
 
 
 def current_ids() -> tuple[str, str] | None:

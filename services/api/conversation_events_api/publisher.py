@@ -166,18 +166,12 @@ class Publisher:
         """
         if not telemetry.enabled():
             return await self._publish_batch(messages)
-        with telemetry.span(
-            f"{self._topology.exchange} publish",
+        with telemetry.messaging_span(
+            "publish",
+            self._topology.exchange,
             __name__,
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": self._topology.exchange,
-                "messaging.batch.message_count": len(messages),
-                "conversation_events.publish.source": source,
-            },
-            links=telemetry.links([m.trace_context for m in messages]),
+            [m.trace_context for m in messages],
+            **{"conversation_events.publish.source": source},
         ) as span:
             confirmed = await self._publish_batch(messages)
             if span is not None and len(confirmed) < len(messages):

@@ -463,17 +463,8 @@ class Consumer:
         """
         if not telemetry.enabled():
             return self._handle_batch(bodies, redelivered, settle_early)
-        with telemetry.span(
-            f"{self._topology.queue} process",
-            __name__,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": self._topology.queue,
-                "messaging.batch.message_count": len(bodies),
-            },
-            links=telemetry.links(list(headers or ())),
+        with telemetry.messaging_span(
+            "process", self._topology.queue, __name__, list(headers or [None] * len(bodies))
         ):
             return self._handle_batch(bodies, redelivered, settle_early)
 
