@@ -156,14 +156,19 @@ def test_a_relay_republish_carries_the_trace_to_the_worker(
     traceparent, trace_id, _ = caller_context()
     body, _ = post(client, traceparent)
     http = server_span(spans, trace_id)
-    # The first publish arrives, then its message is lost: only the relay can bring it back.
+    # The first publish arrives, carrying the request's context; then its message is lost:
+    # only the relay can bring it back.
     wait_for(lambda: queue_counts(queue)[0] >= 1, timeout=15, what="the first publish")
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
-        connection.channel().queue_purge(queue)
+        channel = connection.channel()
+        _, properties, _ = channel.basic_get(queue, auto_ack=True)
+        channel.queue_purge(queue)
     finally:
         connection.close()
     purged_ns = time.time_ns()
+    assert http.context is not None
+    assert properties.headers["traceparent"] == f"00-{trace_id:032x}-{http.context.span_id:016x}-01"
 
     def republished() -> bool:
         return any(

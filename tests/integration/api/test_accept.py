@@ -13,6 +13,8 @@ from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
 from tests.support.services import AMQP_URL, queue_counts, wait_for
 
+from conversation_events.messaging.contract import MESSAGE_TYPE
+
 
 def stored(engine: Engine, conversation_id: str) -> dict | None:
     with engine.connect() as conn:
@@ -84,6 +86,8 @@ def test_accepts_stores_pending_and_queues_ids_only(
     [(props, message)] = get_messages(names[1])
     assert props.message_id == reply["event_id"]
     assert props.delivery_mode == 2
+    assert props.type == MESSAGE_TYPE  # what docs/asyncapi.yaml names
+    assert "traceparent" not in (props.headers or {})  # untraced: no trace context to carry
     ids = {"event_id", "tenant", "conversation_id", "user_id", "bot_id", "enqueued_at"}
     assert set(message) == ids | {"version"}
     assert (message["tenant"], message["user_id"]) == ("default", body["user_id"])
