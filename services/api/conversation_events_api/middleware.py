@@ -7,9 +7,10 @@ crosses the limit. The body must also arrive within `client_timeout_s` of the re
 (408 otherwise), so a slow client cannot hold an in-flight slot; the head's own deadline is
 kept by the protocol (`server.py`), before any ASGI code runs.
 
-The request log is one line per request (logger `conversation_events_api.requests`): method,
-route template, status, duration, the key's name and tenant, request id and (traced) trace
-id. Never the path's own values, the body or the key.
+The request log is one line per `/v1` request, and per failed probe or scrape (logger
+`conversation_events_api.requests`): method, route template, status, duration, the key's name
+and tenant, request id and (traced) trace id. Never the path's own values, the body or the
+key.
 
 Traced, each `/v1` request is a server span that continues the caller's W3C `traceparent` (or
 starts a trace); the accept route stores that span's context with the event.
@@ -204,7 +205,7 @@ class EdgeMiddleware:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(trace.StatusCode.ERROR)
-            if self.log_requests:
+            if self.log_requests and (limited or status >= 400):  # probes only when failing
                 self._log(scope, template, status, elapsed)
             traced.close()
             logs.request_id.reset(token)

@@ -166,9 +166,9 @@ class ApiSettings(CommonSettings):
     request_log: bool = Field(
         True,
         description=(
-            "One JSON line per request (logger `conversation_events_api.requests`): method, "
-            "route template, status, duration, key name, tenant, request and trace ids; never "
-            "content or a key."
+            "One JSON line per /v1 request and per failed probe (logger "
+            "`conversation_events_api.requests`): method, route template, status, duration, "
+            "key name, tenant, request and trace ids; never content or a key."
         ),
     )
     docs_enabled: bool | None = Field(
