@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only accept,ceilings,processing,lag,autoscaling]`.
+"""`python -m bench [--quick] [--only accept,ceilings,processing,lag,autoscaling,tracing]`.
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
 `bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
@@ -18,12 +18,18 @@ import orjson
 from bench import infra, report, scenarios
 
 ALL = ("accept", "ceilings", "processing", "lag", "autoscaling")
+#: Run only when named in --only.
+OPTIONAL = ("tracing",)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (< 3 minutes in all)")
-    parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios")
+    parser.add_argument(
+        "--only",
+        default=",".join(ALL),
+        help=f"comma-separated scenarios (default: all but {', '.join(OPTIONAL)})",
+    )
     parser.add_argument("--repeats", type=int, help="accept-path runs per configuration")
     parser.add_argument("--out", type=Path, help="results folder")
     args = parser.parse_args()
@@ -49,6 +55,8 @@ def main() -> int:
             results["accept"] = scenarios.accept_path(cfg, empty)
         if "ceilings" in only:
             results["ceilings"] = scenarios.ceilings(cfg, empty)
+        if "tracing" in only:
+            results["tracing"] = scenarios.tracing_cost(cfg, empty)
         if {"processing", "autoscaling"} & set(only):
             infra.log(f"pre-loading {cfg.backlog} events")
             backlog = scenarios.preload_template(cfg.backlog, users=max(100, cfg.backlog // 10))

@@ -144,6 +144,18 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"  load generator CPU: {min(lg):.3f}–{max(lg):.3f} ms per request (not counted)"
             )
+    traced = results.get("tracing", {}).get("summary", {})
+    if traced:
+        lines.append("")
+        lines.append(
+            f"TRACING COST  ours ×1 at an offered {results['tracing']['rate']} req/s, open loop"
+        )
+        lines.append(f"{'configuration':<22}{'API CPU ms/req':>22}{'p99 ms':>22}{'err':>6}")
+        for name, s in traced.items():
+            lines.append(
+                f"{name:<22}{_m(s['api_cpu_ms_per_request'], '{:.3f}'):>22}"
+                f"{_m(s['p99_ms'], '{:.0f}'):>22}{s['errors']:>6}"
+            )
     ceil = results.get("ceilings", {})
     if ceil:
         lines.append("")

@@ -20,13 +20,18 @@ from bench.scenarios.common import (
 
 
 def accept_run(
-    system: str, processes: int, cfg: Config, template: str, rate: float = 0
+    system: str,
+    processes: int,
+    cfg: Config,
+    template: str,
+    rate: float = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One accept-path run: saturate with `cfg.connections` connections (or offer `rate`
-    requests/s, open loop), then verify."""
+    requests/s, open loop), then verify. `extra_env`: more settings of our API."""
     prefix = f"{system}{processes}-{uuid.uuid4().hex[:6]}"
     with isolated(f"acc-{system}", template) as run:
-        ports = start_system(system, processes, run)
+        ports = start_system(system, processes, run, extra_env)
         meter = run.cpu_meter("api").start()
         lg, out = run_loadgen(
             ports,

@@ -148,8 +148,12 @@ def unfinished(engine: Engine, prefix: str | None = None) -> int:
 # --- processes --------------------------------------------------------------------------------
 
 
-def start_system(system: str, processes: int, run: Run) -> list[int]:
-    """Start `processes` API processes of `system` into `run.procs`; returns their ports."""
+def start_system(
+    system: str, processes: int, run: Run, extra_env: dict[str, str] | None = None
+) -> list[int]:
+    """Start `processes` API processes of `system` into `run.procs`; returns their ports.
+
+    `extra_env`: more variables for our API processes (e.g. tracing's `OTEL_*`)."""
     ports: list[int] = []
     for i in range(processes):
         port = infra.free_port()
@@ -157,6 +161,7 @@ def start_system(system: str, processes: int, run: Run) -> list[int]:
         if system == "ours":
             env = infra.common_env(run.url, run.exchange, run.queue)
             env |= {"CE_API_KEYS": API_KEY, "CE_PORT": str(port), "CE_HOST": "127.0.0.1"}
+            env |= extra_env or {}
             args = ["-m", "conversation_events_api"]
             run.procs.append(infra.start_http(name, args, PATHS["api"], env, port))
         else:
