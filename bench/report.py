@@ -156,6 +156,11 @@ def table(results: dict[str, Any]) -> str:
                 f"{name:<22}{_m(s['api_cpu_ms_per_request'], '{:.3f}'):>22}"
                 f"{_m(s['p99_ms'], '{:.0f}'):>22}{s['errors']:>6}"
             )
+        paired = results["tracing"].get("in_process_ms_per_request", {})
+        if paired:
+            lines.append("  in one process (app + client), paired, CPU ms per request:")
+            for name, stat in paired.items():
+                lines.append(f"    {name:<20}{_m(stat, '{:.3f}'):>22}")
     ceil = results.get("ceilings", {})
     if ceil:
         lines.append("")
