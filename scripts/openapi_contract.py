@@ -265,8 +265,14 @@ def _major(doc: Mapping[str, Any]) -> int:
 
 
 def _git(*args: str) -> str | None:
-    result = subprocess.run(  # noqa: S603 (fixed git subcommands of this tool)
-        ["git", *args],  # noqa: S607 (git from PATH, as a developer runs it) cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    # Fixed git subcommands of this tool, git from PATH as a developer runs it.
+    result = subprocess.run(  # noqa: S603
+        ["git", *args],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     return result.stdout if result.returncode == 0 else None
 
