@@ -91,7 +91,7 @@ def tracing_cost(cfg: Config, template: str) -> dict[str, Any]:
     url = infra.create_database("inproc", template=template)
     exchange, queue = infra.names("inproc")
     try:
-        in_process = in_process_cost(url, exchange, queue, repeats=max(3, cfg.repeats))
+        in_process = in_process_cost(url, exchange, queue, repeats=max(6, cfg.repeats))
     finally:
         infra.drop_database(url)
         infra.delete_queues([queue, f"{queue}.dead"], [exchange, f"{exchange}.dlx"])
