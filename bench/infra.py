@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,12 +57,15 @@ def log(message: str) -> None:
 
 # --- databases and queues -------------------------------------------------------------------
 
+# Every name this run creates carries it, so that clean-up can tell live runs from dead ones.
+_RUN = f"p{os.getpid()}"
+
 
 def create_database(tag: str, template: str | None = None) -> str:
     """A fresh, migrated database (or a copy of `template`); returns its URL."""
     from conversation_events.migrate import migrate
 
-    name = f"ce_bench_{tag}_{uuid.uuid4().hex[:8]}"
+    name = f"ce_bench_{tag}_{_RUN}_{uuid.uuid4().hex[:8]}"
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     if template is None:
         migrate(url, create=True, timeout_s=30)
@@ -80,14 +84,32 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
-def drop_stale_databases(max_age_s: float = 0) -> None:
-    """Remove `ce_bench_*` databases left by an interrupted run (none is in use by others)."""
+def _left_behind(name: str) -> bool:
+    """Whether a `ce_bench_*` database or `bench.*` queue name belongs to a run that has ended.
+
+    Names carry the creating process's id (`p<pid>`); a run still going on this machine keeps its
+    objects, so two benchmark runs side by side never delete each other's.
+    """
+    match = re.search(r"[_.]p(\d+)[_.]", name)
+    if match is None:
+        return True
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def drop_stale_databases() -> None:
+    """Remove `ce_bench_*` databases left by interrupted runs (those of live runs stay)."""
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         names = conn.execute(
             text("SELECT datname FROM pg_database WHERE datname LIKE 'ce\\_bench\\_%'")
         ).scalars()
-        for name in list(names):
+        for name in [n for n in names if _left_behind(n)]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
@@ -98,7 +120,7 @@ def engine_for(url: str, pool_size: int = 4) -> Engine:
 
 def names(tag: str) -> tuple[str, str]:
     """(exchange, queue) used by one run only."""
-    suffix = f"{tag}.{uuid.uuid4().hex[:8]}"
+    suffix = f"{tag}.{_RUN}.{uuid.uuid4().hex[:8]}"
     return f"bench.{suffix}.exchange", f"bench.{suffix}.queue"
 
 
@@ -127,7 +149,7 @@ def delete_queues(queues: Iterable[str], exchanges: Iterable[str] = ()) -> None:
 
 
 def delete_stale_queues() -> None:
-    """Remove `bench.*` queues and exchanges an interrupted run left behind."""
+    """Remove `bench.*` queues and exchanges interrupted runs left behind (not live runs')."""
     import base64
     import json
 
@@ -141,7 +163,9 @@ def delete_stale_queues() -> None:
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 found[kind] = [
-                    item["name"] for item in json.load(resp) if item["name"].startswith("bench.")
+                    item["name"]
+                    for item in json.load(resp)
+                    if item["name"].startswith("bench.") and _left_behind(item["name"])
                 ]
         except OSError:
             return
