@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only accept,ceilings,processing,lag,autoscaling,tracing]`.
+"""`python -m bench [--quick] [--only accept,ceilings,processing,lag,autoscaling,tracing,scalein]`.
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
 `bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
@@ -19,7 +19,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing",)
+OPTIONAL = ("tracing", "scalein")
 
 
 def main() -> int:
@@ -66,6 +66,8 @@ def main() -> int:
             results["lag"] = scenarios.lag(cfg, empty)
         if "autoscaling" in only and backlog:
             results["autoscaling"] = scenarios.autoscaling(cfg, backlog, cfg.backlog)
+        if "scalein" in only:
+            results["scalein"] = scenarios.scale_in(cfg)
     finally:
         infra.drop_database(empty)
         if backlog:
@@ -83,8 +85,8 @@ def main() -> int:
     print(text)
     print(
         f"\n{results['mode']} run took {results['seconds']:.0f} s; results in "
-        f"{out_dir.relative_to(infra.ROOT)}/latest.json"
-        + (", plot autoscale.png" if plotted else "")
+        f"{out_dir.relative_to(infra.ROOT) if out_dir.is_relative_to(infra.ROOT) else out_dir}"
+        "/latest.json" + (", plot autoscale.png" if plotted else "")
     )
     return 0
 

@@ -237,6 +237,23 @@ def table(results: dict[str, Any]) -> str:
                     "  (one worker drained the burst before the scaler's first reading: too small"
                     " to call for more workers)"
                 )
+    scale_in = results.get("scalein", {})
+    if scale_in:
+        lines.append("")
+        lines.append(
+            f"SCALE-IN  {scale_in['workers']} → {scale_in['after']} workers, {scale_in['busy']} of"
+            f" them holding an event for {scale_in['busy_s']:g} s after the decision"
+        )
+        lines.append(
+            f"{'victims':<14}{'rounds':>8}{'median s':>10}{'min–max s':>14}{'busy victim':>13}"
+        )
+        for policy in ("idle-first", "random"):
+            r = scale_in[policy]
+            lines.append(
+                f"{policy:<14}{len(r['rounds']):>8}{r['median_s']:>10.2f}"
+                f"{r['min_s']:>7.2f}–{r['max_s']:<6.2f}"
+                f"{r['rounds_with_a_busy_victim']:>6} of {len(r['rounds'])}"
+            )
     tg = targets(results)
     if tg:
         lines.append("")

@@ -12,6 +12,7 @@ from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
 from bench.scenarios.lag import lag
 from bench.scenarios.processing import processing
+from bench.scenarios.scalein import scale_in
 from bench.scenarios.tracing import tracing_cost
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "lag",
     "preload_template",
     "processing",
+    "scale_in",
     "tracing_cost",
 ]

@@ -45,12 +45,14 @@ class Config:
     lag_rates: tuple[int, ...]
     max_workers: int
     scale_down_window_s: float
+    scale_in_rounds: int  # rounds of each victim policy in the scale-in scenario
+    scale_in_busy_s: float  # how long a busy worker's event is held after the decision
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         if quick:
-            return cls(True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10)
-        return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30)
+            return cls(True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10, 2, 3.0)
+        return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0)
 
 
 @dataclass
