@@ -179,7 +179,13 @@ def _minor(version: str) -> tuple[int, int]:
 
 # Kubernetes minors each release is tested against, from the projects' compatibility tables
 # (KEDA: keda.sh "Cluster" page; ingress-nginx: its README's supported versions table).
-KEDA_KUBERNETES = {(2, 16): (29, 31), (2, 17): (30, 32), (2, 18): (31, 33), (2, 19): (32, 34)}
+KEDA_KUBERNETES = {
+    (2, 16): (29, 31), (2, 17): (30, 32), (2, 18): (31, 33), (2, 19): (32, 34), (2, 20): (33, 35),
+    (2, 21): (34, 36),
+}  # fmt: skip
+#: The first KEDA release whose operator closes the rabbitmq scaler's broker connections
+#: (kedacore/keda#6266, fixed in 2.20.0).
+KEDA_CONNECTION_LEAK_FIXED = (2, 20)
 INGRESS_NGINX_KUBERNETES = {(1, 12): (28, 32), (1, 13): (29, 33)}
 
 
@@ -197,6 +203,7 @@ def test_kind_up_installs_versions_that_support_the_node():
     low, high = KEDA_KUBERNETES[keda]
     assert low <= node <= high, f"KEDA {keda} is not tested on Kubernetes 1.{node}"
     assert keda >= (2, 17), "the chart renders fallback.behavior, which KEDA 2.17 added"
+    assert keda >= KEDA_CONNECTION_LEAK_FIXED, "KEDA before 2.20 leaks broker connections"
     ingress = _minor(_script_default("kind-up", "INGRESS_NGINX_VERSION"))
     low, high = INGRESS_NGINX_KUBERNETES[ingress]
     assert low <= node <= high, f"ingress-nginx {ingress} does not support Kubernetes 1.{node}"
