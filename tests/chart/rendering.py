@@ -6,6 +6,7 @@ missing tool can never pass for a green run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -53,6 +54,48 @@ EXTERNAL_FROM_SECRETS = [
 ]
 EXTERNAL_DATABASE = [a for a in EXTERNAL if "Database" in a or "postgresql" in a]
 EXTERNAL_BROKER = [a for a in EXTERNAL if a not in EXTERNAL_DATABASE]
+# The operator conventions, every one of them set (tests/chart/test_conventions.py).
+EXTRA_CONFIGMAP = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-extra
+  labels:
+    {{- include "conversation-events.labels" (list $ "extra") | nindent 4 }}
+  {{- with include "conversation-events.annotations" (list $) }}{{ . | nindent 2 }}{{ end }}
+data:
+  release: {{ .Release.Name | quote }}
+"""
+CONVENTIONS = [
+    '--set-json=commonAnnotations={"example.com/owner":"events-team"}',
+    "--set=revisionHistoryLimit=2",
+    '--set-json=config.extraEnvFrom=[{"secretRef":{"name":"shared-env"}}]',
+    *(
+        arg
+        for block in ("api", "worker", "autoscaling.scaler")
+        for arg in (
+            f'--set-json={block}.podLabels={{"example.com/team":"events",'
+            '"app.kubernetes.io/component":"overridden"}',
+            f"--set={block}.priorityClassName=events-high",
+            f'--set-json={block}.extraEnvFrom=[{{"configMapRef":{{"name":"{block}-env"}}}}]',
+            f'--set-json={block}.extraVolumes=[{{"name":"extra","configMap":{{"name":"extra"}}}}]',
+            f'--set-json={block}.extraVolumeMounts=[{{"name":"extra","mountPath":"/etc/extra"}}]',
+        )
+    ),
+    "--set=migrations.priorityClassName=events-high",
+    "--set=postgresql.priorityClassName=events-data",
+    "--set=rabbitmq.priorityClassName=events-data",
+    "--set=api.ingress.enabled=true",
+    "--set=api.ingress.allowPlaintext=true",
+    "--set=api.ingress.className=traefik",
+    '--set-json=api.ingress.annotations={"example.com/edge":"on"}',
+    '--set-json=api.ingress.bodySizeAnnotations=["nginx.ingress.kubernetes.io/proxy-body-size"]',
+    "--set-json=extraObjects=" + json.dumps([EXTRA_CONFIGMAP]),
+]
+GATEWAY = [
+    "--set=gateway.enabled=true",
+    '--set-json=gateway.parentRefs=[{"name":"public","namespace":"gateway","sectionName":"https"}]',
+    '--set-json=gateway.hostnames=["events.example.com"]',
+]
 COMBINATIONS: dict[str, list[str]] = {
     "defaults": [],
     "external-services": EXTERNAL,
@@ -62,6 +105,7 @@ COMBINATIONS: dict[str, list[str]] = {
     "autoscaling-off": ["--set=autoscaling.enabled=false"],
     "ingress-tls": [
         "--set=api.ingress.enabled=true",
+        "--set=api.ingress.className=nginx",
         "--set=api.ingress.host=events.example.com",
         "--set=api.ingress.tls.enabled=true",
         "--set=api.ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt",
@@ -122,6 +166,14 @@ COMBINATIONS: dict[str, list[str]] = {
         "--set=autoscaling.enabled=false",
         "--set=worker.deletionCost.enabled=true",
     ],
+    "conventions": CONVENTIONS,
+    "api-autoscaling": ["--set=api.autoscaling.enabled=true"],
+    "no-topology-spread": [
+        "--set-json=api.topologySpreadConstraints=[]",
+        "--set-json=worker.topologySpreadConstraints=[]",
+    ],
+    "gateway-forced": ["--set=gateway.force=true", *GATEWAY],
+    "gateway-served": ["--api-versions=gateway.networking.k8s.io/v1/HTTPRoute", *GATEWAY],
 }
 
 

@@ -324,9 +324,7 @@ def test_default_pools_fit_postgresqls_connections(render):
     worker_pool = batches_at_once(worker) + 1  # conversation_events_worker.__main__
     # The migration Job (1), the operator CLI (2) and PostgreSQL's reserved superuser slots (3).
     others = 1 + 2 + 3
-    needed = (
-        VALUES["api"]["replicaCount"] * api_pool
-        + VALUES["autoscaling"]["maxReplicas"] * worker_pool
-        + others
-    )
+    # With the API's HPA on, up to its maxReplicas API pods.
+    api_pods = max(VALUES["api"]["replicaCount"], VALUES["api"]["autoscaling"]["maxReplicas"])
+    needed = api_pods * api_pool + VALUES["autoscaling"]["maxReplicas"] * worker_pool + others
     assert needed <= VALUES["postgresql"]["maxConnections"], needed

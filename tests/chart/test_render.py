@@ -2,8 +2,9 @@
 
 Kubernetes kinds are validated with kubernetes-validate in strict mode (unknown fields fail)
 against the oldest Kubernetes the chart supports and a current one; KEDA and Prometheus
-Operator objects against their CRD models, also rejecting unknown fields; the RabbitMQ and
-CloudNativePG operators' objects against schemas written from their CRDs (operator_schemas).
+Operator objects against their CRD models; the RabbitMQ and CloudNativePG operators' objects
+against schemas written from their CRDs (operator_schemas); the Gateway API's HTTPRoute against
+its published CRD schema (gateway_schema); all rejecting unknown fields.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
-from tests.chart import operator_schemas
+from tests.chart import gateway_schema, operator_schemas
 from tests.chart.rendering import CHART, COMBINATIONS, run_helm
 
 KUBERNETES_VERSIONS = ["1.27.0", "1.35.0"]  # Chart.yaml's kubeVersion floor, and a current one
@@ -60,6 +61,18 @@ def _validate_crd(doc: dict[str, Any]) -> None:
     )
 
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+HTTPROUTE = gateway_schema.validator()
+
+
+def _validate_gateway(doc: dict[str, Any]) -> None:
+    assert doc["kind"] == "HTTPRoute", doc["kind"]
+    errors = sorted(HTTPROUTE.iter_errors(doc), key=str)
+    assert not errors, f"HTTPRoute/{doc['metadata']['name']}: " + "; ".join(
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
+    )
+
+
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
 def test_lint_strict(helm, combination):
     # `helm lint` cannot simulate API versions; "keda-forced" lints the KEDA templates.
@@ -84,6 +97,9 @@ def test_every_object_validates(render, combination):
                 pytest.fail(
                     f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {exc.json_path}"
                 )
+            continue
+        if doc["apiVersion"] == GATEWAY_API:
+            _validate_gateway(doc)
             continue
         for version in KUBERNETES_VERSIONS:
             try:
@@ -138,3 +154,19 @@ def test_every_operator_kind_the_chart_renders_has_a_schema(render):
         if d["apiVersion"].split("/")[0] in {"rabbitmq.com", "postgresql.cnpg.io"}
     }
     assert rendered == set(operator_schemas.SCHEMAS)
+
+
+def test_gateway_check_follows_the_published_schema():
+    route = {
+        "apiVersion": GATEWAY_API,
+        "kind": "HTTPRoute",
+        "metadata": {"name": "r"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "s"}]}]},
+    }
+    _validate_gateway(route)
+    route["spec"]["rules"][0]["timeout"] = "10s"  # not a field: timeouts.request is
+    with pytest.raises(AssertionError, match="timeout"):
+        _validate_gateway(route)
+    route["spec"]["rules"][0] = {"matches": [{"path": {"type": "Prefix", "value": "/"}}]}
+    with pytest.raises(AssertionError, match="Prefix"):  # Gateway API says PathPrefix
+        _validate_gateway(route)

@@ -445,8 +445,12 @@ securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end }}
 
-{{/* Scheduling fields of a pod. Call with a values block holding nodeSelector/tolerations/affinity. */}}
+{{/* Scheduling fields of a pod. Call with a values block holding nodeSelector/tolerations/affinity
+and priorityClassName (topology spread: conversation-events.topologySpread). */}}
 {{- define "conversation-events.scheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -457,10 +461,6 @@ tolerations:
 {{- end }}
 {{- with .affinity }}
 affinity:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .topologySpreadConstraints }}
-topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
@@ -565,4 +565,72 @@ the chart runs the deletion-cost Deployment (KEDA, or no autoscaling), empty whe
   value: {{ include "conversation-events.workerSelector" . | quote }}
 - name: CE_SCALER_WORKER_HTTP_PORT
   value: {{ .Values.worker.httpPort | int64 | quote }}
+{{- end }}
+
+{{/*
+Annotations of a resource: `commonAnnotations` merged with the object's own (which win).
+Renders the whole `annotations:` key, or nothing. Call with (list $) or (list $ $own).
+*/}}
+{{- define "conversation-events.annotations" -}}
+{{- $root := index . 0 }}
+{{- $own := dict }}
+{{- if gt (len .) 1 }}{{ $own = index . 1 | default dict }}{{ end }}
+{{- with merge (deepCopy $own) $root.Values.commonAnnotations }}{{ dict "annotations" . | toYaml }}{{ end }}
+{{- end }}
+
+{{/* The lines of `commonAnnotations`, for an `annotations:` block of the chart's own keys (the
+schema keeps `helm.sh/` keys out of commonAnnotations, so they never collide). */}}
+{{- define "conversation-events.commonAnnotations" -}}
+{{- with .Values.commonAnnotations }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/* Labels of a pod template: the standard ones and the component's `podLabels`, which add
+labels but never replace a standard one. Call with (list $ "api" .Values.api.podLabels). */}}
+{{- define "conversation-events.podLabels" -}}
+{{- $standard := include "conversation-events.labels" (list (index . 0) (index . 1)) | fromYaml }}
+{{- toYaml (merge $standard (index . 2 | default dict)) }}
+{{- end }}
+
+{{/*
+Topology spread of a component's pods: each constraint without a labelSelector spreads this
+component's pods of the same rollout (matchLabelKeys pod-template-hash). Call with
+(list $ "api" .Values.api.topologySpreadConstraints).
+*/}}
+{{- define "conversation-events.topologySpread" -}}
+{{- $root := index . 0 }}
+{{- $selector := include "conversation-events.selectorLabels" (list $root (index . 1)) | fromYaml }}
+{{- $out := list }}
+{{- range index . 2 }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}
+{{- if not (hasKey $c "matchLabelKeys") }}{{ $_ := set $c "matchLabelKeys" (list "pod-template-hash") }}{{ end }}
+{{- end }}
+{{- $out = append $out $c }}
+{{- end }}
+{{- with $out }}{{ dict "topologySpreadConstraints" . | toYaml }}{{ end }}
+{{- end }}
+
+{{/* envFrom of an app container: the shared ConfigMap, `config.extraEnvFrom`, then the
+component's own. Call with (list $ .Values.api.extraEnvFrom). */}}
+{{- define "conversation-events.envFrom" -}}
+{{- $root := index . 0 -}}
+- configMapRef:
+    name: {{ include "conversation-events.configMapName" $root }}
+{{- with $root.Values.config.extraEnvFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- with index . 1 }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The Ingress's annotations: the user's, and the body-size limit of the API
+(`api.maxBodyBytes`) under each annotation named in `api.ingress.bodySizeAnnotations`. */}}
+{{- define "conversation-events.ingressAnnotations" -}}
+{{- $out := deepCopy (.Values.api.ingress.annotations | default dict) }}
+{{- range .Values.api.ingress.bodySizeAnnotations }}
+{{- $_ := set $out . (include "conversation-events.number" $.Values.api.maxBodyBytes) }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}

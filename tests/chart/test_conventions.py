@@ -1,0 +1,264 @@
+"""The conventions operators expect of a chart: extra labels, annotations, volumes, env sources
+and objects, priority classes, rollout history, topology spread, an HPA for the API, and an
+edge that is not tied to one ingress controller (Ingress or Gateway API HTTPRoute)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.chart.rendering import (
+    CHART,
+    COMBINATIONS,
+    FULLNAME,
+    by_kind,
+    one,
+    pod_labels,
+    pod_specs,
+    run_helm,
+)
+
+API = f"{FULLNAME}-api"
+WORKER = f"{FULLNAME}-worker"
+SCALER = f"{FULLNAME}-scaler"
+APP_DEPLOYMENTS = {API: "api", WORKER: "worker", SCALER: "autoscaling.scaler"}
+
+
+def _pod(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    owner = one(docs, kind, name)
+    return owner["spec"]["template"]["spec"]
+
+
+def test_app_pods_get_their_labels_priority_env_sources_and_volumes(render):
+    docs = render("conventions")
+    for name, block in APP_DEPLOYMENTS.items():
+        deployment = one(docs, "Deployment", name)
+        labels = pod_labels(deployment)
+        assert labels["example.com/team"] == "events", name
+        # An extra label never replaces one the selectors and policies rely on.
+        assert (
+            labels["app.kubernetes.io/component"]
+            == deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        )
+        assert labels["app.kubernetes.io/component"] != "overridden"
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["priorityClassName"] == "events-high", name
+        [container] = pod["containers"]
+        assert container["envFrom"] == [
+            {"configMapRef": {"name": f"{FULLNAME}-config"}},
+            {"secretRef": {"name": "shared-env"}},
+            {"configMapRef": {"name": f"{block}-env"}},
+        ], name
+        assert {"name": "extra", "configMap": {"name": "extra"}} in pod["volumes"], name
+        assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"], name
+        assert {"name": "extra", "mountPath": "/etc/extra"} in container["volumeMounts"], name
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], name
+        assert deployment["spec"]["revisionHistoryLimit"] == 2, name
+    job = _pod(docs, "Job", f"{FULLNAME}-migrations")
+    assert job["priorityClassName"] == "events-high"
+    assert job["containers"][0]["envFrom"] == [{"secretRef": {"name": "shared-env"}}]
+    for name in (f"{FULLNAME}-postgresql", f"{FULLNAME}-rabbitmq"):
+        assert _pod(docs, "StatefulSet", name)["priorityClassName"] == "events-data"
+        # A StatefulSet's revisionHistoryLimit cannot change once it exists: left alone.
+        assert "revisionHistoryLimit" not in one(docs, "StatefulSet", name)["spec"]
+
+
+def test_defaults_set_no_priority_extra_env_or_volume(render):
+    docs = render("defaults")
+    for owner, pod in pod_specs(docs):
+        assert "priorityClassName" not in pod, owner["metadata"]["name"]
+        for container in pod["containers"]:
+            sources = container.get("envFrom", [])
+            assert all("configMapRef" in s for s in sources), owner["metadata"]["name"]
+    for deployment in by_kind(docs, "Deployment"):
+        assert deployment["spec"]["revisionHistoryLimit"] == 5
+
+
+@pytest.mark.parametrize("combination", ["conventions", "keda-deletion-cost", "gateway-forced"])
+def test_common_annotations_on_every_object_beside_their_own(render, combination):
+    extra = ['--set-json=commonAnnotations={"example.com/owner":"events-team"}']
+    args = [] if combination == "conventions" else extra
+    docs = render(combination, *args)
+    assert docs
+    for d in docs:
+        annotations = d["metadata"].get("annotations", {})
+        assert annotations.get("example.com/owner") == "events-team", (
+            f"{d['kind']}/{d['metadata']['name']}"
+        )
+    # The chart's own annotations are kept next to them.
+    secret = one(docs, "Secret", f"{FULLNAME}-postgresql")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    job = one(docs, "Job", f"{FULLNAME}-migrations")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    if combination == "conventions":
+        ingress = one(docs, "Ingress", API)["metadata"]["annotations"]
+        assert ingress["example.com/edge"] == "on"
+
+
+def test_no_annotations_by_default(render):
+    for d in render("defaults"):
+        if d["kind"] not in ("Secret", "Job", "Pod"):  # keep-policies and hooks
+            assert "annotations" not in d["metadata"], f"{d['kind']}/{d['metadata']['name']}"
+
+
+def test_extra_objects_are_rendered_with_the_release_context(render):
+    extra = one(render("conventions"), "ConfigMap", "ce-extra")
+    assert extra["data"] == {"release": "ce"}
+    assert extra["metadata"]["labels"]["app.kubernetes.io/instance"] == "ce"
+    docs = render(
+        None,
+        '--set-json=extraObjects=[{"apiVersion":"v1","kind":"ConfigMap",'
+        '"metadata":{"name":"{{ .Release.Name }}-map"},"data":{"ns":"{{ .Release.Namespace }}"}}]',
+    )
+    assert one(docs, "ConfigMap", "ce-map")["data"] == {"ns": "events"}
+
+
+# --- topology spread ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [API, WORKER])
+def test_topology_spread_is_on_by_default_and_counts_only_the_components_pods(render, name):
+    deployment = one(render("defaults"), "Deployment", name)
+    constraints = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in constraints] == [
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    ]
+    for c in constraints:
+        # Best effort: a one-node cluster (kind) still schedules every pod.
+        assert c["whenUnsatisfiable"] == "ScheduleAnyway" and c["maxSkew"] == 1
+        assert c["labelSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
+        # Old and new ReplicaSets of a rollout are not counted together.
+        assert c["matchLabelKeys"] == ["pod-template-hash"]
+
+
+def test_topology_spread_can_be_turned_off_or_replaced(render):
+    for name in (API, WORKER):
+        pod = _pod(render("no-topology-spread"), "Deployment", name)
+        assert "topologySpreadConstraints" not in pod
+    own = {
+        "maxSkew": 2,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"tier": "events"}},
+    }
+    pod = _pod(
+        render(None, f"--set-json=api.topologySpreadConstraints=[{_json(own)}]"),
+        "Deployment",
+        API,
+    )
+    assert pod["topologySpreadConstraints"] == [own]
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+# --- the API's HPA -----------------------------------------------------------------------------
+
+
+def test_api_hpa_scales_the_api_deployment_on_cpu(render):
+    docs = render("api-autoscaling")
+    hpa = one(docs, "HorizontalPodAutoscaler", API)["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": API}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    [metric] = hpa["metrics"]
+    assert metric["resource"] == {
+        "name": "cpu",
+        "target": {"type": "Utilization", "averageUtilization": 70},
+    }
+    # Scale in slowly, one pod a minute after 5 minutes, so a lull does not take capacity away.
+    down = hpa["behavior"]["scaleDown"]
+    assert down["stabilizationWindowSeconds"] == 300
+    assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+    # The replica count belongs to the HPA: an upgrade must not reset it.
+    assert "replicas" not in one(docs, "Deployment", API)["spec"]
+    # A CPU utilisation target needs a CPU request.
+    [container] = _pod(docs, "Deployment", API)["containers"]
+    assert container["resources"]["requests"]["cpu"]
+
+
+def test_no_api_hpa_by_default(render):
+    docs = render("defaults")
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+    assert one(docs, "Deployment", API)["spec"]["replicas"] == 2
+
+
+# --- the edge: Ingress and HTTPRoute -----------------------------------------------------------
+
+
+def test_ingress_uses_the_cluster_default_class_unless_named(render):
+    ingress = one(render("ingress-plaintext"), "Ingress", API)
+    assert "ingressClassName" not in ingress["spec"]
+    assert "annotations" not in ingress["metadata"]
+    assert one(render("conventions"), "Ingress", API)["spec"]["ingressClassName"] == "traefik"
+
+
+def test_body_size_annotations_carry_the_apis_own_limit(render):
+    annotations = one(render("conventions"), "Ingress", API)["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "1048576"
+    docs = render("conventions", "--set=api.maxBodyBytes=2097152")
+    annotations = one(docs, "Ingress", API)["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "2097152"
+    [container] = _pod(docs, "Deployment", API)["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CE_MAX_BODY_BYTES"] == "2097152"
+
+
+@pytest.mark.parametrize("combination", ["gateway-forced", "gateway-served"])
+def test_httproute_sends_the_api_port_only_to_the_api_service(render, combination):
+    docs = render(combination)
+    route = one(docs, "HTTPRoute", API)
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    spec = route["spec"]
+    assert spec["parentRefs"] == [
+        {"name": "public", "namespace": "gateway", "sectionName": "https"}
+    ]
+    assert spec["hostnames"] == ["events.example.com"]
+    [rule] = spec["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    service = one(docs, "Service", API)
+    http = next(p for p in service["spec"]["ports"] if p["name"] == "http")
+    assert rule["backendRefs"] == [{"name": API, "port": http["port"]}]
+    assert http["targetPort"] == "http"  # not the metrics port
+    assert not by_kind(docs, "Ingress")
+
+
+def test_httproute_needs_the_gateway_api_or_force(render):
+    args = [a for a in COMBINATIONS["gateway-served"] if not a.startswith("--api-versions")]
+    assert not by_kind(render(None, *args), "HTTPRoute")
+    assert not by_kind(render("defaults"), "HTTPRoute")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--set=gateway.enabled=true", "--set=gateway.force=true"], "gateway.parentRefs"),
+        (
+            ['--set-json=commonAnnotations={"helm.sh/hook":"pre-install"}'],
+            "propertyName 'helm.sh/hook'",
+        ),
+        (["--set=api.autoscaling.targetCPUUtilizationPercentage=0"], "/api/autoscaling"),
+        (
+            [
+                "--set=api.autoscaling.enabled=true",
+                "--set=api.autoscaling.minReplicas=4",
+                "--set=api.autoscaling.maxReplicas=3",
+            ],
+            "api.autoscaling.maxReplicas must be at least",
+        ),
+        (['--set-json=api.extraVolumeMounts=[{"name":"x"}]'], "/api/extraVolumeMounts/0"),
+        (
+            ['--set-json=worker.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"zone"}]'],
+            "/worker/topologySpreadConstraints/0",
+        ),
+        (["--set=api.priorityClassName=Not_Valid"], "/api/priorityClassName"),
+    ],
+)
+def test_wrong_convention_values_are_rejected(helm, args, error):
+    result = run_helm(helm, "template", "ce", str(CHART), *args)
+    assert result.returncode != 0, f"accepted {args}"
+    assert error in result.stderr
