@@ -59,14 +59,20 @@ def preload_template(events: int, users: int) -> str:
     return url
 
 
-def event_ids(url: str) -> list[Row]:
+def event_ids(url: str, scored_only: bool = False) -> list[Row]:
+    """Every stored event; with `scored_only`, those whose processing scores the conversation
+    (and so updates the user's friendship row: the others are skipped)."""
+    from conversation_events.domain.conversation import is_scored_bot_type
+
     engine = infra.engine_for(url, 1)
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT id, conversation_id, user_id, bot_id FROM conversation_events")
+            text("SELECT id, conversation_id, user_id, bot_id, bot_type FROM conversation_events")
         ).all()
     engine.dispose()
-    return [(str(r[0]), r[1], r[2], r[3]) for r in rows]
+    return [
+        (str(r[0]), r[1], r[2], r[3]) for r in rows if not scored_only or is_scored_bot_type(r[4])
+    ]
 
 
 def publish(

@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from bench import infra
 from bench.infra import AMQP_URL, PATHS, TMP, log
-from bench.scenarios.backlog import Row, preload_template, publish
+from bench.scenarios.backlog import Row, event_ids, preload_template, publish
 from bench.scenarios.common import Config, consumers, isolated
 
 WORKERS = 4
@@ -94,19 +94,6 @@ def _status(engine: Any, ids: list[str]) -> dict[str, str]:
             {"i": ids},
         ).all()
     return {r[0]: r[1] for r in rows}
-
-
-def _scored_events(url: str) -> list[Row]:
-    """Events whose processing updates their user's friendship row (others are skipped)."""
-    from conversation_events.domain.conversation import is_scored_bot_type
-
-    engine = infra.engine_for(url, 1)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT id, conversation_id, user_id, bot_id, bot_type FROM conversation_events")
-        ).all()
-    engine.dispose()
-    return [(str(r[0]), r[1], r[2], r[3]) for r in rows if is_scored_bot_type(r[4])]
 
 
 def _round(policy: str, run: Any, engine: Any, users: list[str], events: dict[str, list[Row]],
@@ -211,7 +198,7 @@ def scale_in(cfg: Config) -> dict[str, Any]:
     try:
         with isolated("scalein", template, stop_timeout=90) as run:
             by_user: dict[str, list[Row]] = defaultdict(list)
-            for row in _scored_events(run.url):
+            for row in event_ids(run.url, scored_only=True):
                 by_user[row[2]].append(row)
             users = sorted(u for u, rows in by_user.items() if len(rows) >= 2)
             if len(users) < users_needed:
