@@ -4,19 +4,18 @@ edge that is not tied to one ingress controller (Ingress or Gateway API HTTPRout
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from tests.chart.rendering import (
-    CHART,
     COMBINATIONS,
     FULLNAME,
     by_kind,
     one,
     pod_labels,
     pod_specs,
-    run_helm,
 )
 
 API = f"{FULLNAME}-api"
@@ -152,8 +151,6 @@ def test_topology_spread_can_be_turned_off_or_replaced(render):
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -231,34 +228,3 @@ def test_httproute_needs_the_gateway_api_or_force(render):
     args = [a for a in COMBINATIONS["gateway-served"] if not a.startswith("--api-versions")]
     assert not by_kind(render(None, *args), "HTTPRoute")
     assert not by_kind(render("defaults"), "HTTPRoute")
-
-
-@pytest.mark.parametrize(
-    ("args", "error"),
-    [
-        (["--set=gateway.enabled=true", "--set=gateway.force=true"], "gateway.parentRefs"),
-        (
-            ['--set-json=commonAnnotations={"helm.sh/hook":"pre-install"}'],
-            "propertyName 'helm.sh/hook'",
-        ),
-        (["--set=api.autoscaling.targetCPUUtilizationPercentage=0"], "/api/autoscaling"),
-        (
-            [
-                "--set=api.autoscaling.enabled=true",
-                "--set=api.autoscaling.minReplicas=4",
-                "--set=api.autoscaling.maxReplicas=3",
-            ],
-            "api.autoscaling.maxReplicas must be at least",
-        ),
-        (['--set-json=api.extraVolumeMounts=[{"name":"x"}]'], "/api/extraVolumeMounts/0"),
-        (
-            ['--set-json=worker.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"zone"}]'],
-            "/worker/topologySpreadConstraints/0",
-        ),
-        (["--set=api.priorityClassName=Not_Valid"], "/api/priorityClassName"),
-    ],
-)
-def test_wrong_convention_values_are_rejected(helm, args, error):
-    result = run_helm(helm, "template", "ce", str(CHART), *args)
-    assert result.returncode != 0, f"accepted {args}"
-    assert error in result.stderr

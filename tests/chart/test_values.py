@@ -130,6 +130,27 @@ def test_schema_describes_exactly_the_documented_values():
             "needs api.ingress.host",
         ),
         (["--set=api.ingress.enabled=true"], "TLS is required"),
+        # The operator conventions (tests/chart/test_conventions.py):
+        (["--set=gateway.enabled=true", "--set=gateway.force=true"], "gateway.parentRefs"),
+        (
+            ['--set-json=commonAnnotations={"helm.sh/hook":"pre-install"}'],
+            "propertyName 'helm.sh/hook'",
+        ),
+        (["--set=api.autoscaling.targetCPUUtilizationPercentage=0"], "/api/autoscaling"),
+        (
+            [
+                "--set=api.autoscaling.enabled=true",
+                "--set=api.autoscaling.minReplicas=4",
+                "--set=api.autoscaling.maxReplicas=3",
+            ],
+            "api.autoscaling.maxReplicas must be at least",
+        ),
+        (['--set-json=api.extraVolumeMounts=[{"name":"x"}]'], "/api/extraVolumeMounts/0"),
+        (
+            ['--set-json=worker.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"zone"}]'],
+            "/worker/topologySpreadConstraints/0",
+        ),
+        (["--set=api.priorityClassName=Not_Valid"], "/api/priorityClassName"),
     ],
 )
 def test_wrong_values_are_rejected(helm, args, error):
