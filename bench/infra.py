@@ -115,7 +115,8 @@ def drop_stale_databases() -> None:
 
 
 def engine_for(url: str, pool_size: int = 4) -> Engine:
-    return create_engine(url, pool_size=pool_size, max_overflow=0)
+    # Pre-ping: on a shared machine other jobs may end idle PostgreSQL sessions between samples.
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
 def names(tag: str) -> tuple[str, str]:
