@@ -1,4 +1,7 @@
-"""`python -m bench [--quick] [--only accept,ceilings,processing,lag,autoscaling,tracing,scalein]`.
+"""`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
+
+SCENARIOS, comma-separated: accept, ceilings, processing, lag, autoscaling (the default: all
+of these), and tracing, ratestep, scalein (run only when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
 `bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
@@ -19,7 +22,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "scalein")
+OPTIONAL = ("tracing", "ratestep", "scalein")
 
 
 def main() -> int:
@@ -57,7 +60,7 @@ def main() -> int:
             results["ceilings"] = scenarios.ceilings(cfg, empty)
         if "tracing" in only:
             results["tracing"] = scenarios.tracing_cost(cfg, empty)
-        if {"processing", "autoscaling"} & set(only):
+        if {"processing", "autoscaling", "ratestep"} & set(only):
             infra.log(f"pre-loading {cfg.backlog} events")
             backlog = scenarios.preload_template(cfg.backlog, users=max(100, cfg.backlog // 10))
         if "processing" in only and backlog:
@@ -66,6 +69,8 @@ def main() -> int:
             results["lag"] = scenarios.lag(cfg, empty)
         if "autoscaling" in only and backlog:
             results["autoscaling"] = scenarios.autoscaling(cfg, backlog, cfg.backlog)
+        if "ratestep" in only and backlog:
+            results["ratestep"] = scenarios.rate_step(cfg, backlog, cfg.backlog)
         if "scalein" in only:
             results["scalein"] = scenarios.scale_in(cfg)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,30 @@ def table(results: dict[str, Any]) -> str:
                     "  (one worker drained the burst before the scaler's first reading: too small"
                     " to call for more workers)"
                 )
+    step = results.get("ratestep", {})
+    if step:
+        lines.append("")
+        lines.append(
+            f"RATE STEP  0 → {step['rate']:.0f} messages/s ({step['events']} messages), 1.5× one"
+            f" worker's {step['worker_rate']:.0f}/s; targetPerReplica {step['target_per_replica']},"
+            f" ratePerReplica {step['rate_per_replica']}"
+        )
+        lines.append(
+            f"{'metrics':<14}{'rounds':>8}{'2nd worker s':>14}{'peak backlog':>14}"
+            f"{'drained s':>11}{'most workers':>14}"
+        )
+
+        def med(rows: list[dict[str, Any]], key: str) -> float:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            return statistics.median(values) if values else float("nan")
+
+        for mode in ("backlog", "backlog+rate"):
+            rows = step[mode]
+            lines.append(
+                f"{mode:<14}{len(rows):>8}{med(rows, 'first_new_worker_s'):>14.1f}"
+                f"{med(rows, 'peak_backlog'):>14.0f}{med(rows, 'drain_s'):>11.1f}"
+                f"{med(rows, 'max_workers_seen'):>14.0f}"
+            )
     scale_in = results.get("scalein", {})
     if scale_in:
         lines.append("")

@@ -6,7 +6,7 @@ database and queues), drives it, verifies that nothing was lost, and returns pla
 """
 
 from bench.scenarios.accept import accept_path
-from bench.scenarios.autoscaling import autoscaling
+from bench.scenarios.autoscaling import autoscaling, rate_step
 from bench.scenarios.backlog import preload_template
 from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
@@ -24,6 +24,7 @@ __all__ = [
     "lag",
     "preload_template",
     "processing",
+    "rate_step",
     "scale_in",
     "tracing_cost",
 ]

@@ -1,4 +1,5 @@
-"""Autoscaling: a burst drained by the scaler (min 1, max N) and by N static workers."""
+"""Autoscaling: a burst drained by the scaler (min 1, max N) and by N static workers; a step in
+the publish rate met with the backlog metric alone and with the rate trigger as well."""
 
 from __future__ import annotations
 
@@ -23,24 +24,36 @@ from bench.scenarios.common import (
 )
 
 
-def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
-    """`mode` "scaled": scaler min 1 / max N; "static": N workers from the start."""
+def burst(
+    mode: str,
+    cfg: Config,
+    template: str,
+    events: int,
+    *,
+    rate: float = 0,
+    scaler_env: dict[str, str] | None = None,
+    static_workers: int | None = None,
+    until_min: bool = True,
+) -> dict[str, Any]:
+    """`mode` "scaled": scaler min 1 / max N; "static": N workers (or `static_workers`) from the
+    start. The events are published as fast as possible, or at `rate` per second; a scaled run
+    ends once the workers are back to one (or, without `until_min`, when drained)."""
     n = cfg.max_workers
     with isolated(f"burst-{mode}", template, stop_timeout=90) as run:
         workers_of: Callable[[], list[int]]
         if mode == "scaled":
-            scaler = start_scaler(run, 1, n, cfg)
+            scaler = start_scaler(run, 1, n, cfg, scaler_env)
             workers_of = functools.partial(worker_pids, scaler)
             want = 1
         else:
-            static = start_workers("ours", n, run)
+            want = static_workers or n
+            static = start_workers("ours", want, run)
             workers_of = lambda: [p.pid for p in static if p.alive()]  # noqa: E731
-            want = n
         infra.wait_for(lambda: consumers(run.queue) >= want, timeout=60, what=f"{want} consumers")
         engine = run.engine()
         t0 = time.monotonic()
         samples: list[dict[str, float]] = []
-        done = publish_in_background(run)
+        done = publish_in_background(run, rate)
         drained_at = None
         back_to_min_at = None
         deadline = t0 + max(180.0, events / 50) + cfg.scale_down_window_s + 120
@@ -58,7 +71,7 @@ def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
             )
             if drained_at is None and published >= events and left == 0:
                 drained_at = t
-                if mode == "static":
+                if mode == "static" or not until_min:
                     break
             if drained_at is not None and samples[-1]["workers"] <= 1:
                 back_to_min_at = t
@@ -92,6 +105,8 @@ def burst(mode: str, cfg: Config, template: str, events: int) -> dict[str, Any]:
             "back_to_min_s": (back_to_min_at - drained_at)
             if back_to_min_at is not None and drained_at is not None
             else None,
+            "peak_backlog": max((s["backlog"] for s in samples), default=None),
+            "max_workers_seen": max((s["workers"] for s in samples), default=0),
             "statuses": statuses,
             "failed_errors": errors,
             "samples": samples,
@@ -112,4 +127,35 @@ def autoscaling(cfg: Config, template: str, events: int) -> dict[str, Any]:
         except Exception as exc:
             log(f"burst {mode} failed: {exc!r}")
             out[mode] = {"error": repr(exc)}
+    return out
+
+
+def rate_step(cfg: Config, template: str, events: int) -> dict[str, Any]:
+    """A step from nothing to 1.5× one worker's throughput, backlog metric alone vs with the
+    rate trigger. Measured first: one worker's throughput `cap` (messages/s). Then
+    targetPerReplica = 5 × cap (5 s of one worker's work may wait) and ratePerReplica = 0.8 × cap,
+    `cfg.rate_step_rounds` rounds of each, interleaved."""
+    log("rate step: one worker's throughput")
+    one = burst("static", cfg, template, events, static_workers=1)
+    cap = events / one["drain_s"]
+    out: dict[str, Any] = {
+        "events": events,
+        "worker_rate": cap,
+        "rate": 1.5 * cap,
+        "target_per_replica": round(5 * cap),
+        "rate_per_replica": round(0.8 * cap),
+        "backlog": [],
+        "backlog+rate": [],
+    }
+    backlog_only = {"CE_SCALER_TARGET_PER_REPLICA": str(out["target_per_replica"])}
+    with_rate = backlog_only | {"CE_SCALER_RATE_PER_REPLICA": str(out["rate_per_replica"])}
+    for i in range(cfg.rate_step_rounds):
+        order = [("backlog", backlog_only), ("backlog+rate", with_rate)]
+        for mode, env in order if i % 2 == 0 else order[::-1]:
+            log(f"rate step: {mode}, {out['rate']:.0f} messages/s")
+            r = burst(
+                "scaled", cfg, template, events, rate=out["rate"], scaler_env=env, until_min=False
+            )
+            r.pop("samples")
+            out[mode].append(r)
     return out

@@ -81,11 +81,18 @@ def publish(
     routing_key: str,
     rows: Sequence[Row],
     progress: Callable[[int], None] = lambda _: None,
+    rate: float = 0,
 ) -> None:
-    """One event message per row, persistent, as the API's publisher sends them."""
+    """One event message per row, persistent, as the API's publisher sends them; at most
+    `rate` messages per second when it is set (on schedule: a late message is sent at once)."""
     from conversation_events.messaging.contract import EventMessage
 
+    started = time.monotonic()
     for i, (event_id, cid, uid, bid) in enumerate(rows):
+        if rate:
+            ahead = started + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
         channel.basic_publish(
             exchange,
             routing_key,
@@ -125,8 +132,9 @@ def publish_backlog(kind: str, run: Run) -> int:
     return len(rows)
 
 
-def publish_in_background(run: Run) -> dict[str, float]:
-    """Publish the backlog on a thread (the burst); the dict fills in as it goes."""
+def publish_in_background(run: Run, rate: float = 0) -> dict[str, float]:
+    """Publish the backlog on a thread (the burst; at `rate` messages/s when set); the dict
+    fills in as it goes."""
     from conversation_events.messaging.topology import Topology
 
     state: dict[str, float] = {"published": 0, "seconds": 0.0}
@@ -139,7 +147,7 @@ def publish_in_background(run: Run) -> dict[str, float]:
         started = time.monotonic()
         topology = Topology(run.exchange, run.queue, 50)
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        publish(connection.channel(), run.exchange, topology.routing_key, rows, progress)
+        publish(connection.channel(), run.exchange, topology.routing_key, rows, progress, rate)
         connection.close()
         state["published"] = len(rows)
         state["seconds"] = time.monotonic() - started

@@ -47,12 +47,13 @@ class Config:
     scale_down_window_s: float
     scale_in_rounds: int  # rounds of each victim policy in the scale-in scenario
     scale_in_busy_s: float  # how long a busy worker's event is held after the decision
+    rate_step_rounds: int  # rounds of each mode in the rate-step scenario
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         if quick:
-            return cls(True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10, 2, 3.0)
-        return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0)
+            return cls(True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10, 2, 3.0, 1)
+        return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0, 3)
 
 
 @dataclass
@@ -243,21 +244,28 @@ def start_workers(
     return procs
 
 
-def start_scaler(run: Run, min_workers: int, max_workers: int, cfg: Config) -> Proc:
-    """Our scaler with the local actuator (it starts the workers), into `run.procs`."""
+def start_scaler(
+    run: Run, min_workers: int, max_workers: int, cfg: Config, extra: dict[str, str] | None = None
+) -> Proc:
+    """Our scaler with the local actuator (it starts the workers), into `run.procs`; `extra`:
+    more `CE_SCALER_*` settings."""
     status = infra.TMP / f"scaler-{uuid.uuid4().hex[:6]}.json"
-    env = infra.common_env(run.url, run.exchange, run.queue) | {
-        "CE_SCALER_ACTUATOR": "local",
-        "CE_SCALER_MIN_REPLICAS": str(min_workers),
-        "CE_SCALER_MAX_REPLICAS": str(max_workers),
-        "CE_SCALER_STATUS_FILE": str(status),
-        "CE_SCALER_LOCK_FILE": str(status) + ".lock",
-        "CE_SCALER_HTTP_PORT": "0",
-        "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
-        "CE_SCALER_WORKER_PYTHONPATH": PATHS["worker"],
-        "CE_SCALER_WORKER_LOG_DIR": str(infra.TMP),
-        "CE_SCALER_SCALE_DOWN_STABILIZATION_S": str(cfg.scale_down_window_s),
-    }
+    env = (
+        infra.common_env(run.url, run.exchange, run.queue)
+        | {
+            "CE_SCALER_ACTUATOR": "local",
+            "CE_SCALER_MIN_REPLICAS": str(min_workers),
+            "CE_SCALER_MAX_REPLICAS": str(max_workers),
+            "CE_SCALER_STATUS_FILE": str(status),
+            "CE_SCALER_LOCK_FILE": str(status) + ".lock",
+            "CE_SCALER_HTTP_PORT": "0",
+            "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
+            "CE_SCALER_WORKER_PYTHONPATH": PATHS["worker"],
+            "CE_SCALER_WORKER_LOG_DIR": str(infra.TMP),
+            "CE_SCALER_SCALE_DOWN_STABILIZATION_S": str(cfg.scale_down_window_s),
+        }
+        | (extra or {})
+    )
     scaler = Proc("scaler", ["-m", "conversation_events_scaler"], PATHS["scaler"], env)
     run.procs.append(scaler)
     return scaler
