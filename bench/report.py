@@ -240,38 +240,33 @@ def table(results: dict[str, Any]) -> str:
                 )
     step = results.get("ratestep", {})
     if step:
-        lines.append("")
-        lines.append(
+        heading = (
             f"RATE STEP  0 → {step['rate']:.0f} messages/s ({step['events']} messages), 1.5× one"
             f" worker's {step['worker_rate']:.0f}/s; targetPerReplica {step['target_per_replica']},"
             f" ratePerReplica {step['rate_per_replica']}"
         )
-        lines.append(
-            f"{'metrics':<14}{'rounds':>8}{'2nd worker s':>14}{'peak backlog':>14}"
-            f"{'drained s':>11}{'most workers':>14}"
-        )
-
-        def med(rows: list[dict[str, Any]], key: str) -> float:
-            values = [r[key] for r in rows if r.get(key) is not None]
-            return statistics.median(values) if values else float("nan")
-
+        lines += ["", heading]
+        columns = [  # heading, width, format, key of the rounds' results
+            ("2nd worker s", 14, ".1f", "first_new_worker_s"),
+            ("peak backlog", 14, ".0f", "peak_backlog"),
+            ("drained s", 11, ".1f", "drain_s"),
+            ("most workers", 14, ".0f", "max_workers_seen"),
+        ]
+        lines.append(f"{'metrics':<14}{'rounds':>8}" + "".join(f"{c[0]:>{c[1]}}" for c in columns))
         for mode in ("backlog", "backlog+rate"):
             rows = step[mode]
-            lines.append(
-                f"{mode:<14}{len(rows):>8}{med(rows, 'first_new_worker_s'):>14.1f}"
-                f"{med(rows, 'peak_backlog'):>14.0f}{med(rows, 'drain_s'):>11.1f}"
-                f"{med(rows, 'max_workers_seen'):>14.0f}"
+            cells = "".join(
+                f"{_median(rows, key):>{width}{spec}}" for _, width, spec, key in columns
             )
+            lines.append(f"{mode:<14}{len(rows):>8}{cells}")
     scale_in = results.get("scalein", {})
     if scale_in:
-        lines.append("")
-        lines.append(
+        lines += [
+            "",
             f"SCALE-IN  {scale_in['workers']} → {scale_in['after']} workers, {scale_in['busy']} of"
-            f" them holding an event for {scale_in['busy_s']:g} s after the decision"
-        )
-        lines.append(
-            f"{'victims':<14}{'rounds':>8}{'median s':>10}{'min–max s':>14}{'busy victim':>13}"
-        )
+            f" them holding an event for {scale_in['busy_s']:g} s after the decision",
+            f"{'victims':<14}{'rounds':>8}{'median s':>10}{'min–max s':>14}{'busy victim':>13}",
+        ]
         for policy in ("idle-first", "random"):
             r = scale_in[policy]
             lines.append(
@@ -291,6 +286,11 @@ def table(results: dict[str, Any]) -> str:
                 f"  (goal {t['goal']})"
             )
     return "\n".join(lines)
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(values) if values else float("nan")
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
