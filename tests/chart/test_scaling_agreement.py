@@ -34,11 +34,18 @@ VALUES = [
 def hpa_desired(
     current: int, metrics: list[tuple[float, float]], min_replicas: int, max_replicas: int
 ) -> int:
-    """The HPA's replicas for ``AverageValue`` external metrics: ``(value, target)`` pairs."""
+    """The HPA's replicas for ``AverageValue`` external metrics: ``(value, target)`` pairs.
+
+    KEDA runs the HPA with at least one replica and takes 1 → 0 itself, only when no trigger
+    is active (a value above its activation, 0 here): a publish rate too small for any
+    proposal (say 5e-324 messages/s) still keeps one worker, as it does in the scaler.
+    """
     proposals = []
     for value, target in metrics:
         ratio = value / (target * current)
         proposals.append(current if abs(ratio - 1) <= HPA_TOLERANCE else math.ceil(value / target))
+    if any(value > 0 for value, _ in metrics):
+        min_replicas = max(1, min_replicas)
     return max(min_replicas, min(max_replicas, max(proposals)))
 
 
