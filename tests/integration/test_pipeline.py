@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,6 +112,47 @@ def test_thousand_events_fifty_users_with_resends(
         r.json()["event_id"] == event_ids[b["conversation_id"]]
         for b, r in zip(resent, again, strict=True)
     )
+    assert_processed_exactly_once(engine, bodies)
+
+
+def test_batches_with_resends_and_invalid_items_are_processed_exactly_once(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    api, base = start_api(env, API_KEY)
+    services.append(api)
+    services.extend(start_worker(env) for _ in range(2))
+    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(50)]
+    bodies = events_for(users, 1000)
+    batches = [bodies[i : i + 200] for i in range(0, len(bodies), 200)]
+    # A re-sent batch, and one mixing re-sends with invalid items.
+    batches.append(random.Random(2).sample(bodies, 150))
+    batches.append([*bodies[:20], {"conversation_id": "broken"}, {**bodies[0], "user_id": ""}])
+
+    with (
+        httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=60) as client,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        replies = list(
+            pool.map(
+                lambda batch: client.post(
+                    "/v1/conversations/end:batch", json={"conversations": batch}
+                ),
+                batches,
+            )
+        )
+
+    assert [r.status_code for r in replies] == [200] * len(batches)
+    results = [item for r in replies for item in r.json()["results"]]
+    statuses_seen = Counter(item["status"] for item in results)
+    assert statuses_seen["accepted"] == 1000 and statuses_seen["invalid"] == 2
+    # The first answer of each conversation gave its event id; every later one the same.
+    event_ids: dict[str, str] = {}
+    for batch, reply in zip(batches, replies, strict=True):
+        for body, item in zip(batch, reply.json()["results"], strict=True):
+            if item["status"] in ("accepted", "duplicate"):
+                known = event_ids.setdefault(body["conversation_id"], item["event_id"])
+                assert item["event_id"] == known
+    assert len(event_ids) == 1000
     assert_processed_exactly_once(engine, bodies)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -36,6 +37,18 @@ class BatchQueue(Generic[T]):
         if self._max is not None and len(self._items) >= self._max:
             return False
         self._items.append(item)
+        self._ready.set()
+        return True
+
+    def put_all(self, items: Sequence[T]) -> bool:
+        """Queue all of `items`, or none of them (False) when they would pass `max_items`.
+
+        Items more numerous than `max_items` are queued together into an empty queue, so a
+        bound set below a caller's largest group still lets that group through, alone.
+        """
+        if self._max is not None and self._items and len(self._items) + len(items) > self._max:
+            return False
+        self._items.extend(items)
         self._ready.set()
         return True
 

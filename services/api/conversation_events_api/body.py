@@ -4,12 +4,15 @@ FastAPI decodes a declared body model with the standard `json` module and then v
 resulting objects: two passes over every message of a conversation. `read_json_body` lets
 pydantic-core parse and validate in one pass (about half the CPU for our bodies) and answers as
 FastAPI does: a 422 with field errors under `body`, or a 400 when the bytes are not UTF-8 or
-nest too deeply to parse. `json_body_doc` keeps the model in the OpenAPI document.
+nest too deeply to parse. `json_body_doc` keeps the model in the OpenAPI document, and
+`validation_details` renders field errors safely, whatever the client sent.
 """
 
 from __future__ import annotations
 
 import email.message
+import math
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
@@ -102,3 +105,56 @@ def _unparseable(body: bytes, reason: str) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+_MAX_ECHO_CHARS = 200
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's field-level 422 details, made safe to render whatever the client sent.
+
+    The default handler echoes each invalid input in full, and fails (a 500) on what JSON
+    cannot carry: unpaired surrogates, NaN, integers beyond 64 bits, very deep nesting. Here
+    scalar inputs are echoed (long strings cut short), containers are not, and every string is
+    made valid UTF-8.
+    """
+    details = []
+    for error in errors:
+        item: dict[str, Any] = {
+            "type": safe_text(str(error.get("type", "value_error"))),
+            "loc": [p if isinstance(p, int) else safe_text(str(p)) for p in error.get("loc", ())],
+            "msg": safe_text(str(error.get("msg", ""))),
+        }
+        if "input" in error and _is_scalar(error["input"]):
+            item["input"] = _scalar(error["input"])
+        ctx = error.get("ctx")
+        if isinstance(ctx, dict):
+            item["ctx"] = {
+                safe_text(str(k)): _scalar(v) if _is_scalar(v) else safe_text(str(v))
+                for k, v in ctx.items()
+            }
+        details.append(item)
+    return details
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else safe_text(str(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def safe_text(value: str) -> str:
+    """`value` cut to 200 characters and made valid UTF-8: safe to echo in an answer."""
+    if len(value) > _MAX_ECHO_CHARS:
+        value = value[:_MAX_ECHO_CHARS] + "…"
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,13 +19,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conversation_events.errors import ConflictingEvent, PermanentError, RetryableError
 from conversation_events.messaging.policy import ensure_queue_policy
-from conversation_events_api.body import add_body_schemas
+from conversation_events_api.body import add_body_schemas, validation_details
 from conversation_events_api.deps import unauthorized
 from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
 from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
-from conversation_events_api.routes import admin, conversations, friendship, health, users
+from conversation_events_api.routes import (
+    admin,
+    batch,
+    conversations,
+    friendship,
+    health,
+    users,
+)
 from conversation_events_api.routes.health import metrics_registry
 from conversation_events_api.security import KeyRing, presented_key
 from conversation_events_api.settings import ApiSettings
@@ -135,12 +141,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        max_batch_body_bytes=settings.max_batch_body_bytes,
         max_in_flight=settings.max_in_flight,
         client_timeout_s=settings.client_timeout_s,
         retry_after_s=settings.retry_after_s,
         log_requests=settings.request_log,
     )
     app.include_router(conversations.router)
+    app.include_router(batch.router)
     app.include_router(friendship.router)
     app.include_router(users.router)
     app.include_router(admin.router)
@@ -194,7 +202,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
-_MAX_ECHO_CHARS = 200
 _ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -222,52 +229,3 @@ def http_error_response(exc: StarletteHTTPException) -> Response:
     if isinstance(exc.detail, str):
         body["code"] = _ERROR_CODES.get(exc.status_code, "error")
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-
-def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """FastAPI's field-level 422 details, made safe to render whatever the client sent.
-
-    The default handler echoes each invalid input in full, and fails (a 500) on what JSON
-    cannot carry: unpaired surrogates, NaN, integers beyond 64 bits, very deep nesting. Here
-    scalar inputs are echoed (long strings cut short), containers are not, and every string is
-    made valid UTF-8.
-    """
-    details = []
-    for error in errors:
-        item: dict[str, Any] = {
-            "type": _text(str(error.get("type", "value_error"))),
-            "loc": [p if isinstance(p, int) else _text(str(p)) for p in error.get("loc", ())],
-            "msg": _text(str(error.get("msg", ""))),
-        }
-        if "input" in error and _is_scalar(error["input"]):
-            item["input"] = _scalar(error["input"])
-        ctx = error.get("ctx")
-        if isinstance(ctx, dict):
-            item["ctx"] = {
-                _text(str(k)): _scalar(v) if _is_scalar(v) else _text(str(v))
-                for k, v in ctx.items()
-            }
-        details.append(item)
-    return details
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float)
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, str):
-        return _text(value)
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else _text(str(value))
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-def _text(value: str) -> str:
-    if len(value) > _MAX_ECHO_CHARS:
-        value = value[:_MAX_ECHO_CHARS] + "…"
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")

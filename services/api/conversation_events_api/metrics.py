@@ -23,7 +23,7 @@ PUBLISH_FAILURES = Counter(
 )
 SHED = Counter(
     "conversation_events_shed_total",
-    "Requests answered 503 `overloaded`, by the bound they met: in_flight or writer.",
+    "Requests answered 503 `overloaded`, by the bound they met: in_flight, writer or batches.",
     ["bound"],
 )
 IN_FLIGHT = Gauge(

@@ -63,6 +63,8 @@ def too_large_body(limit: int) -> bytes:
 
 
 ACCEPT_PATH = "/v1/conversations/end"
+#: The batch route: its bodies have a limit of their own.
+BATCH_PATH = "/v1/conversations/end:batch"
 #: Refusals of the accept path, by status, counted in `conversation_events_rejected_total`.
 _REJECTIONS = {
     400: "unparseable",
@@ -85,6 +87,7 @@ class EdgeMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
+        max_batch_body_bytes: int,
         max_in_flight: int,
         client_timeout_s: float,
         retry_after_s: int,
@@ -93,6 +96,7 @@ class EdgeMiddleware:
         self.app = app
         self.log_requests = log_requests
         self.max_body_bytes = max_body_bytes
+        self.max_batch_body_bytes = max_batch_body_bytes
         self.max_in_flight = max_in_flight
         self.client_timeout_s = client_timeout_s
         self.retry_after = str(retry_after_s).encode()
@@ -150,12 +154,15 @@ class EdgeMiddleware:
                 self.in_flight += 1
                 metrics.IN_FLIGHT.set(self.in_flight)
                 counted = True
+            limit = (
+                self.max_batch_body_bytes if scope["path"] == BATCH_PATH else self.max_body_bytes
+            )
             declared = headers.get(b"content-length")
             if declared is not None and not declared.isdigit():
                 await _reply(send_wrapper, 400, _BAD_LENGTH)
                 return
-            if declared is not None and int(declared) > self.max_body_bytes:
-                await _reply(send_wrapper, 413, too_large_body(self.max_body_bytes))
+            if declared is not None and int(declared) > limit:
+                await _reply(send_wrapper, 413, too_large_body(limit))
                 return
             received = 0
             body_deadline = time.monotonic() + self.client_timeout_s
@@ -173,15 +180,15 @@ class EdgeMiddleware:
                     raise BodyTimeout(self.client_timeout_s) from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
-                    if received > self.max_body_bytes:
-                        raise BodyTooLarge(self.max_body_bytes)
+                    if received > limit:
+                        raise BodyTooLarge(limit)
                     body_done = not message.get("more_body", False)
                 return message
 
             try:
                 await self.app(scope, limited_receive, send_wrapper)
             except BodyTooLarge:
-                await _reply(send_wrapper, 413, too_large_body(self.max_body_bytes))
+                await _reply(send_wrapper, 413, too_large_body(limit))
             except BodyTimeout as exc:
                 await _reply(send_wrapper, 408, _timeout_body(exc), [(b"connection", b"close")])
         except BaseException as exc:

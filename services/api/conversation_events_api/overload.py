@@ -33,7 +33,11 @@ UNAVAILABLE_LOG = ThrottledLog(log, "dependency unavailable: answering 503")
 
 
 class Overloaded(RetryableError):
-    """This process has more work waiting than it accepts (in-flight or writer bound)."""
+    """This process has more work waiting than it accepts (in-flight, writer or batch bound)."""
+
+    def __init__(self, message: str, bound: str = "writer") -> None:
+        super().__init__(message)
+        self.bound = bound  # the `bound` label of the shed count
 
 
 class DeadlineExceeded(RetryableError):
@@ -63,6 +67,6 @@ def add_handlers(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded) -> Response:
-        metrics.SHED.labels("writer").inc()
-        SHED_LOG.record("writer", error=str(exc))
+        metrics.SHED.labels(exc.bound).inc()
+        SHED_LOG.record(exc.bound, error=str(exc))
         return Response(OVERLOADED_BODY, 503, headers, media_type="application/json")

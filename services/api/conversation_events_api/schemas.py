@@ -250,6 +250,74 @@ def _valid_unicode(text: str) -> bool:
     return True
 
 
+#: Most conversations one batch request may carry; a request with more gets 413.
+MAX_BATCH_ITEMS = 500
+
+
+class ConversationBatchRequest(BaseModel):
+    """Conversations to accept together; each one is validated, stored and answered on its own
+    (an invalid one does not fail the others)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conversations: list[ConversationEndRequest] = Field(
+        description=(
+            f"1 to {MAX_BATCH_ITEMS} conversations, each as the body of "
+            "`POST /v1/conversations/end`; more than that is a 413."
+        ),
+        json_schema_extra={"maxItems": MAX_BATCH_ITEMS},
+    )
+
+
+class RawBatch(BaseModel):
+    """A batch request's conversations as plain JSON values, to validate one by one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conversations: list[Any]
+
+
+BatchItemStatus = Literal["accepted", "duplicate", "conflict", "erased", "invalid"]
+
+
+class BatchItemResult(BaseModel):
+    index: int = Field(description="Position of the conversation in the request, from 0.")
+    status: BatchItemStatus = Field(
+        description=(
+            "`accepted`: stored now (committed) and queued for scoring, as a single post's 202. "
+            "`duplicate`: the same content was stored before (or earlier in this batch); "
+            "`event_id` is the stored event's, nothing is queued again. `conflict`: the "
+            "conversation id is stored with other content (a single post's 409); nothing is "
+            "stored, `event_id` is the stored event's. `erased`: the user was erased after this "
+            "conversation ended (a single post's 410); nothing is stored. `invalid`: refused "
+            "as a single post's 422, `errors` says why; nothing is stored."
+        )
+    )
+    conversation_id: str | None = Field(
+        None, description="The item's conversation id, when it has one that is text."
+    )
+    event_id: str | None = Field(None, description="accepted, duplicate, conflict.")
+    status_url: str | None = Field(None, description="accepted and duplicate.")
+    errors: list[dict[str, Any]] | None = Field(
+        None,
+        description=(
+            "invalid: field errors in the form of a single post's 422 `detail`, each `loc` "
+            "starting with `body`, `conversations` and the item's index."
+        ),
+    )
+
+
+class BatchAccepted(BaseModel):
+    """One result per conversation, in request order, and the count of each status."""
+
+    accepted: int
+    duplicate: int
+    conflict: int
+    erased: int
+    invalid: int
+    results: list[BatchItemResult]
+
+
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
     conversation_id: str

@@ -36,6 +36,24 @@ class ApiSettings(CommonSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body in bytes; larger ones get 413."
     )
+    max_batch_body_bytes: int = Field(
+        4 * 1_048_576,
+        ge=1024,
+        description=(
+            "Largest body of POST /v1/conversations/end:batch in bytes; larger ones get 413. "
+            "Default 4 MiB: 500 conversations of 8 KB each (the bench's average is 3.5 KB)."
+        ),
+    )
+    max_batches_in_flight: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Most batch requests one process handles at once; more get an immediate 503 "
+            "(`overloaded`) before their body is read. Bounds the memory batches hold "
+            "(4 x CE_MAX_BATCH_BODY_BYTES, and their parsed form); two or three keep the "
+            "writer busy."
+        ),
+    )
     max_log_items: int = Field(
         2000, ge=1, description="Most messages one conversation may carry (bounded work per event)."
     )

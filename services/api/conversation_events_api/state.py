@@ -26,3 +26,5 @@ class AppState:
     publisher: Publisher
     relay: Relay
     keys: KeyRing
+    #: Batch requests being handled now (CE_MAX_BATCHES_IN_FLIGHT); the event loop's alone.
+    batches_in_flight: int = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
@@ -61,14 +62,27 @@ class EventWriter:
     async def insert(self, event: NewEvent) -> InsertOutcome:
         """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable and
         `Overloaded` when too many events already wait."""
-        loop = asyncio.get_running_loop()
-        oldest = self._pending.oldest()
-        if oldest is not None and loop.time() - oldest[2] > self._max_wait:
-            raise Overloaded(f"insert queue behind by more than {self._max_wait:g} s")
-        future: asyncio.Future[InsertOutcome] = loop.create_future()
-        if not self._pending.put((event, future, loop.time())):
-            raise Overloaded("insert queue full")
+        [future] = self._queue([event])
         return await future
+
+    def insert_all(self, items: Sequence[NewEvent]) -> list[asyncio.Future[InsertOutcome]]:
+        """Queue `items` for storing, all or none (`Overloaded`); one waiter each, which fails
+        with `RetryableError` when its batch could not be stored. They may be stored in
+        several batches, each committed on its own."""
+        return self._queue(items)
+
+    def _queue(self, items: Sequence[NewEvent]) -> list[asyncio.Future[InsertOutcome]]:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        oldest = self._pending.oldest()
+        if oldest is not None and now - oldest[2] > self._max_wait:
+            raise Overloaded(f"insert queue behind by more than {self._max_wait:g} s")
+        futures: list[asyncio.Future[InsertOutcome]] = [loop.create_future() for _ in items]
+        if not self._pending.put_all(
+            [(event, future, now) for event, future in zip(items, futures, strict=True)]
+        ):
+            raise Overloaded("insert queue full")
+        return futures
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

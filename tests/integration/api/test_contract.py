@@ -20,64 +20,65 @@ def error_locs(response: httpx.Response) -> list[tuple]:
     return [tuple(e["loc"]) for e in response.json()["detail"]]
 
 
-@pytest.mark.parametrize(
-    ("mutate", "loc"),
-    [
-        (lambda b: b.pop("conversation_id"), ("body", "conversation_id")),
-        (lambda b: b.update(conversation_id=""), ("body", "conversation_id")),
-        (lambda b: b.update(conversation_id="   "), ("body", "conversation_id")),
-        (lambda b: b.update(user_id="u" * 256), ("body", "user_id")),
-        (lambda b: b.update(bot_id=12), ("body", "bot_id")),
-        (lambda b: b.update(end_time="2026-11-20T09:00:00+00:00"), ("body", "end_time")),
-        (lambda b: b.update(start_time="2026-11-20T09:00:00"), ("body", "start_time")),
-        (lambda b: b.update(start_time="yesterday"), ("body", "start_time")),
-        (lambda b: b.pop("conversation_log"), ("body", "conversation_log")),
-        (lambda b: b.update(conversation_log="hello"), ("body", "conversation_log")),
-        (
-            lambda b: b["conversation_log"].append({"content": "no speaker"}),
-            ("body", "conversation_log", 6, "character"),
-        ),
-        (lambda b: b.update(user_id="nul\x00byte"), ("body", "user_id")),
-        (
-            lambda b: b["metadata"].update(session_emotion="ecstatic"),
-            ("body", "metadata", "session_emotion"),
-        ),
-        (
-            lambda b: b["metadata"].update(user_initiated_questions=-1),
-            ("body", "metadata", "user_initiated_questions"),
-        ),
-        (lambda b: b.update(status="PROCESSED"), ("body",)),
-        (lambda b: b.update(start_time=1700000000), ("body", "start_time")),
-        (
-            lambda b: b["metadata"].update(new_memories_count="3"),
-            ("body", "metadata", "new_memories_count"),
-        ),
-        (
-            lambda b: b["metadata"].update(user_initiated_questions=True),
-            ("body", "metadata", "user_initiated_questions"),
-        ),
-    ],
-    ids=[
-        "missing-id",
-        "empty-id",
-        "blank-id",
-        "id-too-long",
-        "wrong-type",
-        "end-before-start",
-        "naive-time",
-        "bad-time",
-        "missing-log",
-        "log-not-list",
-        "log-item-no-character",
-        "nul",
-        "unknown-emotion",
-        "negative-count",
-        "server-owned-field",
-        "unix-timestamp",
-        "count-as-text",
-        "count-as-bool",
-    ],
-)
+#: Invalid bodies (a change to a valid one) and where their 422 points; batch items too.
+INVALID_BODIES = [
+    (lambda b: b.pop("conversation_id"), ("body", "conversation_id")),
+    (lambda b: b.update(conversation_id=""), ("body", "conversation_id")),
+    (lambda b: b.update(conversation_id="   "), ("body", "conversation_id")),
+    (lambda b: b.update(user_id="u" * 256), ("body", "user_id")),
+    (lambda b: b.update(bot_id=12), ("body", "bot_id")),
+    (lambda b: b.update(end_time="2026-11-20T09:00:00+00:00"), ("body", "end_time")),
+    (lambda b: b.update(start_time="2026-11-20T09:00:00"), ("body", "start_time")),
+    (lambda b: b.update(start_time="yesterday"), ("body", "start_time")),
+    (lambda b: b.pop("conversation_log"), ("body", "conversation_log")),
+    (lambda b: b.update(conversation_log="hello"), ("body", "conversation_log")),
+    (
+        lambda b: b["conversation_log"].append({"content": "no speaker"}),
+        ("body", "conversation_log", 6, "character"),
+    ),
+    (lambda b: b.update(user_id="nul\x00byte"), ("body", "user_id")),
+    (
+        lambda b: b["metadata"].update(session_emotion="ecstatic"),
+        ("body", "metadata", "session_emotion"),
+    ),
+    (
+        lambda b: b["metadata"].update(user_initiated_questions=-1),
+        ("body", "metadata", "user_initiated_questions"),
+    ),
+    (lambda b: b.update(status="PROCESSED"), ("body",)),
+    (lambda b: b.update(start_time=1700000000), ("body", "start_time")),
+    (
+        lambda b: b["metadata"].update(new_memories_count="3"),
+        ("body", "metadata", "new_memories_count"),
+    ),
+    (
+        lambda b: b["metadata"].update(user_initiated_questions=True),
+        ("body", "metadata", "user_initiated_questions"),
+    ),
+]
+INVALID_IDS = [
+    "missing-id",
+    "empty-id",
+    "blank-id",
+    "id-too-long",
+    "wrong-type",
+    "end-before-start",
+    "naive-time",
+    "bad-time",
+    "missing-log",
+    "log-not-list",
+    "log-item-no-character",
+    "nul",
+    "unknown-emotion",
+    "negative-count",
+    "server-owned-field",
+    "unix-timestamp",
+    "count-as-text",
+    "count-as-bool",
+]
+
+
+@pytest.mark.parametrize(("mutate", "loc"), INVALID_BODIES, ids=INVALID_IDS)
 def test_invalid_bodies_get_field_level_422(
     client: httpx.Client, mutate: Callable[[dict], object], loc: tuple
 ) -> None:

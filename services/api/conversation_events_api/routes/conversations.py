@@ -15,11 +15,11 @@ from sqlalchemy import Connection
 
 from conversation_events import telemetry
 from conversation_events.errors import ConflictingEvent
-from conversation_events.messaging.contract import EventMessage
 from conversation_events.persistence import events as event_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertStatus
 from conversation_events_api import metrics
+from conversation_events_api.accepting import announce, too_many_messages
 from conversation_events_api.body import json_body_doc, read_json_body
 from conversation_events_api.deps import Ingest, PathId, Reader, State
 from conversation_events_api.overload import within
@@ -79,17 +79,9 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
     """
     not_after = datetime.now(UTC) + timedelta(seconds=state.settings.max_clock_skew_s)
     payload = await read_json_body(request, ConversationEndRequest, {"not_after": not_after})
-    if len(payload.conversation_log) > state.settings.max_log_items:
-        raise HTTPException(
-            422,
-            detail=[
-                {
-                    "loc": ["body", "conversation_log"],
-                    "msg": f"at most {state.settings.max_log_items} messages",
-                    "type": "too_long",
-                }
-            ],
-        )
+    too_long = too_many_messages(payload, state.settings.max_log_items)
+    if too_long:
+        raise HTTPException(422, detail=too_long)
     event = payload.to_event(principal.tenant, trace_context=telemetry.inject_current())
     outcome = await within(
         state.settings.request_timeout_s, state.writer.insert(event), "storing the event"
@@ -106,16 +98,7 @@ async def conversation_end(request: Request, state: State, principal: Ingest) ->
         raise ConflictingEvent(payload.conversation_id, outcome.event_id)
     if outcome.status is InsertStatus.CREATED:
         metrics.ACCEPTED.inc()
-        state.publisher.submit(
-            EventMessage.now(
-                event.id,
-                event.conversation_id,
-                event.user_id,
-                event.bot_id,
-                tenant=event.tenant,
-                trace_context=event.trace_context,
-            )
-        )
+        announce(state.publisher, event)
     else:
         metrics.DUPLICATES.inc()
     body = {
