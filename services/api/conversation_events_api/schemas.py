@@ -262,7 +262,7 @@ class ConversationBatchRequest(BaseModel):
 
     conversations: list[ConversationEndRequest] = Field(
         description=(
-            f"1 to {MAX_BATCH_ITEMS} conversations, each as the body of "
+            f"Up to {MAX_BATCH_ITEMS} conversations, each as the body of "
             "`POST /v1/conversations/end`; more than that is a 413."
         ),
         json_schema_extra={"maxItems": MAX_BATCH_ITEMS},

@@ -45,13 +45,15 @@ class ApiSettings(CommonSettings):
         ),
     )
     max_batches_in_flight: int = Field(
-        4,
+        2,
         ge=1,
         description=(
             "Most batch requests one process handles at once; more get an immediate 503 "
-            "(`overloaded`) before their body is read. Bounds the memory batches hold "
-            "(4 x CE_MAX_BATCH_BODY_BYTES, and their parsed form); two or three keep the "
-            "writer busy."
+            "(`overloaded`) before their body is read, not after the CPU of validating it. "
+            "Default 2: enough to keep the writer busy (one batch is validated while the other "
+            "is stored), and two batches of 500 fill CE_WRITER_MAX_PENDING's default (1000). "
+            "Also bounds the memory batches hold (2 x CE_MAX_BATCH_BODY_BYTES, and their "
+            "parsed form)."
         ),
     )
     max_log_items: int = Field(

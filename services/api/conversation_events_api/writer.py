@@ -62,21 +62,27 @@ class EventWriter:
     async def insert(self, event: NewEvent) -> InsertOutcome:
         """Store one event durably; raises `RetryableError` when PostgreSQL is unavailable and
         `Overloaded` when too many events already wait."""
+        loop = asyncio.get_running_loop()
+        oldest = self._pending.oldest()
+        if oldest is not None and loop.time() - oldest[2] > self._max_wait:
+            raise Overloaded(f"insert queue behind by more than {self._max_wait:g} s")
         [future] = self._queue([event])
         return await future
 
     def insert_all(self, items: Sequence[NewEvent]) -> list[asyncio.Future[InsertOutcome]]:
-        """Queue `items` for storing, all or none (`Overloaded`); one waiter each, which fails
-        with `RetryableError` when its batch could not be stored. They may be stored in
-        several batches, each committed on its own."""
+        """Queue `items` for storing, all or none (`Overloaded` past `max_pending`); one waiter
+        each, which fails with `RetryableError` when its batch could not be stored. They may be
+        stored in several batches, each committed on its own.
+
+        The oldest wait is no bound here: the rows of a batch request wait for each other by
+        design (its last ones for the batches before them), and the request is answered only
+        once all are stored, so their number (and the batch requests in flight) bound it.
+        """
         return self._queue(items)
 
     def _queue(self, items: Sequence[NewEvent]) -> list[asyncio.Future[InsertOutcome]]:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        oldest = self._pending.oldest()
-        if oldest is not None and now - oldest[2] > self._max_wait:
-            raise Overloaded(f"insert queue behind by more than {self._max_wait:g} s")
         futures: list[asyncio.Future[InsertOutcome]] = [loop.create_future() for _ in items]
         if not self._pending.put_all(
             [(event, future, now) for event, future in zip(items, futures, strict=True)]
