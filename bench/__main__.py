@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
-SCENARIOS, comma-separated: accept, ceilings, processing, lag, autoscaling (the default: all
+SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
 of these), and tracing, ratestep, scalein (run only when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
@@ -20,7 +20,7 @@ import orjson
 
 from bench import infra, report, scenarios
 
-ALL = ("accept", "ceilings", "processing", "lag", "autoscaling")
+ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
 OPTIONAL = ("tracing", "ratestep", "scalein")
 
@@ -56,6 +56,8 @@ def main() -> int:
     try:
         if "accept" in only:
             results["accept"] = scenarios.accept_path(cfg, empty)
+        if "bulk" in only:
+            results["bulk"] = scenarios.bulk(cfg, empty)
         if "ceilings" in only:
             results["ceilings"] = scenarios.ceilings(cfg, empty)
         if "tracing" in only:

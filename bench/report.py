@@ -55,6 +55,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if at500:
         p99 = _med(at500["p99_ms"])
         add("accept p99 at an offered 500 req/s (API alone), ms", p99, "≤ 20", p99 <= 20)
+    bulk = results.get("bulk")
+    if bulk:
+        add(
+            "bulk accept: batch vs single posts, events/s (1 API proc)",
+            bulk["ratio"],
+            "≥ 5×",
+            bulk["ratio"] >= 5,
+        )
     lag = results.get("lag", {})
     if "500" in lag:
         add(
@@ -162,6 +170,24 @@ def table(results: dict[str, Any]) -> str:
             lines.append("  in one process (app + client), paired, CPU ms per request:")
             for name, stat in paired.items():
                 lines.append(f"    {name:<20}{_m(stat, '{:.3f}'):>22}")
+    bulk = results.get("bulk")
+    if bulk:
+        lines.append("")
+        lines.append(
+            f"BULK ACCEPT  1 API process: single posts ({bulk['single_connections']} connections)"
+            f" vs batches of {bulk['batch_size']} ({bulk['batch_connections']} connections)"
+        )
+        lines.append(
+            f"{'mode':<10}{'events/s':>22}{'request p99 ms':>22}{'API CPU ms/ev':>20}"
+            f"{'CPU ms/ev':>20}{'err':>6}{'lost':>6}"
+        )
+        for mode, s in bulk["summary"].items():
+            lines.append(
+                f"{mode:<10}{_m(s['events_per_s']):>22}{_m(s['p99_ms']):>22}"
+                f"{_m(s['api_cpu_ms_per_event'], '{:.2f}'):>20}"
+                f"{_m(s['cpu_ms_per_event'], '{:.2f}'):>20}{s['errors']:>6}{s['lost']:>6}"
+            )
+        lines.append(f"  batch / single: {bulk['ratio']:.1f}× (target ≥ 5×)")
     ceil = results.get("ceilings", {})
     if ceil:
         lines.append("")

@@ -8,6 +8,7 @@ database and queues), drives it, verifies that nothing was lost, and returns pla
 from bench.scenarios.accept import accept_path
 from bench.scenarios.autoscaling import autoscaling, rate_step
 from bench.scenarios.backlog import preload_template
+from bench.scenarios.bulk import bulk
 from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
 from bench.scenarios.lag import lag
@@ -20,6 +21,7 @@ __all__ = [
     "Config",
     "accept_path",
     "autoscaling",
+    "bulk",
     "ceilings",
     "lag",
     "preload_template",

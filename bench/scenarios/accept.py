@@ -26,9 +26,13 @@ def accept_run(
     template: str,
     rate: float = 0,
     extra_env: dict[str, str] | None = None,
+    *,
+    batch: int = 0,
+    connections: int = 0,
 ) -> dict[str, Any]:
-    """One accept-path run: saturate with `cfg.connections` connections (or offer `rate`
-    requests/s, open loop), then verify. `extra_env`: more settings of our API."""
+    """One accept-path run: saturate with `connections` (default `cfg.connections`) connections
+    (or offer `rate` requests/s, open loop), then verify. `extra_env`: more settings of our API.
+    With `batch`, each request is a batch of that many conversations."""
     prefix = f"{system}{processes}-{uuid.uuid4().hex[:6]}"
     with isolated(f"acc-{system}", template) as run:
         ports = start_system(system, processes, run, extra_env)
@@ -37,16 +41,17 @@ def accept_run(
             ports,
             duration=cfg.duration,
             warmup=cfg.warmup,
-            connections=cfg.connections,
+            connections=connections or cfg.connections,
             rate=rate,
             prefix=prefix,
+            batch=batch,
         )
         lg_meter = CpuMeter({"loadgen": lambda: [lg.pid] if lg.alive() else []}).start()
         lg.proc.wait(cfg.duration + cfg.warmup + 120)
         lg.stop()
         load = json.loads(out.read_text())
         loadgen_cpu = lg_meter.stop()["loadgen"]
-        accepted = int(load["accepted"])
+        accepted = int(load["accepted_events"])
         # Every accepted event must be in PostgreSQL and in the queue (no consumer runs).
         engine = run.engine()
         queued = 0
@@ -78,6 +83,8 @@ def accept_run(
             "api_processes": processes,
             "offered_rate": rate,
             "rate": load["rate"],
+            "batch": batch,
+            "events_rate": load["events_rate"],
             "latency_ms": load["latency_ms"],
             "statuses": load["statuses"],
             "errors": load["errors"],

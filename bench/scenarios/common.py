@@ -194,6 +194,7 @@ def run_loadgen(
     rate: float = 0,
     prefix: str,
     users: int = 5000,
+    batch: int = 0,
 ) -> tuple[Proc, Path]:
     out = infra.TMP / f"loadgen-{prefix}.json"
     args = ["-m", "bench.loadgen", "--url", f"http://127.0.0.1:{ports[0]}", "--key", API_KEY]
@@ -203,6 +204,8 @@ def run_loadgen(
     args += ["--connections", str(connections), "--out", str(out), "--users", str(users)]
     if rate:
         args += ["--rate", str(rate)]
+    if batch:
+        args += ["--batch", str(batch)]
     return Proc(f"loadgen-{prefix}", args, PATHS["bench"], {}), out
 
 
