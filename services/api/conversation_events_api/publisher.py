@@ -23,6 +23,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 import aio_pika
 import aiormq
@@ -181,12 +182,11 @@ class Publisher:
             return confirmed
 
     async def _publish_batch(self, messages: Sequence[EventMessage]) -> list[str]:
-        exchange = self._exchange
-        if exchange is None or not self.connected:
+        if self._channel is None or self._exchange is None or not self.connected:
             raise BrokerUnavailable("no broker connection")
-        results = await asyncio.gather(
-            *(self._publish_one(exchange, m) for m in messages), return_exceptions=True
-        )
+        # The AMQP channel itself: its `basic_publish` can skip waiting for the write.
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        results = await self._publish_all(channel, messages)
         confirmed = []
         failed: dict[str, list[BaseException]] = {}
         for message, result in zip(messages, results, strict=True):
@@ -202,28 +202,58 @@ class Publisher:
             self._lost(self._connection, pause_s=1.0)
         return confirmed
 
+    async def _publish_all(
+        self, channel: aiormq.Channel, messages: Sequence[EventMessage]
+    ) -> list[BaseException | None]:
+        """Publish every message, then wait for all their confirms under one deadline: each
+        message's outcome (None: confirmed), a `TimeoutError` for those unconfirmed by then.
+
+        Straight on the AMQP channel, without waiting for each message's frames to be written
+        (`wait=False`): the messages of a batch are written back to back and only their
+        confirms are awaited. aio-pika's publish waits for the write of each message (holding
+        the channel's lock meanwhile, so a batch's publishes queued one behind the other) and
+        arms a timer for each.
+        """
+        if not messages:
+            return []
+        tasks = [asyncio.ensure_future(self._publish_one(channel, m)) for m in messages]
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=self._timeout)
+        finally:  # past the deadline, or this caller cancelled: no publish outlives it
+            for task in tasks:
+                task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        return [
+            TimeoutError(f"no confirm within {self._timeout:g} s")
+            if task in pending or task.cancelled()
+            else task.exception()
+            for task in tasks
+        ]
+
     def _failed(self, reason: str, count: int, error: str) -> None:
         metrics.PUBLISH_FAILURES.labels(reason).inc(count)
         self._failures.record(reason, count, error)
 
-    async def _publish_one(self, exchange: AbstractExchange, message: EventMessage) -> None:
+    async def _publish_one(self, channel: aiormq.Channel, message: EventMessage) -> None:
         """Publish one message; returns only when the broker acked it routed, else raises."""
-        result = await exchange.publish(
-            aio_pika.Message(
-                message.to_bytes(),
+        result = await channel.basic_publish(
+            message.to_bytes(),
+            exchange=self._topology.exchange,
+            routing_key=self._topology.routing_key,
+            properties=aiormq.spec.Basic.Properties(
                 content_type=CONTENT_TYPE,
-                type=MESSAGE_TYPE,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_type=MESSAGE_TYPE,
+                delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
                 message_id=message.event_id,
                 headers=message.headers(),
             ),
-            routing_key=self._topology.routing_key,
             mandatory=True,
-            timeout=self._timeout,
+            wait=False,
         )
         if not isinstance(result, aiormq.spec.Basic.Ack):
-            # Anything but an ack is no confirm: without `on_return_raises` aio-pika hands a
-            # returned message back as the result instead of raising.
+            # Anything but an ack is no confirm: without `on_return_raises` a returned message
+            # is handed back as the result instead of raising.
             raise _Returned(repr(result)[:200])
 
     async def mark_confirmed(self, event_ids: list[str]) -> None:
