@@ -224,11 +224,12 @@ def table(results: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"WHOLE SYSTEM  {lag.get('api_processes', 1)} API processes + scaler + workers,"
-            " open-loop offered rate"
+            " open-loop offered rate (unpublished, queued: most seen, sampled every 0.5 s)"
         )
         lines.append(
             f"{'offered/s':>10}{'accepted/s':>12}{'processed/s':>13}{'API p50':>12}"
             f"{'API p99':>12}{'lag p50':>12}{'lag p99':>12}{'workers':>9}{'CPU ms/ev':>11}"
+            f"{'unpublished':>13}{'queued':>8}"
         )
         for k in rates:
             r = lag[k]
@@ -237,6 +238,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['api_latency_ms']['p50']:>10.1f}ms{r['api_latency_ms']['p99']:>10.1f}ms"
                 f"{r['lag_p50_ms']:>10.0f}ms{r['lag_p99_ms']:>10.0f}ms{r['max_workers']:>9}"
                 f"{r['cpu_ms_per_event']:>11.2f}"
+                f"{r.get('max_unpublished', 0):>13}{r.get('max_queued', 0):>8}"
             )
     auto = results.get("autoscaling", {})
     if auto:

@@ -7,6 +7,8 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy import Engine
+
 from bench import infra
 from bench.infra import log
 from bench.scenarios.common import (
@@ -23,6 +25,17 @@ from bench.scenarios.common import (
 # API processes of the whole-system runs: one per core. A single process saturates its event
 # loop near 500 requests/s here, and its publisher then falls behind the requests.
 LAG_API_PROCESSES = 2
+
+
+def backlog(engine: Engine, queue: str, prefix: str) -> dict[str, float]:
+    """Events of this run committed and not yet published, and messages ready in the queue."""
+    unpublished = infra.one_value(
+        engine,
+        "SELECT count(*) FROM conversation_events WHERE conversation_id LIKE :p"
+        " AND status = 'PENDING' AND published_at IS NULL",
+        p=f"{prefix}-%",
+    )
+    return {"unpublished": int(unpublished), "queued": int(infra.queue_ready(queue) or 0)}
 
 
 def lag(cfg: Config, template: str) -> dict[str, Any]:
@@ -45,8 +58,13 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 prefix=prefix,
             )
             max_workers_seen = 0
+            samples: list[dict[str, float]] = []
+            started = time.monotonic()
             while lg.alive():
                 max_workers_seen = max(max_workers_seen, len(worker_pids(scaler)))
+                samples.append(
+                    {"t": time.monotonic() - started, **backlog(engine, run.queue, prefix)}
+                )
                 time.sleep(0.5)
             lg.stop()
             load = json.loads(out.read_text())
@@ -95,6 +113,11 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 "lag_p99_ms": 1000 * float(row.p99 or 0),
                 "lag_max_ms": 1000 * float(row.max or 0),
                 "max_workers": max_workers_seen,
+                # Where waiting work was: committed but not yet published (invisible to the
+                # scaler), or ready in the queue (what it reads).
+                "backlog_samples": samples,
+                "max_unpublished": max((x["unpublished"] for x in samples), default=0),
+                "max_queued": max((x["queued"] for x in samples), default=0),
                 "cpu_ms_per_event": 1000 * sum(cpu.values()) / max(1, accepted),
                 "cpu_s": cpu,
             }
