@@ -271,16 +271,25 @@ class Publisher:
             mark_published(conn, event_ids)
 
     async def _run(self) -> None:
-        while True:
-            batch = await self._pending.take(self._max_batch)
-            try:
-                confirmed = await self.publish_now(batch)
-            except BrokerUnavailable as exc:
-                # Left unpublished in PostgreSQL; the relay republishes them once we reconnect.
-                self._failed("unavailable", len(batch), str(exc))
-                continue
-            metrics.PUBLISHED.labels("api").inc(len(confirmed))
-            await self.mark_confirmed(confirmed)
+        # A batch's confirms are recorded (one UPDATE, on a thread) while the next batch is
+        # published: publishing never waits for PostgreSQL, and one UPDATE runs at a time.
+        recording: asyncio.Task[None] | None = None
+        try:
+            while True:
+                batch = await self._pending.take(self._max_batch)
+                try:
+                    confirmed = await self.publish_now(batch)
+                except BrokerUnavailable as exc:
+                    # Left unpublished in PostgreSQL; the relay republishes them on reconnect.
+                    self._failed("unavailable", len(batch), str(exc))
+                    continue
+                metrics.PUBLISHED.labels("api").inc(len(confirmed))
+                if recording is not None:
+                    await recording
+                recording = asyncio.create_task(self.mark_confirmed(confirmed))
+        finally:
+            if recording is not None:  # on stop: the last confirms are recorded too
+                await recording
 
     async def _connect_forever(self) -> None:
         delay = 0.5
