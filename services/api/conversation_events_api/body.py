@@ -33,6 +33,17 @@ def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": schema}}, "required": True}}
 
 
+def validation_error_doc(description: str) -> dict[str, Any]:
+    """The documented `422` of a route that reads its body with `read_json_body` (FastAPI
+    declares it only for the bodies it validates itself)."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+
+
 def add_body_schemas(document: dict[str, Any]) -> dict[str, Any]:
     """Add the models of `json_body_doc` routes (and the models they use) to `document`."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})

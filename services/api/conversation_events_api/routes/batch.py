@@ -29,6 +29,7 @@ from conversation_events_api.body import (
     read_json_body,
     safe_text,
     validation_details,
+    validation_error_doc,
 )
 from conversation_events_api.deps import Ingest, State
 from conversation_events_api.overload import Overloaded, within
@@ -67,12 +68,7 @@ router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
                 ),
             }
         ),
-        422: {
-            "description": "The body is not an object with a `conversations` array.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
-            },
-        },
+        422: validation_error_doc("The body is not an object with a `conversations` array."),
     },
     summary="Accept up to 500 finished conversations for scoring",
     openapi_extra=json_body_doc(ConversationBatchRequest),

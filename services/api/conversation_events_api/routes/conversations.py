@@ -20,7 +20,7 @@ from conversation_events.persistence.db import in_transaction, translate_errors
 from conversation_events.persistence.events import InsertStatus
 from conversation_events_api import metrics
 from conversation_events_api.accepting import announce, too_many_messages
-from conversation_events_api.body import json_body_doc, read_json_body
+from conversation_events_api.body import json_body_doc, read_json_body, validation_error_doc
 from conversation_events_api.deps import Ingest, PathId, Reader, State
 from conversation_events_api.overload import within
 from conversation_events_api.schemas import (
@@ -58,14 +58,7 @@ _ERRORS = {
                 410: "The user was erased after this conversation ended (`erased`).",
             }
         ),
-        # Declared by hand: the body is validated in the endpoint (see `body.py`), so FastAPI
-        # does not add it.
-        422: {
-            "description": "Validation Error",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
-            },
-        },
+        422: validation_error_doc("Validation Error"),
     },
     summary="Accept a finished conversation for scoring",
     openapi_extra=json_body_doc(ConversationEndRequest),
