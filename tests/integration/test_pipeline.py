@@ -91,12 +91,18 @@ def events_for(users: list[str], count: int) -> list[dict]:
     return conversations_for(users, count, seed=7)
 
 
-def test_thousand_events_fifty_users_with_resends(
-    env: dict[str, str], engine: Engine, services: list[Service]
-) -> None:
+def api_and_two_workers(env: dict[str, str], services: list[Service]) -> str:
+    """Start the API and two workers (stopped after the test); the API's base URL."""
     api, base = start_api(env, API_KEY)
     services.append(api)
     services.extend(start_worker(env) for _ in range(2))
+    return base
+
+
+def test_thousand_events_fifty_users_with_resends(
+    env: dict[str, str], engine: Engine, services: list[Service]
+) -> None:
+    base = api_and_two_workers(env, services)
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(50)]
     bodies = events_for(users, 1000)
     resent = random.Random(1).sample(bodies, 100)
@@ -118,9 +124,7 @@ def test_thousand_events_fifty_users_with_resends(
 def test_batches_with_resends_and_invalid_items_are_processed_exactly_once(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
-    api, base = start_api(env, API_KEY)
-    services.append(api)
-    services.extend(start_worker(env) for _ in range(2))
+    base = api_and_two_workers(env, services)
     users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(50)]
     bodies = events_for(users, 1000)
     batches = [bodies[i : i + 200] for i in range(0, len(bodies), 200)]
@@ -128,18 +132,21 @@ def test_batches_with_resends_and_invalid_items_are_processed_exactly_once(
     batches.append(random.Random(2).sample(bodies, 150))
     batches.append([*bodies[:20], {"conversation_id": "broken"}, {**bodies[0], "user_id": ""}])
 
+    def post(client: httpx.Client, batch: list[dict]) -> httpx.Response:
+        """As a producer does: a 503 (here: more batches at once than the API takes) is sent
+        again after its Retry-After, for a minute at most."""
+        give_up = time.monotonic() + 60
+        while True:
+            response = client.post("/v1/conversations/end:batch", json={"conversations": batch})
+            if response.status_code != 503 or time.monotonic() > give_up:
+                return response
+            time.sleep(float(response.headers["Retry-After"]))  # what the server asked for
+
     with (
         httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=60) as client,
         ThreadPoolExecutor(3) as pool,
     ):
-        replies = list(
-            pool.map(
-                lambda batch: client.post(
-                    "/v1/conversations/end:batch", json={"conversations": batch}
-                ),
-                batches,
-            )
-        )
+        replies = list(pool.map(lambda batch: post(client, batch), batches))
 
     assert [r.status_code for r in replies] == [200] * len(batches)
     results = [item for r in replies for item in r.json()["results"]]
