@@ -54,6 +54,13 @@ EXTERNAL_FROM_SECRETS = [
 ]
 EXTERNAL_DATABASE = [a for a in EXTERNAL if "Database" in a or "postgresql" in a]
 EXTERNAL_BROKER = [a for a in EXTERNAL if a not in EXTERNAL_DATABASE]
+# An external RabbitMQ cluster with no single address in front of its nodes.
+EXTERNAL_BROKER_NODES = [
+    *(a for a in EXTERNAL_BROKER if not re.search(r"\.(host|managementUrl)=", a)),
+    "--set=externalRabbitmq.host=mq-0.example.com\\,mq-1.example.com\\, mq-2.example.com",
+    "--set=externalRabbitmq.managementUrl="
+    "https://mq-0.example.com:15671/\\,https://mq-1.example.com:15671\\,https://mq-2.example.com:15671",
+]
 # The operator conventions, every one of them set (tests/chart/test_conventions.py).
 EXTRA_CONFIGMAP = """apiVersion: v1
 kind: ConfigMap
@@ -152,6 +159,8 @@ COMBINATIONS: dict[str, list[str]] = {
     "operator-external-database": [OPERATORS[1], *EXTERNAL_DATABASE],
     "external-database-bundled-broker": EXTERNAL_DATABASE,
     "bundled-database-external-broker": EXTERNAL_BROKER,
+    "external-broker-nodes": EXTERNAL_BROKER_NODES,
+    "keda-external-broker-nodes": ["--api-versions=keda.sh/v1alpha1", *EXTERNAL_BROKER_NODES],
     "deletion-cost": ["--set=worker.deletionCost.enabled=true"],
     "keda-deletion-cost": [
         "--api-versions=keda.sh/v1alpha1",

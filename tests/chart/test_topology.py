@@ -267,3 +267,23 @@ def test_every_process_reaches_its_broker_under_one_user(render, combination):
         user = env["CE_AMQP_USERNAME"]
         users.add(json.dumps(user, sort_keys=True))
     assert len(users) == (3 if combination == "operators" else 1)
+
+
+def test_an_external_cluster_is_reached_through_each_of_its_nodes(render):
+    docs = render("external-broker-nodes")
+    nodes = [f"mq-{i}.example.com" for i in range(3)]
+    # The URLs carry the user's credentials in the chart's Secret, one URL per node.
+    amqp = _secret(docs, FULLNAME)["amqp-url"]
+    assert amqp == ",".join(f"amqps://ce:s3cret-mq-password@{n}:5671/%2F" for n in nodes)
+    management = ",".join(f"https://{n}:15671" for n in nodes)
+    config = one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]
+    assert config["CE_MANAGEMENT_URL"] == management
+    scaler = env_of(_containers(docs)["scaler"])
+    assert scaler["CE_SCALER_MANAGEMENT_URL"]["value"] == management
+    # KEDA's rabbitmq trigger takes one management API: the first node's.
+    keda = render("keda-external-broker-nodes")
+    [auth] = by_kind(keda, "TriggerAuthentication")
+    host = next(r for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "host")
+    assert _secret(keda, host["name"])[host["key"]] == (
+        "https://ce:s3cret-mq-password@mq-0.example.com:15671/"
+    )

@@ -227,12 +227,17 @@ passwordFrom: {name: {{ $e.existingSecret }}, key: {{ $e.passwordKey }}}
 {{- end }}
 {{- end }}
 
-{{/* The AMQP URL without credentials. */}}
+{{/* The AMQP URL without credentials; one URL per host of an external cluster, comma-separated. */}}
 {{- define "conversation-events.amqpUrlWithoutCredentials" -}}
 {{- $external := eq .Values.rabbitmq.mode "external" }}
 {{- $scheme := ternary "amqps" "amqp" (and $external .Values.externalRabbitmq.tls.enabled) }}
 {{- $port := ternary .Values.externalRabbitmq.port 5672 $external }}
-{{- printf "%s://%s:%v/%s" $scheme (include "conversation-events.rabbitmqHost" .) $port (include "conversation-events.urlEncode" (include "conversation-events.rabbitmqVhost" .)) }}
+{{- $vhost := include "conversation-events.urlEncode" (include "conversation-events.rabbitmqVhost" .) }}
+{{- $urls := list }}
+{{- range $host := splitList "," (include "conversation-events.rabbitmqHost" .) }}
+{{- $urls = append $urls (printf "%s://%s:%v/%s" $scheme (trim $host) $port $vhost) }}
+{{- end }}
+{{- join "," $urls }}
 {{- end }}
 
 {{/*
@@ -298,7 +303,8 @@ passwordFrom: {name: {{ $e.existingSecret }}, key: {{ $e.passwordKey }}}
 
 {{/*
 Base URL of RabbitMQ's management API, without credentials: where every process applies the
-queue policy (CE_MANAGEMENT_URL), the scaler's CE_SCALER_MANAGEMENT_URL and KEDA's host. The
+queue policy (CE_MANAGEMENT_URL), the scaler's CE_SCALER_MANAGEMENT_URL and KEDA's host. An
+external cluster may name each node's, comma-separated; KEDA takes the first. The
 bundled broker's Service is named with its namespace, as the KEDA operator resolves names from
 its own namespace.
 */}}
@@ -306,7 +312,11 @@ its own namespace.
 {{- if ne .Values.rabbitmq.mode "external" }}
 {{- printf "http://%s.%s.svc:15672" (include "conversation-events.rabbitmqHost" .) .Release.Namespace }}
 {{- else }}
-{{- required "externalRabbitmq.managementUrl is required: the queue policy (dead-lettering, delivery limit) is applied through it" .Values.externalRabbitmq.managementUrl | trimSuffix "/" }}
+{{- $urls := list }}
+{{- range $url := splitList "," (required "externalRabbitmq.managementUrl is required: the queue policy (dead-lettering, delivery limit) is applied through it" .Values.externalRabbitmq.managementUrl) }}
+{{- $urls = append $urls (trim $url | trimSuffix "/") }}
+{{- end }}
+{{- join "," $urls }}
 {{- end }}
 {{- end }}
 
