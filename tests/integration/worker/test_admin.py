@@ -16,7 +16,14 @@ from tests.integration.worker.conftest import per_event
 from tests.integration.worker.test_consumer import queue_empty
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row_when, publish, score_sums, store
-from tests.support.services import AMQP_URL, apply_policy, management_api, queue_counts, wait_for
+from tests.support.services import (
+    AMQP_URL,
+    apply_policy,
+    free_port,
+    management_api,
+    queue_counts,
+    wait_for,
+)
 
 from conversation_events.errors import PermanentError
 from conversation_events.messaging.policy import declared_arguments
@@ -32,12 +39,14 @@ NOTHING_REPLAYED = dict.fromkeys(
 )
 
 
-def admin(database_url: str, topology: Topology, *args: str) -> dict[str, int]:
+def admin(
+    database_url: str, topology: Topology, *args: str, amqp_url: str = AMQP_URL
+) -> dict[str, int]:
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
         "CE_DATABASE_URL": database_url,
-        "CE_AMQP_URL": AMQP_URL,
+        "CE_AMQP_URL": amqp_url,
         "CE_EXCHANGE_NAME": topology.exchange,
         "CE_QUEUE_NAME": topology.queue,
         "CE_LOG_LEVEL": "WARNING",
@@ -86,6 +95,28 @@ def test_requeue_failed_reprocesses_with_a_fresh_budget(
     row = event_row_when(engine, event_id, "PROCESSED")
     assert row["attempts"] == 1
     assert score_sums(engine, [body["user_id"]])[1] == {body["user_id"]: expected_change(body)}
+
+
+def test_the_commands_reach_a_live_broker_node_past_dead_ones(
+    engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    body, event_id, _ = fail_then_recover(engine, topology, run_consumer)
+    run_consumer()
+    # A cluster with one node of five answering: the others' ports are closed.
+    dead = [f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F" for _ in range(4)]
+    nodes = ",".join([*dead[:2], AMQP_URL, *dead[2:]])
+
+    summary = admin(
+        database_url,
+        topology,
+        "requeue-failed",
+        "--conversation-id",
+        body["conversation_id"],
+        amqp_url=nodes,
+    )
+
+    assert summary == {"requeued": 1, "published": 1}
+    event_row_when(engine, event_id, "PROCESSED")
 
 
 def test_replay_dead_letters_moves_them_back_and_drops_finished_ones(
