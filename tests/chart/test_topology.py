@@ -16,6 +16,7 @@ import pytest
 
 from tests.chart.rendering import (
     CHART,
+    COMBINATIONS,
     FULLNAME,
     NAMESPACE,
     by_kind,
@@ -159,10 +160,19 @@ def test_without_own_users_every_process_is_the_operators_default_user(render):
             assert "CE_QUEUE_POLICY_ON_START" not in env
 
 
-def test_asynchronous_replication_is_a_choice_said_aloud(render):
+def test_asynchronous_replication_is_a_choice_said_aloud(render, helm):
     docs = render("asynchronous-replication")
     [cluster] = by_kind(docs, "Cluster")
     assert "synchronous" not in cluster["spec"]["postgresql"]
+    notes = run_helm(
+        helm,
+        "install",
+        "ce",
+        str(CHART),
+        "--dry-run=client",
+        *COMBINATIONS["asynchronous-replication"],
+    ).stdout
+    assert "ASYNCHRONOUS replication: a failover may lose events answered 202" in notes
 
 
 def test_a_vhost_and_scheduled_backups_through_a_plugin(render):
@@ -197,6 +207,14 @@ def test_external_credentials_come_from_existing_secrets_under_their_keys(render
         assert not {"database-url", "amqp-url", "management-password"} & set(
             secret.get("data", {})
         ), secret["metadata"]["name"]
+
+
+def test_an_external_database_user_name_can_come_from_the_existing_secret(render):
+    docs = render("external-existing-secrets", "--set=externalDatabase.usernameKey=db-user")
+    for component in APP_COMPONENTS:
+        env = env_of(_containers(docs)[component])
+        assert _ref(env, "CE_DATABASE_USERNAME") == ("db-credentials", "db-user")
+        assert _ref(env, "CE_DATABASE_PASSWORD") == ("db-credentials", "db-password")
 
 
 def test_keda_reads_external_credentials_from_the_existing_secret(render):
