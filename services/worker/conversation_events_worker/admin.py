@@ -134,11 +134,15 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
 
 
 def purge(settings: WorkerSettings, engine: Engine, batch_size: int) -> dict[str, int]:
-    """Apply the retention policy in small transactions until nothing is due."""
+    """Apply the retention policy in small transactions until nothing is due.
+
+    Rows past the event retention are deleted first, so no content is dropped from a row that
+    is deleted next.
+    """
     dropped = deleted = batches = 0
     for step, days in (
-        (retention.drop_content, settings.retention_content_days),
         (retention.delete_events, settings.retention_event_days),
+        (retention.drop_content, settings.retention_content_days),
     ):
         while True:
             with translate_errors(), engine.begin() as conn:
