@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import copy
 import json
 import re
 import shutil
@@ -283,13 +284,19 @@ def _json(value: Any) -> str:
 
 
 def _non_hook_objects(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The release's own objects, Secrets without their (randomly generated) data."""
+    """The release's own objects, without the (randomly generated) data of their Secrets and its
+    checksum on the pods."""
     out = {}
     for d in docs:
         if "helm.sh/hook" in d["metadata"].get("annotations", {}):
             continue
         if d["kind"] == "Secret":
             d = {**d, "data": sorted(d.get("data", {}))}
+        if "checksum/secret" in d.get("spec", {}).get("template", {}).get("metadata", {}).get(
+            "annotations", {}
+        ):
+            d = copy.deepcopy(d)
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"] = "generated"
         out[(d["kind"], d["metadata"]["name"])] = d
     return out
 

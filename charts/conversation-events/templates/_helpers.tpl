@@ -352,10 +352,21 @@ OTEL_TRACES_SAMPLER_ARG: {{ .samplerArg | quote }}
 {{- end }}
 {{- end }}
 
-{{/* checksum/config and checksum/secret annotations of the app pods. */}}
+{{/*
+checksum/config and checksum/secret annotations of the app pods: a changed credential rolls them.
+checksum/secret covers everything the chart's Secret is made of, generated credentials included
+(read back from the cluster), or the data of secrets.existingSecret as the cluster holds it at
+install or upgrade (offline: nothing, so rotating that Secret needs a restart, docs/deploy.md).
+*/}}
 {{- define "conversation-events.checksums" -}}
+{{- $credentials := "" }}
+{{- if .Values.secrets.existingSecret }}
+{{- $credentials = dig "data" dict (lookup "v1" "Secret" .Release.Namespace .Values.secrets.existingSecret) | toJson }}
+{{- else }}
+{{- $credentials = include "conversation-events.generatedCredentials" . }}
+{{- end }}
 checksum/config: {{ include "conversation-events.configData" . | sha256sum }}
-checksum/secret: {{ toJson (list .Values.secrets .Values.externalDatabase .Values.externalRabbitmq .Values.postgresql.auth .Values.postgresql.mode .Values.rabbitmq.auth .Values.rabbitmq.vhost .Values.rabbitmq.mode .Values.rabbitmq.users) | sha256sum }}
+checksum/secret: {{ toJson (list $credentials .Values.secrets .Values.externalDatabase .Values.externalRabbitmq .Values.postgresql.auth .Values.postgresql.mode .Values.rabbitmq.auth .Values.rabbitmq.vhost .Values.rabbitmq.mode .Values.rabbitmq.users) | sha256sum }}
 {{- end }}
 
 {{/*
