@@ -43,6 +43,24 @@ OLDEST_UNFINISHED = Gauge(
     "relay of each API process; alert when it outgrows the re-drive horizon.",
     multiprocess_mode="livemax",
 )
+PURGE_LAST_RUN = Gauge(
+    "conversation_events_purge_last_run_timestamp_seconds",
+    "When the last retention purge finished (Unix time; 0 before the first). The purge runs as "
+    "a short-lived job that records each run in PostgreSQL; the relay of each API process "
+    "reads the last one. Alert when it is older than the schedule allows.",
+    multiprocess_mode="livemax",
+)
+PURGE_LAST_ROWS = Gauge(
+    "conversation_events_purge_last_run_rows",
+    "Rows the last retention purge changed, by action: content_dropped, events_deleted.",
+    ["action"],
+    multiprocess_mode="livemax",
+)
+PURGE_LAST_SECONDS = Gauge(
+    "conversation_events_purge_last_run_duration_seconds",
+    "How long the last retention purge took.",
+    multiprocess_mode="livemax",
+)
 BROKER_CONNECTED = Gauge(
     "conversation_events_publisher_connected", "1 while the publisher holds a broker channel."
 )

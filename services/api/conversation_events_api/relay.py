@@ -4,7 +4,8 @@ Each pass recovers expired `PROCESSING` leases, then republishes `PENDING` event
 not confirmed within a short delay and, whatever `published_at` says, events published longer
 ago than the re-drive horizon and still not started (a message can be returned, dead-lettered,
 purged or lost with a node; its event cannot), and retries whose `not_before` has passed. It
-also measures the age of the oldest unfinished event.
+also measures the age of the oldest unfinished event and reads the last retention purge's
+record (the purge itself is a short-lived job, gone before any scrape).
 
 Safe with several API processes: rows are taken with `FOR UPDATE SKIP LOCKED`, so each pass of
 each process works on different events. The lock is held until the confirms are recorded.
@@ -18,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, RowMapping
 
 from conversation_events.errors import ConversationEventsError
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.persistence import events as event_repo
+from conversation_events.persistence import retention
 from conversation_events.persistence.db import translate_errors
 from conversation_events_api import metrics
 from conversation_events_api.publisher import Publisher
@@ -74,8 +76,13 @@ class Relay:
     async def run_once(self) -> bool:
         """One pass; returns True when it hit the batch size (more work is waiting)."""
         loop = asyncio.get_running_loop()
-        released, oldest = await loop.run_in_executor(self._executor, self._release_leases)
+        released, oldest, purge = await loop.run_in_executor(self._executor, self._release_leases)
         metrics.OLDEST_UNFINISHED.set(oldest)
+        if purge is not None:
+            metrics.PURGE_LAST_RUN.set(purge["finished_at"].timestamp())
+            metrics.PURGE_LAST_SECONDS.set(purge["seconds"])
+            for action in ("content_dropped", "events_deleted"):
+                metrics.PURGE_LAST_ROWS.labels(action).set(purge[action])
         if released:
             metrics.LEASES_RELEASED.inc(released)
             log.warning("expired leases released", extra={"count": released})
@@ -102,11 +109,12 @@ class Relay:
         finally:
             await loop.run_in_executor(self._executor, conn.close)
 
-    def _release_leases(self) -> tuple[int, float]:
-        """Release expired leases; returns their count and the oldest unfinished event's age."""
+    def _release_leases(self) -> tuple[int, float, RowMapping | None]:
+        """Release expired leases; returns their count, the oldest unfinished event's age and
+        the last purge run."""
         with translate_errors(), self.engine.begin() as conn:
             released = len(event_repo.release_expired_leases(conn, self.batch_size))
-            return released, event_repo.oldest_unfinished_age_s(conn)
+            return released, event_repo.oldest_unfinished_age_s(conn), retention.last_run(conn)
 
     def _take(self, conn: Connection) -> list[dict[str, Any]]:
         with translate_errors():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 import pika
@@ -133,12 +134,13 @@ def replay_dead_letters(settings: WorkerSettings, engine: Engine, limit: int) ->
     }
 
 
-def purge(settings: WorkerSettings, engine: Engine, batch_size: int) -> dict[str, int]:
+def purge(settings: WorkerSettings, engine: Engine, batch_size: int) -> dict[str, float]:
     """Apply the retention policy in small transactions until nothing is due.
 
     Rows past the event retention are deleted first, so no content is dropped from a row that
     is deleted next.
     """
+    started = time.monotonic()
     dropped = deleted = batches = 0
     for step, days in (
         (retention.delete_events, settings.retention_event_days),
@@ -154,10 +156,20 @@ def purge(settings: WorkerSettings, engine: Engine, batch_size: int) -> dict[str
                 deleted += done
             if done < batch_size:
                 break
+    seconds = time.monotonic() - started
+    with translate_errors(), engine.begin() as conn:
+        retention.record_run(
+            conn,
+            seconds=seconds,
+            content_dropped=dropped,
+            events_deleted=deleted,
+            batches=batches,
+        )
     summary = {
         "content_dropped": dropped,
         "events_deleted": deleted,
         "batches": batches,
+        "seconds": round(seconds, 3),
         "content_days": settings.retention_content_days,
         "event_days": settings.retention_event_days,
     }

@@ -8,7 +8,11 @@ for them (a skipped row is purged by a later pass). Unfinished (`PENDING`, `PROC
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from datetime import timedelta
+
+from sqlalchemy import Connection, RowMapping, func, text
+
+from conversation_events.persistence.tables import purge_runs
 
 _DROP_CONTENT = text(
     """
@@ -47,3 +51,35 @@ def drop_content(conn: Connection, older_than_days: int, limit: int) -> int:
 def delete_events(conn: Connection, older_than_days: int, limit: int) -> int:
     """Delete up to `limit` events finished `older_than_days` ago."""
     return int(conn.execute(_DELETE_EVENTS, {"days": older_than_days, "limit": limit}).rowcount)
+
+
+#: How long the record of a purge run is kept.
+RUNS_KEPT_DAYS = 90
+
+
+def record_run(
+    conn: Connection, *, seconds: float, content_dropped: int, events_deleted: int, batches: int
+) -> None:
+    """Record a finished purge run (and forget runs older than RUNS_KEPT_DAYS)."""
+    conn.execute(
+        purge_runs.insert().values(
+            seconds=seconds,
+            content_dropped=content_dropped,
+            events_deleted=events_deleted,
+            batches=batches,
+        )
+    )
+    conn.execute(
+        purge_runs.delete().where(
+            purge_runs.c.finished_at < func.now() - timedelta(days=RUNS_KEPT_DAYS)
+        )
+    )
+
+
+def last_run(conn: Connection) -> RowMapping | None:
+    """The latest recorded purge run (finished_at, seconds, counts), or None before the first."""
+    return (
+        conn.execute(purge_runs.select().order_by(purge_runs.c.finished_at.desc()).limit(1))
+        .mappings()
+        .first()
+    )

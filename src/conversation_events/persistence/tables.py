@@ -6,11 +6,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Date,
     DateTime,
     Double,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -170,4 +172,18 @@ user_erasures = Table(
     metadata,
     Column("subject", String(64), primary_key=True),
     Column("erased_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# One row per retention purge run (a short-lived CronJob pod): the API processes read the last
+# one for their metrics. No ids, no content; rows older than 90 days are deleted by the purge.
+purge_runs = Table(
+    "purge_runs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("seconds", Double, nullable=False),
+    Column("content_dropped", Integer, nullable=False),
+    Column("events_deleted", Integer, nullable=False),
+    Column("batches", Integer, nullable=False),
+    Index("ix_purge_runs_finished_at", "finished_at"),
 )

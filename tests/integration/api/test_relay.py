@@ -16,6 +16,7 @@ from tests.support.services import AMQP_URL, queue_counts, wait_for
 
 from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
+from conversation_events.persistence import retention
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
 
@@ -133,6 +134,34 @@ async def test_relay_measures_the_oldest_unfinished_event(
     store(engine, conversation())
     await relay.run_once()
     assert 1800 <= metrics.OLDEST_UNFINISHED._value.get() < 1800 + 600
+
+
+@pytest.mark.asyncio
+async def test_relay_reports_the_last_purge_run(engine: Engine, relay: Relay) -> None:
+    from conversation_events_api import metrics
+
+    def exported() -> tuple[float, float, float, float]:
+        return (
+            metrics.PURGE_LAST_RUN._value.get(),
+            metrics.PURGE_LAST_SECONDS._value.get(),
+            metrics.PURGE_LAST_ROWS.labels("content_dropped")._value.get(),
+            metrics.PURGE_LAST_ROWS.labels("events_deleted")._value.get(),
+        )
+
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM purge_runs"))
+    before = exported()
+    await relay.run_once()
+    assert exported() == before  # no run recorded yet: nothing to report
+
+    with engine.begin() as conn:
+        retention.record_run(conn, seconds=4.0, content_dropped=7, events_deleted=2, batches=3)
+        conn.execute(text("UPDATE purge_runs SET finished_at = now() - interval '1 day'"))
+        retention.record_run(conn, seconds=1.5, content_dropped=30, events_deleted=5, batches=2)
+        latest = conn.execute(text("SELECT max(finished_at) FROM purge_runs")).scalar_one()
+    await relay.run_once()
+
+    assert exported() == (latest.timestamp(), 1.5, 30, 5)
 
 
 @pytest.mark.asyncio
