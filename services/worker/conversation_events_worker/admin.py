@@ -51,7 +51,7 @@ from conversation_events_worker.broker import (
     declare_topology,
     publish_confirmed,
 )
-from conversation_events_worker.settings import WorkerSettings
+from conversation_events_worker.settings import PurgeSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     purging.add_argument("--batch-size", type=int, help="rows per transaction")
     args = parser.parse_args(argv)
 
-    settings = WorkerSettings()
+    settings = PurgeSettings() if args.command == "purge" else WorkerSettings()
     summary: dict[str, object]
     with command_engine(settings, "admin") as engine:
         if args.command == "requeue-failed":

@@ -148,3 +148,11 @@ class WorkerSettings(CommonSettings):
 @lru_cache
 def get_settings() -> WorkerSettings:
     return WorkerSettings()
+
+
+class PurgeSettings(WorkerSettings):
+    """What `admin purge` reads: it connects to PostgreSQL only, so it is given no AMQP URL
+    (least privilege) and only the database password must be real in production."""
+
+    def production_secrets(self) -> dict[str, str]:
+        return {k: v for k, v in super().production_secrets().items() if k.startswith("database")}

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from tests.integration.worker.conftest import MAX_ATTEMPTS
-from tests.integration.worker.test_admin import admin
+from tests.integration.worker.test_admin import ROOT, admin
 from tests.support.database import rows_mentioning
 from tests.support.payloads import conversation
 from tests.support.pipeline import event_row, new_event, publish, store
@@ -167,6 +171,36 @@ def test_the_purge_skips_rows_others_hold_instead_of_waiting_for_them(
     # Once released, the next run takes it.
     admin(database_url, topology, "purge")
     assert rows_mentioning(engine, held) == {}
+
+
+def test_the_purge_needs_only_the_database(engine: Engine, database_url: str) -> None:
+    # The chart's CronJob gives it CE_DATABASE_URL alone, in production: no AMQP URL, so the
+    # default one (a placeholder password) must not be refused.
+    url = make_url(database_url).set(password="a-real-password")  # trust auth ignores it
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
+        "CE_ENVIRONMENT": "production",
+        "CE_DATABASE_URL": url.render_as_string(hide_password=False),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "conversation_events_worker.admin", "purge"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert set(orjson.loads(done.stdout.splitlines()[-1])) >= {"content_dropped", "events_deleted"}
+    # Every other command still needs a real AMQP password in production.
+    requeue = subprocess.run(
+        [sys.executable, "-m", "conversation_events_worker.admin", "requeue-failed"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert requeue.returncode != 0 and b"AMQP password" in requeue.stderr
 
 
 def test_a_redelivered_message_of_an_erased_users_old_event_does_not_recreate_the_user(
