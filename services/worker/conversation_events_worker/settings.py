@@ -129,6 +129,15 @@ class WorkerSettings(CommonSettings):
             "the accept path does not notice it."
         ),
     )
+    purge_pause_s: float = Field(
+        0.2,
+        ge=0,
+        le=60,
+        description=(
+            "Seconds the purge pauses between two full batches, so that the accept path's "
+            "commits find the disk and the WAL free most of the time; 0: no pause."
+        ),
+    )
     heartbeat_s: int = Field(
         30,
         ge=0,
