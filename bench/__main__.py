@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
 SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
-of these), and tracing, ratestep, scalein (run only when named).
+of these), and tracing, ratestep, scalein, purge (run only when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
 `bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
@@ -22,7 +22,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "ratestep", "scalein")
+OPTIONAL = ("tracing", "ratestep", "scalein", "purge")
 
 
 def main() -> int:
@@ -75,6 +75,8 @@ def main() -> int:
             results["ratestep"] = scenarios.rate_step(cfg, backlog, cfg.backlog)
         if "scalein" in only:
             results["scalein"] = scenarios.scale_in(cfg)
+        if "purge" in only:
+            results["purge"] = scenarios.purge(cfg, empty)
     finally:
         infra.drop_database(empty)
         if backlog:

@@ -302,6 +302,25 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['min_s']:>7.2f}–{r['max_s']:<6.2f}"
                 f"{r['rounds_with_a_busy_victim']:>6} of {len(r['rounds'])}"
             )
+    pg = results.get("purge", {})
+    if pg:
+        lines.append("")
+        lines.append(
+            f"PURGE  {pg['rows']} due events, 1 API process at an offered {pg['offered_rate']}"
+            " req/s (open loop)"
+        )
+        for label, key in (("accept alone", "alone"), ("accept while purging", "during_purge")):
+            r = pg[key]
+            lines.append(
+                f"  {label:<22} p50 {r['latency_ms']['p50']:>7.1f} ms  p99 "
+                f"{r['latency_ms']['p99']:>7.1f} ms  {r['rate']:>5.0f} req/s  errors {r['errors']}"
+            )
+        summary = pg["purge"]
+        lines.append(
+            f"  purge: {summary['content_dropped']} contents dropped + {summary['events_deleted']}"
+            f" events deleted in {pg['purge_s']:.0f} s ({pg['purge_rows_per_s']:.0f} rows/s,"
+            f" {summary['batches']} batches); left due: {pg['left_due']}"
+        )
     tg = targets(results)
     if tg:
         lines.append("")

@@ -13,6 +13,7 @@ from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
 from bench.scenarios.lag import lag
 from bench.scenarios.processing import processing
+from bench.scenarios.purge import purge
 from bench.scenarios.scalein import scale_in
 from bench.scenarios.tracing import tracing_cost
 
@@ -26,6 +27,7 @@ __all__ = [
     "lag",
     "preload_template",
     "processing",
+    "purge",
     "rate_step",
     "scale_in",
     "tracing_cost",
