@@ -236,11 +236,13 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(owning object, pod spec) of every workload, the Job and the test Pod included."""
+    """(owning object, pod spec) of every workload, the Jobs, CronJobs and test Pod included."""
     out = []
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet", "Job"):
             out.append((d, d["spec"]["template"]["spec"]))
+        elif d["kind"] == "CronJob":
+            out.append((d, d["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
         elif d["kind"] == "Pod":
             out.append((d, d["spec"]))
     return out
@@ -249,6 +251,8 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str
 def pod_labels(d: dict[str, Any]) -> dict[str, str]:
     if d["kind"] == "Pod":
         return d["metadata"]["labels"]
+    if d["kind"] == "CronJob":
+        return d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     return d["spec"]["template"]["metadata"]["labels"]
 
 

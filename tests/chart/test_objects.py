@@ -394,7 +394,7 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
     docs = render("network-policies")
     policies = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "NetworkPolicy")}
     assert set(policies) == {
-        f"{FULLNAME}-{c}" for c in ("postgresql", "rabbitmq", "api", "worker", "scaler")
+        f"{FULLNAME}-{c}" for c in ("postgresql", "rabbitmq", "api", "worker", "scaler", "purge")
     }
     pods = {pod_labels(o)["app.kubernetes.io/component"]: pod_labels(o) for o, _ in pod_specs(docs)}
 
@@ -408,7 +408,12 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
                     out |= {c for c, lab in pods.items() if selects(peer["podSelector"], lab)}
         return out
 
-    assert allowed(f"{FULLNAME}-postgresql", "postgresql") == {"api", "worker", "migrations"}
+    assert allowed(f"{FULLNAME}-postgresql", "postgresql") == {
+        "api",
+        "worker",
+        "migrations",
+        "purge",
+    }
     assert allowed(f"{FULLNAME}-rabbitmq", "amqp") == {"api", "worker"}
     # The queue policy is applied by every process on start, and by the migration step.
     assert allowed(f"{FULLNAME}-rabbitmq", "management") == {
@@ -417,8 +422,10 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
         "migrations",
         "scaler",
     }
-    for spec in policies.values():
-        assert spec["policyTypes"] == ["Ingress"]
+    for name, spec in policies.items():
+        # The purge's also limits where it connects to (tests/chart/test_purge.py).
+        expected = ["Ingress", "Egress"] if name.endswith("-purge") else ["Ingress"]
+        assert spec["policyTypes"] == expected, name
 
 
 def test_helm_test_calls_the_api_through_its_service(render):

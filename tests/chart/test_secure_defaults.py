@@ -10,7 +10,7 @@ def test_the_defaults_expose_nothing_and_isolate_the_pods(render):
     assert not by_kind(docs, "Ingress")
     policies = {d["metadata"]["name"] for d in by_kind(docs, "NetworkPolicy")}
     assert policies == {
-        f"{FULLNAME}-{c}" for c in ("postgresql", "rabbitmq", "api", "worker", "scaler")
+        f"{FULLNAME}-{c}" for c in ("postgresql", "rabbitmq", "api", "worker", "scaler", "purge")
     }
     for service in by_kind(docs, "Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
@@ -37,6 +37,9 @@ def test_each_process_gets_only_the_credentials_it_uses(render):
             assert ("CE_API_KEYS" in env) == (component == "api"), component
             if component == "scaler":
                 assert not {"CE_DATABASE_URL", "CE_AMQP_URL"} & set(env), env
+            if component == "purge":  # PostgreSQL only
+                secrets = {k for k, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})}
+                assert secrets == {"CE_DATABASE_URL"} and not container.get("envFrom"), env
 
 
 def test_metrics_and_docs_are_not_served_where_the_api_is_routed(render):

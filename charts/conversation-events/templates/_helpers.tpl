@@ -369,21 +369,10 @@ checksum/config: {{ include "conversation-events.configData" . | sha256sum }}
 checksum/secret: {{ toJson (list $credentials .Values.secrets .Values.externalDatabase .Values.externalRabbitmq .Values.postgresql.auth .Values.postgresql.mode .Values.rabbitmq.auth .Values.rabbitmq.vhost .Values.rabbitmq.mode .Values.rabbitmq.users) | sha256sum }}
 {{- end }}
 
-{{/*
-Where a process finds the database and the broker. Call with the root (the worker's broker
-user), or with (list $ "api") or (list $ "migrations" SECRET) where SECRET holds the URLs that
-carry their credentials (default: the release's Secret).
-*/}}
-{{- define "conversation-events.secretEnv" -}}
-{{- $root := . }}
-{{- $component := "worker" }}
-{{- $secret := "" }}
-{{- if kindIs "slice" . }}
-{{- $root = index . 0 }}
-{{- $component = index . 1 }}
-{{- if gt (len .) 2 }}{{ $secret = index . 2 }}{{ end }}
-{{- end }}
-{{- $secret = $root.Values.secrets.existingSecret | default $secret | default (include "conversation-events.secretName" $root) }}
+{{/* Where a process finds the database (secretEnv's first part). Call with (list $ SECRET). */}}
+{{- define "conversation-events.databaseEnv" -}}
+{{- $root := index . 0 }}
+{{- $secret := index . 1 }}
 {{- $db := include "conversation-events.databaseCredentials" $root | fromYaml }}
 {{- if $db }}
 - name: CE_DATABASE_URL
@@ -399,6 +388,24 @@ carry their credentials (default: the release's Secret).
       name: {{ $secret }}
       key: database-url
 {{- end }}
+{{- end }}
+
+{{/*
+Where a process finds the database and the broker. Call with the root (the worker's broker
+user), or with (list $ "api") or (list $ "migrations" SECRET) where SECRET holds the URLs that
+carry their credentials (default: the release's Secret).
+*/}}
+{{- define "conversation-events.secretEnv" -}}
+{{- $root := . }}
+{{- $component := "worker" }}
+{{- $secret := "" }}
+{{- if kindIs "slice" . }}
+{{- $root = index . 0 }}
+{{- $component = index . 1 }}
+{{- if gt (len .) 2 }}{{ $secret = index . 2 }}{{ end }}
+{{- end }}
+{{- $secret = $root.Values.secrets.existingSecret | default $secret | default (include "conversation-events.secretName" $root) }}
+{{- include "conversation-events.databaseEnv" (list $root $secret) }}
 {{- $mq := include "conversation-events.brokerCredentials" (list $root $component) | fromYaml }}
 {{- if $mq }}
 - name: CE_AMQP_URL
