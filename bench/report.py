@@ -318,7 +318,7 @@ def table(results: dict[str, Any]) -> str:
         summary = pg["purge"]
         lines.append(
             f"  purge: {summary['content_dropped']} contents dropped + {summary['events_deleted']}"
-            f" events deleted in {pg['purge_s']:.0f} s ({pg['purge_rows_per_s']:.0f} rows/s,"
+            f" events deleted in {summary['seconds']:.0f} s ({pg['purge_rows_per_s']:.0f} rows/s,"
             f" {summary['batches']} batches); left due: {pg['left_due']}"
         )
     tg = targets(results)
