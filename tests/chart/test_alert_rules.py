@@ -96,6 +96,17 @@ CASES: dict[str, tuple[dict[str, str], dict[str, str], int]] = {
         },
         20,
     ),
+    # promtool's clock starts at 0: a run recorded at 1 h, then none (fires after 36 h + 1 h),
+    # against runs recorded every day (the last one 9 h before).
+    "ConversationEventsPurgeOverdue": (
+        {f"conversation_events_purge_last_run_timestamp_seconds{{{API}}}": "3600x2400"},
+        {
+            f"conversation_events_purge_last_run_timestamp_seconds{{{API}}}": (
+                "3600x1439 90000x1439"
+            )
+        },
+        2400,
+    ),
 }
 
 

@@ -48,6 +48,7 @@ def test_alerts_and_dashboard_use_real_metric_names(render):
         "ConversationEventsWorkersHolding",
         "ConversationEventsFailureRate",
         "ConversationEventsApi5xx",
+        "ConversationEventsPurgeOverdue",
     }
     [dashboard] = [
         d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("dashboard")
