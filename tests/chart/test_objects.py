@@ -395,7 +395,7 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
     policies = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "NetworkPolicy")}
     assert set(policies) == {
         f"{FULLNAME}-{c}" for c in ("postgresql", "rabbitmq", "api", "worker", "scaler", "purge")
-    }
+    } | {f"{FULLNAME}-{c}-egress" for c in ("api", "worker", "migrations")}
     pods = {pod_labels(o)["app.kubernetes.io/component"]: pod_labels(o) for o, _ in pod_specs(docs)}
 
     def allowed(policy: str, port: str) -> set[str]:
@@ -423,9 +423,10 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
         "scaler",
     }
     for name, spec in policies.items():
-        # The purge's also limits where it connects to (tests/chart/test_purge.py).
-        expected = ["Ingress", "Egress"] if name.endswith("-purge") else ["Ingress"]
-        assert spec["policyTypes"] == expected, name
+        # Where pods connect to: the purge's own, and the -egress ones (test_secure_defaults.py).
+        expected = {"-purge": ["Ingress", "Egress"], "-egress": ["Egress"]}
+        suffix = next((k for k in expected if name.endswith(k)), "")
+        assert spec["policyTypes"] == expected.get(suffix, ["Ingress"]), name
 
 
 def test_helm_test_calls_the_api_through_its_service(render):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.chart.rendering import FULLNAME, by_kind, env_of, pod_labels, pod_specs
 
 
@@ -11,7 +13,7 @@ def test_the_defaults_expose_nothing_and_isolate_the_pods(render):
     policies = {d["metadata"]["name"] for d in by_kind(docs, "NetworkPolicy")}
     assert policies == {
         f"{FULLNAME}-{c}" for c in ("postgresql", "rabbitmq", "api", "worker", "scaler", "purge")
-    }
+    } | {f"{FULLNAME}-{c}-egress" for c in ("api", "worker", "migrations")}
     for service in by_kind(docs, "Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
 
@@ -21,6 +23,50 @@ def test_a_plaintext_ingress_needs_an_explicit_waiver(render):
     assert "tls" not in ingress["spec"]
     [ingress] = by_kind(render("ingress-tls"), "Ingress")
     assert ingress["spec"]["tls"][0]["hosts"] == ["events.example.com"]
+
+
+def _egress(docs, component: str) -> list[dict]:
+    [policy] = [
+        d["spec"]
+        for d in by_kind(docs, "NetworkPolicy")
+        if d["metadata"]["name"] == f"{FULLNAME}-{component}-egress"
+    ]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    return policy["egress"]
+
+
+def _peers(rules: list[dict]) -> dict[str, set[int]]:
+    """Ports per destination: a component's pods, or "any" address."""
+    out: dict[str, set[int]] = {}
+    for rule in rules:
+        peers = [
+            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for p in rule.get("to", [])
+        ]
+        for peer in peers or ["any"]:
+            out.setdefault(peer, set()).update(p["port"] for p in rule["ports"])
+    return out
+
+
+def test_the_app_connects_only_to_postgresql_rabbitmq_and_dns(render):
+    docs = render("defaults")
+    for component in ("api", "worker"):
+        assert _peers(_egress(docs, component)) == {
+            "postgresql": {5432},
+            "rabbitmq": {5672, 15672},
+            "any": {53},
+        }
+    # The migration step applies the queue policy through the management API only.
+    assert _peers(_egress(docs, "migrations")) == {
+        "postgresql": {5432},
+        "rabbitmq": {15672},
+        "any": {53},
+    }
+    # External servers: their ports, on any address (the chart knows only host names).
+    assert _peers(_egress(render("external-services"), "api")) == {"any": {5432, 5671, 15671, 53}}
+    collector = {"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}], "ports": [{"port": 4317}]}
+    docs = render(None, f"--set-json=networkPolicy.extraEgress=[{json.dumps(collector)}]")
+    assert _egress(docs, "worker")[-1] == collector
 
 
 def test_network_policies_can_be_turned_off(render):
