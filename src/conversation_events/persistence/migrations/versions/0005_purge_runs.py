@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from conversation_events.persistence.migration_columns import written_at
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -21,12 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "purge_runs",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column(
-            "finished_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("now()"),
-        ),
+        written_at("finished_at"),
         sa.Column("seconds", sa.Double, nullable=False),
         sa.Column("content_dropped", sa.Integer, nullable=False),
         sa.Column("events_deleted", sa.Integer, nullable=False),
