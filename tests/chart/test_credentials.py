@@ -3,6 +3,9 @@ changed credential rolls the pods that read it."""
 
 from __future__ import annotations
 
+import base64
+
+from conversation_events.access import KEY_PREFIX, MIN_KEY_LENGTH
 from tests.chart.rendering import CHART, EXTERNAL, FULLNAME, NAMESPACE, RELEASE, one, run_helm
 
 REFUSE = "--set=secrets.generateOffline=false"  # what a user's `helm template` gets
@@ -62,3 +65,9 @@ def test_pods_that_read_the_secret_roll_when_a_credential_changes(helm, render):
         for docs in (render(None, *given), rotated_key, rotated_db)
     }
     assert len(config) == 1
+
+
+def test_the_generated_api_key_is_recognisable(render):
+    data = one(render("defaults"), "Secret", FULLNAME)["data"]
+    [key] = base64.b64decode(data["api-keys"]).decode().split(",")
+    assert key.startswith(KEY_PREFIX) and len(key) >= MIN_KEY_LENGTH + len(KEY_PREFIX)

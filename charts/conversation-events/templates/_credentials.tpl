@@ -38,7 +38,8 @@ Secrets, which Helm's own release storage needs permission for: a cluster answer
 {{- fail (printf "no cluster to read the generated credentials (%s) from: this render (helm template, --dry-run, a GitOps tool) would generate new ones each time. Create a Secret with the keys listed in the chart README and set secrets.existingSecret, or set secrets.generateOffline=true to render throwaway credentials that are never to be applied" (join ", " $missing)) }}
 {{- end }}
 {{- range $key := $missing }}
-{{- $_ := set $found $key (randAlphaNum (ternary 40 32 (eq $key "api-keys"))) }}
+{{- /* The API key carries the prefix of every key (conversation_events.access.KEY_PREFIX), for secret scanners. */}}
+{{- $_ := set $found $key (ternary (printf "ce_%s" (randAlphaNum 40)) (randAlphaNum 32) (eq $key "api-keys")) }}
 {{- end }}
 {{- $_ := set $ "conversationEventsCredentials" $found }}
 {{- end }}
