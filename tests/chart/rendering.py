@@ -210,8 +210,9 @@ OFFLINE = ("--set=secrets.generateOffline=true",)
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """helm `args`; `template` and `lint` get OFFLINE first."""
-    if args and args[0] in ("template", "lint"):
+    """helm `args`; `template`, `lint` and a client-side `--dry-run` get OFFLINE first."""
+    offline = any(a.startswith("--dry-run") for a in args)
+    if args and (args[0] in ("template", "lint") or offline):
         args = (args[0], *OFFLINE, *args[1:])
     return subprocess.run(
         [helm, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT

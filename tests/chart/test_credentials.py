@@ -28,7 +28,8 @@ def _secret_checksums(docs) -> set[str]:
 def test_an_offline_render_refuses_to_generate_credentials_it_cannot_read_back(helm):
     result = _template(helm, REFUSE)
     assert result.returncode != 0
-    assert "api-keys, postgresql-password, rabbitmq-password" in result.stderr
+    generated = "api-keys, api-password, migrations-password, postgresql-password, "
+    assert generated + "rabbitmq-password, scaler-password, worker-password" in result.stderr
     assert "set secrets.existingSecret" in result.stderr
     assert "secrets.generateOffline=true" in result.stderr
     # Only what would be generated is named: given keys and external passwords are not.
