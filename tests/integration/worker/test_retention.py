@@ -183,23 +183,16 @@ def test_the_purge_needs_only_the_database(engine: Engine, database_url: str) ->
         "CE_ENVIRONMENT": "production",
         "CE_DATABASE_URL": url.render_as_string(hide_password=False),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "conversation_events_worker.admin", "purge"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+
+    def run(command: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "conversation_events_worker.admin", command]
+        return subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+
+    done = run("purge")
     assert done.returncode == 0, done.stderr.decode()
     assert set(orjson.loads(done.stdout.splitlines()[-1])) >= {"content_dropped", "events_deleted"}
     # Every other command still needs a real AMQP password in production.
-    requeue = subprocess.run(
-        [sys.executable, "-m", "conversation_events_worker.admin", "requeue-failed"],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    requeue = run("requeue-failed")
     assert requeue.returncode != 0 and b"AMQP password" in requeue.stderr
 
 
