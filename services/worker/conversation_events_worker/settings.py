@@ -130,7 +130,7 @@ class WorkerSettings(CommonSettings):
         ),
     )
     purge_pause_s: float = Field(
-        0.2,
+        0.8,
         ge=0,
         le=60,
         description=(
