@@ -1,7 +1,7 @@
 """Purge runs: what each retention purge did, for the metrics of the processes that stay up.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 Expands only: a new, small table (one row per run, the purge deletes rows older than 90 days).
 """
@@ -13,8 +13,8 @@ from alembic import op
 
 from conversation_events.persistence.migration_columns import written_at
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
