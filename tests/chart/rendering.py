@@ -103,6 +103,13 @@ GATEWAY = [
     '--set-json=gateway.parentRefs=[{"name":"public","namespace":"gateway","sectionName":"https"}]',
     '--set-json=gateway.hostnames=["events.example.com"]',
 ]
+DIGEST = "sha256:" + "ab" * 32
+IMAGE_REGISTRIES = [
+    "--set=global.imageRegistry=mirror.example.com:5000",
+    "--set=worker.image.registry=ghcr.io/acme",
+    f"--set=api.image.digest={DIGEST}",
+    f"--set=postgresql.image.digest={DIGEST}",
+]
 COMBINATIONS: dict[str, list[str]] = {
     "defaults": [],
     "external-services": EXTERNAL,
@@ -176,6 +183,8 @@ COMBINATIONS: dict[str, list[str]] = {
         "--set=worker.deletionCost.enabled=true",
     ],
     "conventions": CONVENTIONS,
+    "image-registries": IMAGE_REGISTRIES,
+    "image-registries-operators": [*OPERATORS, *IMAGE_REGISTRIES],
     "api-autoscaling": ["--set=api.autoscaling.enabled=true"],
     "no-topology-spread": [
         "--set-json=api.topologySpreadConstraints=[]",

@@ -11,6 +11,7 @@ import pytest
 
 from tests.chart.rendering import (
     COMBINATIONS,
+    DIGEST,
     FULLNAME,
     by_kind,
     one,
@@ -228,3 +229,41 @@ def test_httproute_needs_the_gateway_api_or_force(render):
     args = [a for a in COMBINATIONS["gateway-served"] if not a.startswith("--api-versions")]
     assert not by_kind(render(None, *args), "HTTPRoute")
     assert not by_kind(render("defaults"), "HTTPRoute")
+
+
+def _images(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Image of every container, by '<object> <container>'."""
+    return {
+        f"{owner['metadata']['name']} {c['name']}": c["image"]
+        for owner, pod in pod_specs(docs)
+        for c in [*pod.get("initContainers", []), *pod["containers"]]
+    }
+
+
+def test_images_come_from_their_registry_or_the_global_one_pinned_by_digest(render):
+    version = one(render("defaults"), "Deployment", API)["spec"]["template"]["spec"]
+    tag = version["containers"][0]["image"].rsplit(":", 1)[1]
+    images = _images(render("image-registries"))
+    mirror = "mirror.example.com:5000"
+    expected = {
+        f"{API} api": f"{mirror}/conversation-events-api@{DIGEST}",
+        f"{FULLNAME}-migrations migrations": f"{mirror}/conversation-events-api@{DIGEST}",
+        f"{FULLNAME}-test-api healthz": f"{mirror}/conversation-events-api@{DIGEST}",
+        f"{WORKER} worker": f"ghcr.io/acme/conversation-events-worker:{tag}",
+        f"{SCALER} scaler": f"{mirror}/conversation-events-scaler:{tag}",
+        f"{FULLNAME}-postgresql postgresql": f"{mirror}/postgres@{DIGEST}",
+        f"{FULLNAME}-rabbitmq rabbitmq": f"{mirror}/rabbitmq:4.1.4-management",
+    }
+    for container, image in expected.items():
+        assert images[container] == image, container
+    # Every container is covered: none keeps a bare repository.
+    assert all(image.startswith((mirror, "ghcr.io/acme/")) for image in images.values()), images
+    operated = one(render("image-registries-operators"), "RabbitmqCluster", f"{FULLNAME}-rabbitmq")
+    assert operated["spec"]["image"] == f"{mirror}/rabbitmq:4.1.4-management"
+
+
+def test_images_are_bare_repositories_and_tags_by_default(render):
+    images = _images(render("defaults"))
+    assert images[f"{FULLNAME}-postgresql postgresql"] == "postgres:16.10-bookworm"
+    assert images[f"{FULLNAME}-rabbitmq rabbitmq"] == "rabbitmq:4.1.4-management"
+    assert all("/" not in image and "@" not in image for image in images.values()), images

@@ -71,7 +71,24 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- $root := index . 0 }}
 {{- $image := index . 1 }}
 {{- $tag := $image.tag | default $root.Values.image.tag | default $root.Chart.AppVersion }}
-{{- printf "%s:%s" $image.repository $tag }}
+{{- include "conversation-events.imageRef" (list $root $image $tag) }}
+{{- end }}
+
+{{/*
+Image reference: `[registry/]repository` then `@digest` when one is set, else `:tag`. The
+registry is the image's own, else global.imageRegistry. Call with (list $ image tag).
+*/}}
+{{- define "conversation-events.imageRef" -}}
+{{- $root := index . 0 }}
+{{- $image := index . 1 }}
+{{- $registry := $image.registry | default (($root.Values.global).imageRegistry) | default "" | trimSuffix "/" }}
+{{- $name := $image.repository }}
+{{- if $registry }}{{ $name = printf "%s/%s" $registry $name }}{{ end }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $name $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $name (index . 2) }}
+{{- end }}
 {{- end }}
 
 {{- define "conversation-events.serviceAccountName" -}}
