@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, event
@@ -32,6 +34,7 @@ from tests.support.services import (
 )
 
 from conversation_events.errors import PermanentError, RetryableError
+from conversation_events.messaging.contract import EventMessage
 from conversation_events.messaging.topology import Topology
 from conversation_events.processing import ProcessingConfig, ProcessResult, process_batch
 from conversation_events_worker.consumer import Consumer
@@ -109,6 +112,37 @@ def test_unknown_event_and_malformed_body_are_dead_lettered(
         what="two dead letters",
     )
     assert queue_empty(topology.queue)
+
+
+def test_an_unknown_major_version_is_dead_lettered_with_a_clear_error(
+    engine: Engine,
+    topology: Topology,
+    run_consumer: Callable[..., Consumer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A later major version is refused, not guessed at: the message goes to the dead-letter
+    queue and the event stays as it was, while a later minor version with unknown fields is
+    processed."""
+    caplog.set_level(logging.ERROR, logger="conversation_events_worker.consumer")
+    refused, accepted = conversation(), conversation()
+    refused_id, accepted_id = store(engine, refused), store(engine, accepted)
+    run_consumer()
+
+    def versioned(event_id: str, body: dict[str, Any], version: str) -> bytes:
+        message = EventMessage.now(
+            event_id, body["conversation_id"], body["user_id"], body["bot_id"]
+        )
+        return orjson.dumps({**orjson.loads(message.to_bytes()), "version": version, "x": 1})
+
+    publish(topology, refused_id, raw=versioned(refused_id, refused, "2.0"))
+    publish(topology, accepted_id, raw=versioned(accepted_id, accepted, "1.9"))
+    event_row_when(engine, accepted_id, "PROCESSED")
+    wait_for(
+        lambda: queue_counts(topology.dead_letter_queue)[0] == 1, timeout=10, what="dead letter"
+    )
+    assert event_row(engine, refused_id)["status"] == "PENDING"
+    errors = [getattr(r, "error", "") for r in caplog.records]
+    assert "message version '2.0' is not supported: this worker reads 1.x" in errors
 
 
 def test_permanent_error_fails_event_once_and_dead_letters(
