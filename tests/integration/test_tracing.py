@@ -21,15 +21,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine
 from tests.integration.api.conftest import make_client
-from tests.integration.worker.conftest import run_consumer
+from tests.integration.worker.conftest import per_event, run_consumer, topology
 from tests.support.payloads import conversation
-from tests.support.pipeline import event_row
+from tests.support.pipeline import event_row, publish, store
 from tests.support.services import AMQP_URL, queue_counts, wait_for
 
 from conversation_events import telemetry
+from conversation_events.errors import PermanentError, RetryableError
+from conversation_events.messaging.topology import Topology
+from conversation_events.processing import ProcessingConfig, ProcessResult
 from conversation_events_worker.consumer import Consumer
 
-__all__ = ["make_client", "run_consumer"]  # fixtures of the API and worker tiers
+__all__ = ["make_client", "run_consumer", "topology"]  # fixtures of the API and worker tiers
 
 END = "/v1/conversations/end"
 
@@ -194,3 +197,43 @@ def test_untraced_requests_store_no_trace_context(
     traceparent, _, _ = caller_context()
     _, event_id = post(client, traceparent)
     assert event_row(engine, event_id)["trace_context"] is None
+
+
+def test_failures_retries_and_dead_letters_are_recorded_on_the_batch_span(
+    spans: InMemorySpanExporter,
+    run_consumer: Callable[..., Consumer],
+    engine: Engine,
+    topology: Topology,
+) -> None:
+    transient, permanent = conversation(), conversation()
+    transient_id, permanent_id = store(engine, transient), store(engine, permanent)
+
+    def failing(engine: Engine, event_id: str, config: ProcessingConfig) -> ProcessResult:
+        if event_id == permanent_id:
+            raise PermanentError("conversation cannot be scored")
+        raise RetryableError("scoring briefly unavailable")
+
+    run_consumer(processor=per_event(failing))
+    publish(topology, transient_id, transient)
+    publish(topology, permanent_id, permanent)
+
+    def recorded() -> dict[str, tuple[ReadableSpan, dict]] | None:
+        found = {
+            str(event.attributes["conversation_events.event_id"]): (span, dict(event.attributes))
+            for span in named(spans, f"{topology.queue} process")
+            for event in span.events
+            if event.name == "exception" and event.attributes is not None
+        }
+        return found if {transient_id, permanent_id} <= set(found) else None
+
+    found: dict[str, tuple[ReadableSpan, dict]] = wait_for(
+        recorded, timeout=15, what="both failures recorded on a batch span"
+    )
+    _, retried = found[transient_id]
+    assert retried["conversation_events.outcome"] == "retry scheduled"
+    assert retried["exception.message"] == "scoring briefly unavailable"
+    assert float(retried["conversation_events.retry_in_s"]) >= 0
+    dead_span, dead = found[permanent_id]
+    assert dead["conversation_events.outcome"] == "dead-lettered"
+    assert dead["exception.type"].endswith("PermanentError")
+    assert dead_span.status.status_code is trace.StatusCode.ERROR
