@@ -119,6 +119,39 @@ def test_the_commands_reach_a_live_broker_node_past_dead_ones(
     event_row_when(engine, event_id, "PROCESSED")
 
 
+@pytest.mark.parametrize("command", ["requeue-failed", "replay-dead-letters"])
+def test_a_message_sent_again_carries_the_events_trace_context(
+    engine: Engine,
+    database_url: str,
+    topology: Topology,
+    run_consumer: Callable[..., Consumer],
+    command: str,
+) -> None:
+    """The event's stored trace context, not the operator's, travels with the new message, so
+    its trace still leads back to the request that accepted it."""
+    body, event_id, _ = fail_then_recover(engine, topology, run_consumer)
+    wait_for(lambda: queue_counts(topology.queue)[1] == 0, timeout=30, what="worker stopped")
+    context = {"traceparent": f"00-{'1f' * 16}-{'2e' * 8}-01", "tracestate": "ce=1"}
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE conversation_events SET trace_context = :context WHERE id = :id"),
+            {"context": orjson.dumps(context).decode(), "id": event_id},
+        )
+
+    # The database is shared with other tests: re-queue this test's FAILED event only.
+    only = ["--conversation-id", body["conversation_id"]] if command == "requeue-failed" else []
+    admin(database_url, topology, command, *only)
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        method, properties, body = connection.channel().basic_get(topology.queue, auto_ack=True)
+    finally:
+        connection.close()
+    assert method is not None, "nothing was sent again"
+    assert orjson.loads(body)["event_id"] == event_id
+    assert {k: properties.headers[k] for k in context} == context
+
+
 def test_replay_dead_letters_moves_them_back_and_drops_finished_ones(
     engine: Engine, database_url: str, topology: Topology, run_consumer: Callable[..., Consumer]
 ) -> None:
