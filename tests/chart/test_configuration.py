@@ -230,14 +230,14 @@ def test_the_scalers_defaults_are_the_charts() -> None:
     assert values["pollingIntervalSeconds"] == ScalerSettings().polling_interval_s
 
 
-def test_tracing_settings_reach_the_api_and_the_workers_only_when_enabled(render):
+def test_tracing_settings_reach_the_api_the_workers_and_the_scaler_only_when_enabled(render):
     """The chart passes `OTEL_*` through: off by default, OTLP/HTTP to the endpoint when on."""
     for combination, expected in (("defaults", None), ("tracing", "otlp")):
         docs = render(combination)
         seen = set()
         for owner, pod in pod_specs(docs):
             component = pod_labels(owner)["app.kubernetes.io/component"]
-            if component not in {"api", "worker"}:
+            if component not in {"api", "worker", "scaler"}:
                 continue
             seen.add(component)
             env = _environment(docs, pod["containers"][0])
@@ -249,7 +249,7 @@ def test_tracing_settings_reach_the_api_and_the_workers_only_when_enabled(render
             assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
             assert env["OTEL_TRACES_SAMPLER_ARG"] == "1.0"
             assert env["OTEL_BSP_SCHEDULE_DELAY"] == "500"
-        assert seen == {"api", "worker"}
+        assert seen == {"api", "worker", "scaler"}
 
 
 def test_tracing_without_an_endpoint_is_refused(helm):
