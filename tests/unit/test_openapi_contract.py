@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from openapi_spec_validator import validate
+from scripts import openapi_contract as contract
 from scripts.openapi_contract import COMMITTED, breaking_changes, compatibility, render
 
 from conversation_events_api.main import create_app
@@ -163,3 +166,39 @@ def test_a_break_declared_by_a_new_major_version_is_reported_not_failed(
     new["info"]["version"] = "2.0.0"
     assert compatibility(committed, new, "v1.0.0") == 0
     assert f"path removed: {STATUS}" in capsys.readouterr().err
+
+
+def test_the_breaking_check_compares_with_the_last_release_else_the_previous_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline: the newest `v*` tag; without one, the committed file while it has
+    uncommitted changes, else its version before the last change; nothing for a first one."""
+    committed = tmp_path / "docs" / "openapi.json"
+    committed.parent.mkdir()
+    monkeypatch.setattr(contract, "ROOT", tmp_path)
+    monkeypatch.setattr(contract, "COMMITTED", committed)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=ce", "-c", "user.email=ce@example.com", *args],
+            cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    def commit(version: str) -> str:
+        committed.write_text(json.dumps({"info": {"version": version}}))
+        git("add", "-A")
+        git("commit", "-qm", version)
+        return git("rev-parse", "HEAD")
+
+    git("init", "-q")
+    first = commit("1.0.0")
+    assert contract.earlier_document(None) is None
+    committed.write_text(json.dumps({"info": {"version": "1.1.0"}}))
+    assert contract.earlier_document(None) == ("HEAD", {"info": {"version": "1.0.0"}})
+    commit("1.1.0")
+    assert contract.earlier_document(None) == (first, {"info": {"version": "1.0.0"}})
+    git("tag", "v1.0.0", first)
+    commit("1.2.0")
+    assert contract.earlier_document(None) == ("v1.0.0", {"info": {"version": "1.0.0"}})
+    assert contract.earlier_document(first) == (first, {"info": {"version": "1.0.0"}})
