@@ -35,7 +35,7 @@ def main() -> None:
             access_log=False,
             loop="uvloop",
             timeout_graceful_shutdown=10,
-            **uvicorn_options(settings),
+            **uvicorn_options(settings, app.state.in_flight),
         )
     finally:
         telemetry.shutdown()  # export the spans still buffered

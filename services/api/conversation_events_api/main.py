@@ -21,7 +21,12 @@ from conversation_events.errors import ConflictingEvent, PermanentError, Retryab
 from conversation_events.messaging.policy import ensure_queue_policy
 from conversation_events_api.body import add_body_schemas, validation_details
 from conversation_events_api.deps import unauthorized
-from conversation_events_api.middleware import BodyTooLarge, EdgeMiddleware, too_large_body
+from conversation_events_api.middleware import (
+    BodyTooLarge,
+    EdgeMiddleware,
+    InFlight,
+    too_large_body,
+)
 from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
@@ -138,8 +143,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         redoc_url="/redoc" if settings.serves_docs else None,
         openapi_url="/openapi.json" if settings.serves_docs else None,
     )
+    # Shared with the HTTP protocol, which refuses requests past it (`server.uvicorn_options`).
+    app.state.in_flight = InFlight(settings.max_in_flight)
     app.add_middleware(
         EdgeMiddleware,
+        in_flight=app.state.in_flight,
         max_body_bytes=settings.max_body_bytes,
         max_batch_body_bytes=settings.max_batch_body_bytes,
         max_in_flight=settings.max_in_flight,

@@ -1,6 +1,10 @@
 """Pure ASGI middleware: request ids, the in-flight limit, body limits, latency metrics, the
 request log and, with tracing on, the HTTP server span.
 
+The in-flight limit is an `InFlight` gate shared with the HTTP protocol (`server.py`), which
+refuses most requests past it before any ASGI code runs; the check here catches the few that
+were let in while the last free places were being taken.
+
 The size limit is enforced on the byte stream before anything parses it: a declared
 Content-Length over the limit is refused at once, and a chunked body is cut off as soon as it
 crosses the limit. The body must also arrive within `client_timeout_s` of the request's start
@@ -62,6 +66,25 @@ def too_large_body(limit: int) -> bytes:
     )
 
 
+class InFlight:
+    """How many /v1 requests one process is handling, and how many it takes at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def full(self) -> bool:
+        return self.count >= self.limit
+
+    def enter(self) -> None:
+        self.count += 1
+        metrics.IN_FLIGHT.set(self.count)
+
+    def leave(self) -> None:
+        self.count -= 1
+        metrics.IN_FLIGHT.set(self.count)
+
+
 ACCEPT_PATH = "/v1/conversations/end"
 #: The batch route: its bodies have a limit of their own.
 BATCH_PATH = "/v1/conversations/end:batch"
@@ -74,7 +97,8 @@ _REJECTIONS = {
     422: "invalid",
 }
 _BAD_LENGTH = orjson.dumps({"detail": "Content-Length is not a number", "code": "bad_request"})
-_LIMITED_PREFIX = "/v1/"
+#: Paths under the in-flight limit: probes and /metrics must answer while the process sheds.
+LIMITED_PREFIX = "/v1/"
 request_log = logging.getLogger("conversation_events_api.requests")
 _TRACE_HEADERS = (("traceparent", b"traceparent"), ("tracestate", b"tracestate"))
 #: Where the authenticated principal is left for the request log (`scope["state"]`).
@@ -92,16 +116,15 @@ class EdgeMiddleware:
         client_timeout_s: float,
         retry_after_s: int,
         log_requests: bool = True,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.app = app
         self.log_requests = log_requests
         self.max_body_bytes = max_body_bytes
         self.max_batch_body_bytes = max_batch_body_bytes
-        self.max_in_flight = max_in_flight
+        self.in_flight = in_flight or InFlight(max_in_flight)
         self.client_timeout_s = client_timeout_s
         self.retry_after = str(retry_after_s).encode()
-        # Only /v1 requests count: probes and /metrics must answer while the process sheds.
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,7 +135,7 @@ class EdgeMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         token = logs.request_id.set(rid)
         status_holder = {"status": 500}
-        limited = scope["path"].startswith(_LIMITED_PREFIX)
+        limited = scope["path"].startswith(LIMITED_PREFIX)
         # Probes and scrapes (every few seconds, from every prober) are not traced.
         tracer = telemetry.tracer(__name__) if limited else None
         span: trace.Span | None = None
@@ -144,15 +167,14 @@ class EdgeMiddleware:
         counted = False
         try:
             if limited:
-                if self.in_flight >= self.max_in_flight:
+                if self.in_flight.full():
                     metrics.SHED.labels("in_flight").inc()
                     SHED_LOG.record("in_flight")
                     await _reply(
                         send_wrapper, 503, OVERLOADED_BODY, [(b"retry-after", self.retry_after)]
                     )
                     return
-                self.in_flight += 1
-                metrics.IN_FLIGHT.set(self.in_flight)
+                self.in_flight.enter()
                 counted = True
             limit = (
                 self.max_batch_body_bytes if scope["path"] == BATCH_PATH else self.max_body_bytes
@@ -197,8 +219,7 @@ class EdgeMiddleware:
             raise
         finally:
             if counted:
-                self.in_flight -= 1
-                metrics.IN_FLIGHT.set(self.in_flight)
+                self.in_flight.leave()
             route: Any = scope.get("route")
             template = getattr(route, "path", "unmatched")
             status = status_holder["status"]

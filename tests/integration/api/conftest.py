@@ -54,7 +54,8 @@ def make_client(
             names,
             **overrides,
         )
-        server = ServerThread(create_app(settings), **uvicorn_options(settings)).__enter__()
+        app = create_app(settings)
+        server = ServerThread(app, **uvicorn_options(settings, app.state.in_flight)).__enter__()
         client = server.client(headers={"X-API-Key": API_KEY})
         servers.append(server)
         clients.append(client)

@@ -125,11 +125,16 @@ def test_past_a_bound_requests_get_a_fast_503_overloaded_and_probes_still_answer
 
     def shed() -> httpx.Response | None:
         try:
-            response, took = timed(lambda: client.post(END, json=conversation(), timeout=2))
+            response, took = timed(
+                lambda: client.post(
+                    END, json=conversation(), headers={"X-Request-ID": "shed-1"}, timeout=2
+                )
+            )
         except httpx.TimeoutException:
             return None  # it took the last free place itself (it waits on the frozen database)
         assert response.status_code == 503, response.text
         assert took < 1.0, took  # refused at once, not after a wait
+        assert response.headers["x-request-id"] == "shed-1"  # traceable like any answer
         return response
 
     refused = wait_for(shed, timeout=10, what="a request past the bound to be refused")
