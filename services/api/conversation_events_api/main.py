@@ -27,7 +27,7 @@ from conversation_events_api.middleware import (
     InFlight,
     too_large_body,
 )
-from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers
+from conversation_events_api.overload import UNAVAILABLE_BODY, add_handlers, watch_loop_lag
 from conversation_events_api.publisher import Publisher
 from conversation_events_api.relay import Relay
 from conversation_events_api.routes import (
@@ -108,6 +108,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await writer.start()
         await publisher.start()
         await relay.start()
+        lag = asyncio.create_task(watch_loop_lag(), name="loop-lag")
         log.info("api started", extra={"queue": settings.queue_name})
         metrics_server = None
         if settings.metrics_port:
@@ -122,6 +123,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 metrics_server.server_close()
             if policy is not None:
                 policy.cancel()
+            lag.cancel()
             await relay.stop()
             await writer.stop()
             await publisher.stop()

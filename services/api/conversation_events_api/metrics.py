@@ -70,6 +70,12 @@ REQUEST_SECONDS = Histogram(
     ["route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+LOOP_LAG = Histogram(
+    "conversation_events_event_loop_lag_seconds",
+    "How late the event loop ran a timer due every 0.25 s: time every request waits before its "
+    "turn, on top of its own work (CPU starvation, or a blocking call on the loop).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 FORBIDDEN = Counter(
     "conversation_events_forbidden_total",
     "Requests refused (403) because the key lacks a scope, by key name (never the key).",

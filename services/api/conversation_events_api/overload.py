@@ -56,6 +56,15 @@ async def within(seconds: float, work: Awaitable[T], what: str) -> T:
         raise DeadlineExceeded(f"{what} took longer than {seconds:g} s") from None
 
 
+async def watch_loop_lag(interval_s: float = 0.25) -> None:
+    """Observe, forever, how late the loop wakes a sleep of `interval_s` (`LOOP_LAG`)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        metrics.LOOP_LAG.observe(max(0.0, loop.time() - due))
+
+
 def add_handlers(app: FastAPI, retry_after_s: int) -> None:
     """The 503 answers of `RetryableError` (the database) and of `Overloaded`."""
     headers = {"Retry-After": str(retry_after_s)}
