@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: ``(status, body, content type)``
 Reply = tuple[int, bytes, str]
 #: Answers a GET of one path; called on the server's thread for every request.
 Route = Callable[[], Reply]
+
+
+class _Server(ThreadingHTTPServer):
+    """A failed request is one log line, not a traceback on stderr.
+
+    A probe that times out closes its connection while the answer is being read or written
+    (under CPU starvation, say): that is the probe's verdict, already acted on by whoever sent
+    it, so it is a warning with the cause; anything else is an error with its stack, still one
+    structured line.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.warning(
+                "probe connection closed before its answer",
+                extra={"client": client_address[0], "error": type(exc).__name__},
+            )
+        else:
+            log.error("probe request failed", exc_info=True, extra={"client": client_address[0]})
 
 
 class ProbeServer:
@@ -40,8 +67,7 @@ class ProbeServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     @property
