@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
 SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
-of these), and tracing, ratestep, scalein, purge (run only when named).
+of these), and tracing, ratestep, scalein, purge, overload (run only when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
 `bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
@@ -22,7 +22,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "ratestep", "scalein", "purge")
+OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload")
 
 
 def main() -> int:
@@ -77,6 +77,8 @@ def main() -> int:
             results["scalein"] = scenarios.scale_in(cfg)
         if "purge" in only:
             results["purge"] = scenarios.purge(cfg, empty)
+        if "overload" in only:
+            results["overload"] = scenarios.overload(cfg, empty)
     finally:
         infra.drop_database(empty)
         if backlog:

@@ -8,11 +8,15 @@ line and Content-Length. Two modes:
   previous answer arrives (saturation throughput);
 - open loop (`--rate R`): requests are due on a fixed schedule whatever the server does;
   latency counts from the due time, so a stalled server cannot hide its queueing delay
-  (no coordinated omission).
+  (no coordinated omission);
+- producers (`--producers`): each connection is a producer that posts back to back and, after
+  a `503`, waits what `Retry-After` says (times 0.5-1.5) and sends the same body again on a
+  fresh connection, as the API's clients are told to; connections start over `--warmup`.
 
 `python -m bench.loadgen --url http://127.0.0.1:8000 --key K --duration 20 --out result.json`
 Prints nothing but errors; the JSON holds counts per status, latency percentiles (ms) of the
-measured window (after `--warmup` seconds) and the generator's own CPU seconds. With
+measured window (after `--warmup` seconds), overall and per status, the generator's own CPU
+seconds and how late its own event loop ran a 10 ms timer (so a starved generator shows). With
 `--batch N` each request is a batch of N conversations to `/v1/conversations/end:batch`.
 """
 
@@ -52,6 +56,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.waiter: asyncio.Future[int] | None = None
+        self.retry_after: float | None = None  # of the last answer
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +82,11 @@ class Connection(asyncio.Protocol):
         if len(self.buffer) < end + 4 + length:
             return
         status = int(head[9:12])
+        self.retry_after = None
+        i = head.find(b"retry-after:")
+        if i >= 0:
+            j = head.find(b"\r\n", i)
+            self.retry_after = float(head[i + 12 : j if j >= 0 else len(head)])
         del self.buffer[: end + 4 + length]
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(status)
@@ -107,6 +117,7 @@ class Generator:
         self.timeout = args.timeout
         self.statuses: Counter[str] = Counter()
         self.latencies: list[float] = []
+        self.by_status: dict[str, list[float]] = {}
         self.measure_from = 0.0
         self.measure_to = 0.0
         self.measured = 0
@@ -140,6 +151,7 @@ class Generator:
             if status.startswith("2"):
                 self.measured_ok += 1
             self.latencies.append((done - due) * 1000)
+            self.by_status.setdefault(status, []).append((done - due) * 1000)
 
     async def send(self, conn: Connection, due: float) -> Connection | None:
         """One request on `conn`; returns the connection if it is still usable."""
@@ -165,6 +177,45 @@ class Generator:
                         await asyncio.sleep(0.05)
                         continue
                 conn = await self.send(conn, time.perf_counter())
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+
+        await asyncio.gather(*(run(i) for i in range(connections)))
+
+    async def producers(self, connections: int, ramp: float, until: float) -> None:
+        async def run(index: int) -> None:
+            rng = random.Random(index)
+            await asyncio.sleep(rng.uniform(0, ramp))
+            conn: Connection | None = None
+            again: bytes | None = None  # the body to send again (refused or cut off)
+            while time.perf_counter() < until:
+                if conn is None:
+                    try:
+                        conn = await self.connect(index)
+                    except OSError as exc:
+                        self.statuses[type(exc).__name__] += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                data = again or self.next_request()
+                sent = time.perf_counter()
+                try:
+                    status = await asyncio.wait_for(conn.request(data), self.timeout)
+                except (TimeoutError, ConnectionError, OSError) as exc:
+                    self.record(type(exc).__name__, sent, time.perf_counter())
+                    if conn.transport is not None:
+                        conn.transport.abort()
+                    conn, again = None, data
+                    continue
+                self.record(str(status), sent, time.perf_counter())
+                again = None
+                if status == 503 and conn.retry_after is not None:
+                    again = data
+                    await asyncio.sleep(conn.retry_after * rng.uniform(0.5, 1.5))
+                    # A fresh connection after the wait: the server may be closing the idle
+                    # one (keep-alive timeout) just as the next request would go out.
+                    if conn.transport is not None:
+                        conn.transport.close()
+                    conn = None
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
 
@@ -214,16 +265,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     gen.measure_from = started + args.warmup
     gen.measure_to = started + args.warmup + args.duration
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    lags: list[float] = []
+    ticker = asyncio.create_task(own_lag(lags, gen.measure_from, gen.measure_to))
     if args.rate:
         await gen.open_loop(args.rate, args.connections, started, gen.measure_to)
+    elif args.producers:
+        await gen.producers(args.connections, args.warmup, gen.measure_to)
     else:
         await gen.closed_loop(args.connections, gen.measure_to)
+    ticker.cancel()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     sent = sum(gen.statuses.values())
     ok = [s for s in gen.statuses if s.startswith("2")]
     per_request = args.batch or 1
     return {
-        "mode": "open" if args.rate else "closed",
+        "mode": "open" if args.rate else "producers" if args.producers else "closed",
         "connections": args.connections,
         "offered_rate": args.rate,
         "duration_s": args.duration,
@@ -240,8 +296,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "accepted_events": per_request * sum(gen.statuses[s] for s in ok),
         "events_rate": per_request * gen.measured_ok / args.duration,
         "latency_ms": percentiles(gen.latencies),
+        "latency_by_status_ms": {k: percentiles(v) for k, v in sorted(gen.by_status.items())},
+        "own_loop_lag_ms": percentiles(lags),
         "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
     }
+
+
+async def own_lag(lags: list[float], start: float, stop: float, every: float = 0.01) -> None:
+    """How late this process's loop runs a timer due every `every` s, in the measured window."""
+    while True:
+        due = time.perf_counter() + every
+        await asyncio.sleep(every)
+        now = time.perf_counter()
+        if start <= due < stop:
+            lags.append(max(0.0, now - due) * 1000)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -251,6 +319,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--key", default="bench-key", help="API key (X-API-Key)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--rate", type=float, default=0.0, help="requests/s (open loop); 0: closed")
+    p.add_argument(
+        "--producers",
+        action="store_true",
+        help="honour Retry-After (connections start over warmup)",
+    )
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")

@@ -80,6 +80,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "≥ 1,000 accepted and processed, lag bounded",
             ok,
         )
+    for phase in results.get("overload", {}).get("phases", []):
+        if "latency_ms" in phase:
+            p99 = phase["latency_ms"]["p99"]
+            add(
+                f"overload p99 of answers, {phase['generator'].split()[0]}, ms",
+                p99,
+                "< 1,000",
+                p99 < 1000,
+            )
     proc = results.get("processing", {}).get("summary", {})
     if proc:
         ours = _med(proc.get("ours", {}).get("events_per_s"))
@@ -321,6 +330,7 @@ def table(results: dict[str, Any]) -> str:
             f" events deleted in {summary['seconds']:.0f} s ({pg['purge_rows_per_s']:.0f} rows/s,"
             f" {summary['batches']} batches); left due: {pg['left_due']}"
         )
+    lines += overload_lines(results.get("overload", {}))
     tg = targets(results)
     if tg:
         lines.append("")
@@ -338,6 +348,45 @@ def table(results: dict[str, Any]) -> str:
 def _median(rows: list[dict[str, Any]], key: str) -> float:
     values = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(values) if values else float("nan")
+
+
+def overload_lines(ovl: dict[str, Any]) -> list[str]:
+    """The overload scenario: one line of figures per generator, and how its answers split."""
+    if not ovl:
+        return []
+    lines = [
+        "",
+        f"OVERLOAD  1 API process (defaults) + 1 worker, {ovl['clients']} connections, "
+        f"{ovl['duration_s']:g} s measured",
+        f"{'generator':<12}{'answers/s':>10}{'202/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
+        f"{'max ms':>8}{'loop lag p99':>13}{'API cores':>10}{'RSS MB':>12}{'lost':>5}{'err':>5}",
+    ]
+    for r in ovl["phases"]:
+        name = r["generator"].split()[0]
+        if "latency_ms" not in r:
+            lines.append(f"{name:<12}{r.get('skipped') or r.get('error')}")
+            continue
+        lat, lag = r["latency_ms"], r["api_loop_lag"]["p99_le_ms"]
+        lines.append(
+            f"{name:<12}{r['answers_per_s']:>10.0f}{r['accepted_per_s']:>7.0f}{lat['p50']:>8.0f}"
+            f"{lat['p95']:>8.0f}{lat['p99']:>8.0f}{lat['max']:>8.0f}{'≤ ' + f'{lag:g}':>13}"
+            f"{r['api_cores']:>10.2f}{r['rss_mb']['start']:>6.0f}→{r['rss_mb']['peak']:<5.0f}"
+            f"{r['lost']:>5}{r['errors']:>5}"
+        )
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
+        detail = f"  statuses {statuses}"
+        by = r.get("latency_by_status_ms", {})
+        if by:
+            detail += "; p99 by status " + ", ".join(
+                f"{k}: {v['p99']:.0f} ms" for k, v in sorted(by.items())
+            )
+        inside = r.get("api_accept_2xx", {}).get("p99_le_ms")
+        if inside is not None:
+            detail += f"; 202 p99 inside the API ≤ {inside:g} ms"
+        if "generator_loop_lag_ms" in r:
+            detail += f"; generator's own loop lag p99 {r['generator_loop_lag_ms']['p99']:.0f} ms"
+        lines.append(detail)
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:

@@ -12,6 +12,7 @@ from bench.scenarios.bulk import bulk
 from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
 from bench.scenarios.lag import lag
+from bench.scenarios.overload import overload
 from bench.scenarios.processing import processing
 from bench.scenarios.purge import purge
 from bench.scenarios.scalein import scale_in
@@ -25,6 +26,7 @@ __all__ = [
     "bulk",
     "ceilings",
     "lag",
+    "overload",
     "preload_template",
     "processing",
     "purge",

@@ -48,11 +48,14 @@ class Config:
     scale_in_rounds: int  # rounds of each victim policy in the scale-in scenario
     scale_in_busy_s: float  # how long a busy worker's event is held after the decision
     rate_step_rounds: int  # rounds of each mode in the rate-step scenario
+    overload_duration: float = 10.0  # measured seconds of each overload generator
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         if quick:
-            return cls(True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10, 2, 3.0, 1)
+            return cls(
+                True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10, 2, 3.0, 1, overload_duration=5
+            )
         return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0, 3)
 
 
@@ -195,6 +198,7 @@ def run_loadgen(
     prefix: str,
     users: int = 5000,
     batch: int = 0,
+    producers: bool = False,
 ) -> tuple[Proc, Path]:
     out = infra.TMP / f"loadgen-{prefix}.json"
     args = ["-m", "bench.loadgen", "--url", f"http://127.0.0.1:{ports[0]}", "--key", API_KEY]
@@ -206,6 +210,8 @@ def run_loadgen(
         args += ["--rate", str(rate)]
     if batch:
         args += ["--batch", str(batch)]
+    if producers:
+        args += ["--producers"]
     return Proc(f"loadgen-{prefix}", args, PATHS["bench"], {}), out
 
 
