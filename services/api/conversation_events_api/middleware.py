@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conversation_events import logs, telemetry
@@ -213,6 +214,10 @@ class EdgeMiddleware:
                 await _reply(send_wrapper, 413, too_large_body(limit))
             except BodyTimeout as exc:
                 await _reply(send_wrapper, 408, _timeout_body(exc), [(b"connection", b"close")])
+            except ClientDisconnect:
+                # The client left before its body arrived: nobody to answer, nothing stored,
+                # and not a server error (counted as 499, as proxies do).
+                status_holder["status"] = 499
         except BaseException as exc:
             if span is not None:  # the server's error handler answers 500 for it
                 span.record_exception(exc)

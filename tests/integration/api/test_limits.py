@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -183,6 +184,30 @@ def test_slow_or_silent_clients_are_cut_off_at_the_client_deadline(
     assert half_body.startswith(b"HTTP/1.1 408 ")
     assert b'"code":"request_timeout"' in half_body
     # A well-behaved client on the same server is unaffected.
+    assert client.post(END, json=conversation()).status_code == 202
+
+
+def test_a_client_that_leaves_mid_body_is_no_server_error(
+    make_client: Callable[..., httpx.Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.integration.api.conftest import API_KEY
+
+    client = make_client()
+    port = client.base_url.port
+    assert port is not None
+    sample = (
+        'conversation_events_http_request_seconds_count{route="/v1/conversations/end",status="4xx"}'
+    )
+    before = metric(client, sample)
+    caplog.set_level(logging.ERROR)
+    head = (
+        f"POST {END} HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + b'{"conversation_id": ')
+    wait_for(lambda: metric(client, sample) > before, timeout=15, what="the request to end")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert client.post(END, json=conversation()).status_code == 202
 
 
