@@ -8,7 +8,7 @@ body again, as a producer should.
 What must hold: every answer is a 202 or a 503 (no errors, no other status), the API's memory
 stays bounded, and every accepted event is processed exactly once. How fast the answers are is
 not asserted here (a time depends on the machine and on what else it runs): it is measured by
-`scripts/bench overload`, which prints p50/p95/p99, status counts, RSS and the API's
+`scripts/bench --only overload`, which prints p50/p95/p99, status counts, RSS and the API's
 event-loop lag (docs/benchmarks.md).
 """
 
