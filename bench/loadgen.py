@@ -144,6 +144,15 @@ class Generator:
         _, proto = await loop.create_connection(Connection, *self.hosts[index % len(self.hosts)])
         return proto
 
+    async def connect_or_pause(self, index: int) -> Connection | None:
+        """A new connection, or None (counted) after a short pause when connecting failed."""
+        try:
+            return await self.connect(index)
+        except OSError as exc:
+            self.statuses[type(exc).__name__] += 1
+            await asyncio.sleep(0.05)
+            return None
+
     def record(self, status: str, due: float, done: float) -> None:
         self.statuses[status] += 1
         if self.measure_from <= due < self.measure_to:
@@ -170,12 +179,8 @@ class Generator:
             conn: Connection | None = None
             while time.perf_counter() < until:
                 if conn is None:
-                    try:
-                        conn = await self.connect(index)
-                    except OSError as exc:
-                        self.statuses[type(exc).__name__] += 1
-                        await asyncio.sleep(0.05)
-                        continue
+                    conn = await self.connect_or_pause(index)
+                    continue
                 conn = await self.send(conn, time.perf_counter())
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
@@ -190,12 +195,8 @@ class Generator:
             again: bytes | None = None  # the body to send again (refused or cut off)
             while time.perf_counter() < until:
                 if conn is None:
-                    try:
-                        conn = await self.connect(index)
-                    except OSError as exc:
-                        self.statuses[type(exc).__name__] += 1
-                        await asyncio.sleep(0.05)
-                        continue
+                    conn = await self.connect_or_pause(index)
+                    continue
                 data = again or self.next_request()
                 sent = time.perf_counter()
                 try:

@@ -26,8 +26,9 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import infra
 from bench.infra import API_KEY, CpuMeter, log
@@ -144,12 +145,37 @@ def drain(run: Any, prefix: str, timeout: float = 180.0) -> tuple[int, int]:
         engine.dispose()
 
 
-def producers_phase(cfg: Config, run: Any, port: int, api_pid: int) -> dict[str, Any]:
-    prefix = f"ovl-p-{uuid.uuid4().hex[:6]}"
+T = TypeVar("T")
+
+
+def measured(port: int, api_pid: int, load: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """Run `load`; returns its result and the API's figures over it: loop lag and accept
+    latency inside the process, CPU share and RSS."""
     before = histograms(port)
     meter = CpuMeter({"api": lambda: [api_pid]})
     with RssSampler(api_pid) as rss:
         meter.start()
+        result = load()
+        cpu = meter.stop()
+    server = server_side(before, port)
+    return result, {
+        "api_loop_lag": server["loop_lag"],
+        "api_accept_2xx": server["accept_2xx"],
+        "api_accept_5xx": server["accept_5xx"],
+        "api_cores": cpu["api"] / meter.elapsed,
+        "rss_mb": rss.figures(),
+    }
+
+
+def outcome(run: Any, prefix: str, accepted: int) -> dict[str, int]:
+    processed, left = drain(run, prefix)
+    return {"accepted": accepted, "processed": processed, "lost": left}
+
+
+def producers_phase(cfg: Config, run: Any, port: int, api_pid: int) -> dict[str, Any]:
+    prefix = f"ovl-p-{uuid.uuid4().hex[:6]}"
+
+    def load() -> dict[str, Any]:
         lg, out = run_loadgen(
             [port],
             duration=cfg.overload_duration,
@@ -160,29 +186,22 @@ def producers_phase(cfg: Config, run: Any, port: int, api_pid: int) -> dict[str,
         )
         lg.proc.wait(cfg.overload_duration + 120)
         lg.stop()
-        cpu = meter.stop()
-    server = server_side(before, port)
-    load = json.loads(out.read_text())
-    accepted = int(load["statuses"].get("202", 0))
-    processed, left = drain(run, prefix)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+    result, api = measured(port, api_pid, load)
     return {
         "generator": "producers (bench.loadgen, honours Retry-After)",
-        "statuses": load["statuses"],
-        "answers_per_s": load["measured"] / cfg.overload_duration,
-        "accepted_per_s": load["measured_ok"] / cfg.overload_duration,
-        "latency_ms": load["latency_ms"],
-        "latency_by_status_ms": load["latency_by_status_ms"],
-        "generator_loop_lag_ms": load["own_loop_lag_ms"],
-        "generator_cpu_s": load["cpu_s"],
-        "api_loop_lag": server["loop_lag"],
-        "api_accept_2xx": server["accept_2xx"],
-        "api_accept_5xx": server["accept_5xx"],
-        "api_cores": cpu["api"] / meter.elapsed,
-        "rss_mb": rss.figures(),
-        "accepted": accepted,
-        "processed": processed,
-        "lost": left,
-        "errors": load["errors"] - int(load["statuses"].get("503", 0)),
+        "statuses": result["statuses"],
+        "answers_per_s": result["measured"] / cfg.overload_duration,
+        "accepted_per_s": result["measured_ok"] / cfg.overload_duration,
+        "latency_ms": result["latency_ms"],
+        "latency_by_status_ms": result["latency_by_status_ms"],
+        "generator_loop_lag_ms": result["own_loop_lag_ms"],
+        "generator_cpu_s": result["cpu_s"],
+        "errors": result["errors"] - int(result["statuses"].get("503", 0)),
+        **api,
+        **outcome(run, prefix, int(result["statuses"].get("202", 0))),
     }
 
 
@@ -194,41 +213,28 @@ def wrk_phase(cfg: Config, run: Any, port: int, api_pid: int) -> dict[str, Any]:
     head, middle, tail = templates(1)[0]
     body_file = infra.TMP / f"{prefix}.json"
     body_file.write_bytes(head + b"@CID@" + middle + b"@UID@" + tail)
-    before = histograms(port)
-    meter = CpuMeter({"api": lambda: [api_pid]})
-    with RssSampler(api_pid) as rss:
-        meter.start()
-        args = [wrk, "-t1", f"-c{CLIENTS}", f"-d{cfg.overload_duration:g}s", "--timeout", "10s"]
-        args += ["-s", str(LUA), f"http://127.0.0.1:{port}", "--", str(body_file), API_KEY, prefix]
-        result = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=cfg.overload_duration + 60,
+    args = [wrk, "-t1", f"-c{CLIENTS}", f"-d{cfg.overload_duration:g}s", "--timeout", "10s"]
+    args += ["-s", str(LUA), f"http://127.0.0.1:{port}", "--", str(body_file), API_KEY, prefix]
+
+    def load() -> dict[str, Any]:
+        done = subprocess.run(
+            args, capture_output=True, text=True, check=True, timeout=cfg.overload_duration + 60
         )
-        cpu = meter.stop()
-    server = server_side(before, port)
-    load = json.loads(result.stdout.strip().splitlines()[-1])
-    accepted = int(load["statuses"].get("202", 0))
-    processed, left = drain(run, prefix)
-    answered = sum(load["statuses"].values())
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    result, api = measured(port, api_pid, load)
+    accepted = int(result["statuses"].get("202", 0))
     return {
         "generator": "wrk (C, ignores Retry-After)",
-        "statuses": load["statuses"],
-        "answers_per_s": answered / load["duration_s"],
-        "accepted_per_s": accepted / load["duration_s"],
-        "latency_ms": load["latency_ms"],
-        "api_loop_lag": server["loop_lag"],
-        "api_accept_2xx": server["accept_2xx"],
-        "api_accept_5xx": server["accept_5xx"],
-        "api_cores": cpu["api"] / meter.elapsed,
-        "rss_mb": rss.figures(),
-        "accepted": accepted,
-        "processed": processed,
-        "lost": left,
-        "errors": sum(load["errors"].values())
-        + sum(n for s, n in load["statuses"].items() if s not in ("202", "503")),
+        "statuses": result["statuses"],
+        "answers_per_s": sum(result["statuses"].values()) / result["duration_s"],
+        "accepted_per_s": accepted / result["duration_s"],
+        "latency_ms": result["latency_ms"],
+        "errors": sum(result["errors"].values())
+        + sum(n for s, n in result["statuses"].items() if s not in ("202", "503")),
+        **api,
+        **outcome(run, prefix, accepted),
     }
 
 
