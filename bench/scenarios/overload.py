@@ -134,7 +134,7 @@ def drain(run: Any, prefix: str, timeout: float = 180.0) -> tuple[int, int]:
         while left and time.monotonic() < deadline:
             time.sleep(0.5)
             left = unfinished(engine, prefix)
-        done = infra.scalar(
+        done = infra.one_value(
             engine,
             "SELECT count(*) FROM conversation_events WHERE conversation_id LIKE :p"
             " AND status = 'PROCESSED'",
