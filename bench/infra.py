@@ -42,14 +42,6 @@ MANAGEMENT_URL = os.environ.get("BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672"
 API_KEY = "bench-key-" + uuid.uuid4().hex[:8]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-PATHS = {
-    "api": f"{ROOT / 'src'}:{ROOT / 'services' / 'api'}",
-    "worker": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
-    "scaler": f"{ROOT / 'src'}:{ROOT / 'services' / 'scaler'}",
-    # Baselines reuse the request schema and the processing code, as their authors would.
-    "bench": f"{ROOT}:{ROOT / 'src'}:{ROOT / 'services' / 'api'}",
-}
-
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -185,15 +177,17 @@ def http_ok(url: str) -> bool:
 
 
 class Proc:
-    """A child process with its own environment and log file under bench/results/tmp/."""
+    """A child process with its own environment and log file under bench/results/tmp/.
 
-    def __init__(self, name: str, args: list[str], path: str, env: dict[str, str]) -> None:
+    It runs this interpreter (the workspace's venv, where every distribution is installed) in
+    the repository root, so `-m bench...` finds the benchmark's own modules."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
         TMP.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = TMP / f"{name}-{uuid.uuid4().hex[:6]}.log"
         full = dict(os.environ)
         full.update(env)
-        full["PYTHONPATH"] = path
         full["PYTHONUNBUFFERED"] = "1"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -264,9 +258,9 @@ def common_env(database_url: str, exchange: str, queue: str) -> dict[str, str]:
     }
 
 
-def start_http(name: str, args: list[str], path: str, env: dict[str, str], port: int) -> Proc:
+def start_http(name: str, args: list[str], env: dict[str, str], port: int) -> Proc:
     """Start an HTTP server process and wait until `/healthz` answers."""
-    proc = Proc(name, args, path, env)
+    proc = Proc(name, args, env)
     try:
         wait_for(
             lambda: (

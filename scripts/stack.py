@@ -36,12 +36,6 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def with_path(env: dict[str, str], service: str) -> dict[str, str]:
-    env = dict(env)
-    env["PYTHONPATH"] = f"{ROOT / 'src'}:{ROOT / 'services' / service}"
-    return env
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -100,15 +94,15 @@ def up() -> int:
     migrated = subprocess.run(  # noqa: S603
         [str(PYTHON), "-m", "conversation_events.migrate", "--create-database", "--broker"],
         cwd=ROOT,
-        env=with_path(env, "api"),
+        env=env,
         check=False,
     )
     if migrated.returncode != 0:
         print("the migration step failed (see above)", file=sys.stderr)
         down()
         return 1
-    pids = {"api": start("api", ["-m", "conversation_events_api"], with_path(env, "api"))}
-    scaler_env = with_path(env, "scaler")
+    pids = {"api": start("api", ["-m", "conversation_events_api"], env)}
+    scaler_env = dict(env)
     scaler_env.update(
         CE_SCALER_ACTUATOR="local",
         CE_SCALER_MIN_REPLICAS=os.environ.get("STACK_MIN_WORKERS", "1"),
@@ -120,7 +114,6 @@ def up() -> int:
         # Quicker than the cluster defaults, so a burst visibly scales out and back here.
         CE_SCALER_POLLING_INTERVAL_S=os.environ.get("STACK_POLLING_INTERVAL_S", "5"),
         CE_SCALER_SCALE_DOWN_STABILIZATION_S=os.environ.get("STACK_STABILIZATION_S", "60"),
-        CE_SCALER_WORKER_PYTHONPATH=f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
         CE_SCALER_WORKER_LOG_DIR=str(LOGS),
     )
     pids["scaler"] = start("scaler", ["-m", "conversation_events_scaler"], scaler_env)
@@ -154,7 +147,7 @@ def key(tenant: str, scopes: str, name: str | None) -> int:
     return subprocess.run(  # noqa: S603
         [str(PYTHON), "-m", "conversation_events_api.keys", "create", *args],
         cwd=ROOT,
-        env=with_path(base_env() | running_cluster_env(), "api") | {"CE_LOG_LEVEL": "WARNING"},
+        env=base_env() | running_cluster_env() | {"CE_LOG_LEVEL": "WARNING"},
         check=False,
     ).returncode
 

@@ -22,7 +22,7 @@ import pika
 from sqlalchemy.engine import Engine, make_url
 
 from bench import infra
-from bench.infra import AMQP_URL, API_KEY, PATHS, CpuMeter, Proc
+from bench.infra import AMQP_URL, API_KEY, CpuMeter, Proc
 
 SYSTEMS = ("ours", "seed", "celery", "noio")
 UVICORN = ["-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools"]
@@ -118,11 +118,11 @@ def median_range(values: list[float]) -> dict[str, float]:
 
 
 def run_module(module: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run `python -m module args` with the benchmark's path; its standard output."""
+    """Run `python -m module args` in the repository root; its standard output."""
     res = subprocess.run(
         [infra.PYTHON, "-m", module, *args],
         cwd=infra.ROOT,
-        env={"PYTHONPATH": PATHS["bench"], "PATH": "/usr/bin:/bin", **(env or {})},
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
         capture_output=True,
         text=True,
         check=True,
@@ -169,7 +169,7 @@ def start_system(
             env |= {"CE_API_KEYS": API_KEY, "CE_PORT": str(port), "CE_HOST": "127.0.0.1"}
             env |= extra_env or {}
             args = ["-m", "conversation_events_api"]
-            run.procs.append(infra.start_http(name, args, PATHS["api"], env, port))
+            run.procs.append(infra.start_http(name, args, env, port))
         else:
             module = {
                 "seed": "bench.baselines.seed.app:app",
@@ -183,7 +183,7 @@ def start_system(
                 "BENCH_API_KEY": API_KEY,
             }
             args = [*UVICORN, "--port", str(port), module]
-            run.procs.append(infra.start_http(name, args, PATHS["bench"], env, port))
+            run.procs.append(infra.start_http(name, args, env, port))
         ports.append(port)
     return ports
 
@@ -212,7 +212,7 @@ def run_loadgen(
         args += ["--batch", str(batch)]
     if producers:
         args += ["--producers"]
-    return Proc(f"loadgen-{prefix}", args, PATHS["bench"], {}), out
+    return Proc(f"loadgen-{prefix}", args, {}), out
 
 
 def start_workers(
@@ -227,7 +227,6 @@ def start_workers(
                 Proc(
                     f"worker{i}",
                     ["-m", "conversation_events_worker"],
-                    PATHS["worker"],
                     env | (extra or {}),
                 )
             )
@@ -235,9 +234,7 @@ def start_workers(
         env = {"BENCH_DATABASE_URL": run.url, "BENCH_AMQP_URL": AMQP_URL, "BENCH_QUEUE": run.queue}
         env |= extra or {}
         if kind == "seed":
-            procs.append(
-                Proc(f"seed-worker{i}", ["-m", "bench.baselines.seed.worker"], PATHS["bench"], env)
-            )
+            procs.append(Proc(f"seed-worker{i}", ["-m", "bench.baselines.seed.worker"], env))
         else:
             args = ["-m", "celery", "-A", "bench.baselines.celery.tasks", "worker"]
             args += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
@@ -248,7 +245,7 @@ def start_workers(
                 "--concurrency",
                 env.get("BENCH_CELERY_CONCURRENCY", "2"),
             ]
-            procs.append(Proc(f"celery-worker{i}", args, PATHS["bench"], env))
+            procs.append(Proc(f"celery-worker{i}", args, env))
     run.procs += procs
     return procs
 
@@ -269,13 +266,12 @@ def start_scaler(
             "CE_SCALER_LOCK_FILE": str(status) + ".lock",
             "CE_SCALER_HTTP_PORT": "0",
             "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
-            "CE_SCALER_WORKER_PYTHONPATH": PATHS["worker"],
             "CE_SCALER_WORKER_LOG_DIR": str(infra.TMP),
             "CE_SCALER_SCALE_DOWN_STABILIZATION_S": str(cfg.scale_down_window_s),
         }
         | (extra or {})
     )
-    scaler = Proc("scaler", ["-m", "conversation_events_scaler"], PATHS["scaler"], env)
+    scaler = Proc("scaler", ["-m", "conversation_events_scaler"], env)
     run.procs.append(scaler)
     return scaler
 

@@ -27,7 +27,7 @@ import pika
 from sqlalchemy import text
 
 from bench import infra
-from bench.infra import AMQP_URL, PATHS, TMP, log
+from bench.infra import AMQP_URL, TMP, log
 from bench.scenarios.backlog import Row, event_ids, preload_template, publish
 from bench.scenarios.common import Config, consumers, isolated
 
@@ -112,7 +112,7 @@ def _round(policy: str, run: Any, engine: Any, users: list[str], events: dict[st
     env = infra.common_env(run.url, run.exchange, run.queue) | WORKER_ENV
     actuator = LocalProcessActuator(
         default_worker_command(infra.PYTHON),
-        env=worker_environment(env, pythonpath=PATHS["worker"]),
+        env=worker_environment(env),
         http_base_port=_free_port_range(WORKERS),
         grace_s=90,
         log_dir=TMP / f"scalein-{policy}-{seed}",

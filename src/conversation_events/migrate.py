@@ -1,7 +1,7 @@
 """Prestart step: wait for PostgreSQL, create the database if asked, apply Alembic migrations;
 with ``--broker``, also apply the queue policy through RabbitMQ's management API.
 
-Run as ``python -m conversation_events.migrate [--create-database] [--broker] [--timeout S]``;
+Run as ``conversation-events-migrate [--create-database] [--broker] [--timeout S]``;
 the chart runs it as a pre-install/pre-upgrade hook Job, ``scripts/stack up`` runs it directly.
 ``--sql`` prints the upgrade's SQL instead of running it (for a DBA's review; no connection),
 ``--check`` fails when the table definitions and the migrations disagree (``scripts/lint``).

@@ -42,7 +42,7 @@ from tests.chaos.harness import (
     wait_and_judge,
 )
 from tests.support.pipeline import friendship_rows_locked
-from tests.support.processes import ROOT, Service, start_api, start_worker
+from tests.support.processes import Service, start_api, start_worker
 from tests.support.services import free_port, port_open, require, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -199,7 +199,6 @@ def test_scaler_scales_in_while_work_is_in_flight(
     status_file = work / "status.json"
     scaler = Service(
         "conversation_events_scaler",
-        "scaler",
         env
         | {
             "CE_SCALER_ACTUATOR": "local",
@@ -217,7 +216,6 @@ def test_scaler_scales_in_while_work_is_in_flight(
             "CE_SCALER_HTTP_PORT": str(free_port()),
             "CE_SCALER_STATUS_FILE": str(status_file),
             "CE_SCALER_LOCK_FILE": str(work / "scaler.lock"),
-            "CE_SCALER_WORKER_PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
             "CE_SCALER_WORKER_LOG_DIR": str(work),
             "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
             "CE_SCALER_WORKER_GRACE_S": "40",

@@ -17,14 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Service:
-    """One child process with its own environment and log file."""
+    """One child process with its own environment and log file: `python -m module` of this
+    interpreter, where the workspace installs every distribution."""
 
-    def __init__(self, module: str, service_dir: str, env: dict[str, str]) -> None:
+    def __init__(self, module: str, env: dict[str, str]) -> None:
         self.module = module
         self.log_path = Path(tempfile.mkstemp(prefix=f"{module}-", suffix=".log")[1])
         full_env = dict(os.environ)
         full_env.update(env)
-        full_env["PYTHONPATH"] = f"{ROOT / 'src'}:{ROOT / 'services' / service_dir}"
         full_env["PYTHONUNBUFFERED"] = "1"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -64,6 +64,14 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
+def console_script(name: str) -> str:
+    """The path of an installed console script (`conversation-events-keys`, ...) of this venv."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise AssertionError(f"{name} is not installed beside {sys.executable} (scripts/bootstrap)")
+    return str(path)
+
+
 def common_env(database_url: str, amqp_url: str, exchange: str, queue: str) -> dict[str, str]:
     return {
         "CE_DATABASE_URL": database_url,
@@ -81,7 +89,6 @@ def start_api(
     port = port or free_port()
     service = Service(
         "conversation_events_api",
-        "api",
         {**env, "CE_API_KEYS": api_key, "CE_PORT": str(port), "CE_HOST": "127.0.0.1", **extra},
     )
     base = f"http://127.0.0.1:{port}"
@@ -102,6 +109,5 @@ def start_api(
 def start_worker(env: dict[str, str], **extra: str) -> Service:
     return Service(
         "conversation_events_worker",
-        "worker",
         {**env, "CE_WORKER_HTTP_PORT": str(free_port()), **extra},
     )

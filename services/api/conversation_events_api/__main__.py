@@ -1,4 +1,4 @@
-"""`python -m conversation_events_api`: serve the API with uvicorn."""
+"""`conversation-events-api`: serve the API with uvicorn."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Import finished conversations from a JSON Lines file through the batch endpoint.
 
-    CE_IMPORT_API_KEY=<key> python -m conversation_events_api.importer FILE --url URL
+    CE_IMPORT_API_KEY=<key> conversation-events-import FILE --url URL
         [--batch-size 500] [--max-bytes N] [--from-line N] [--retry-for S]
 
 Each line of FILE is one conversation, as the body of `POST /v1/conversations/end`; blank lines
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace, key: str) -> tuple[int, dict[str, Any]]:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m conversation_events_api.importer",
+        prog="conversation-events-import",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,8 +1,8 @@
 """API key management from the command line, where the API runs (same environment).
 
-    python -m conversation_events_api.keys create --name NAME [--tenant T] --scopes ingest,read
-    python -m conversation_events_api.keys list [--tenant T] [--include-revoked]
-    python -m conversation_events_api.keys revoke --name NAME [--tenant T]
+    conversation-events-keys create --name NAME [--tenant T] --scopes ingest,read
+    conversation-events-keys list [--tenant T] [--include-revoked]
+    conversation-events-keys revoke --name NAME [--tenant T]
 
 `create` prints the new key with what is stored of it as one JSON line (`--key-only`: the key
 alone, nothing else); the key is shown this once and stored only as its sha256. `revoke` takes
@@ -47,7 +47,7 @@ def _scopes(value: str) -> frozenset[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, sub = command_parser("python -m conversation_events_api.keys", __doc__)
+    parser, sub = command_parser("conversation-events-keys", __doc__)
     create = sub.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--name", type=_name, required=True)
     create.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT)

@@ -17,7 +17,7 @@ class ApiSettings(CommonSettings):
             "Comma-separated bootstrap API keys (header X-API-Key or Authorization: Bearer), "
             f"each at least {MIN_KEY_LENGTH} characters: every scope in the default tenant, "
             "and the right to manage every tenant's keys. Meant to create the first keys "
-            "(POST /v1/admin/keys or `python -m conversation_events_api.keys create`), which "
+            "(POST /v1/admin/keys or `conversation-events-keys create`), which "
             "live hashed in PostgreSQL. Empty: only keys from the database are accepted."
         ),
     )

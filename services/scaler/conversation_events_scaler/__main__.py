@@ -1,4 +1,4 @@
-"""``python -m conversation_events_scaler``: the queue-length autoscaler process.
+"""``conversation-events-scaler``: the queue-length autoscaler process.
 
 Reads ``CE_*`` / ``CE_SCALER_*`` settings, builds the metric source and the actuator, serves
 ``/healthz`` and ``/metrics``, and polls until SIGTERM or SIGINT.
@@ -71,7 +71,7 @@ def build_actuator(settings: ScalerSettings) -> Actuator:
     base_port = settings.worker_http_base_port
     return LocalProcessActuator(
         settings.worker_command or default_worker_command(),
-        env=worker_environment(os.environ, pythonpath=settings.worker_pythonpath),
+        env=worker_environment(os.environ),
         cwd=settings.worker_cwd,
         http_base_port=base_port,
         grace_s=settings.worker_grace_s,
@@ -143,7 +143,7 @@ def _stop_on_signals() -> threading.Event:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m conversation_events_scaler",
+        prog="conversation-events-scaler",
         description="Scale the workers on the queue's ready + unacked messages.",
     )
     parser.add_argument(

@@ -371,18 +371,16 @@ class LocalProcessActuator(Actuator):
         }
 
 
-def worker_environment(base: Mapping[str, str], *, pythonpath: str | None = None) -> dict[str, str]:
-    """The environment of local workers: the scaler's own (all ``CE_*`` settings pass through),
-    with the worker's ``PYTHONPATH`` when given."""
+def worker_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of local workers: the scaler's own (all ``CE_*`` settings pass through)."""
     env = dict(base)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
 def default_worker_command(python: str | None = None) -> list[str]:
-    """This Python running the worker package."""
+    """This Python running the installed worker package (the workspace installs the worker
+    beside the scaler)."""
     return [python or sys.executable, "-m", "conversation_events_worker"]
 
 

@@ -123,9 +123,6 @@ class ScalerSettings(BaseSettings):
     `-m conversation_events_worker`."""
     worker_cwd: Path | None = None
     """Local only: working directory of the workers; unset: the scaler's own."""
-    worker_pythonpath: str | None = None
-    """Local only: PYTHONPATH of the workers (e.g. `src:services/worker`); unset: the scaler's
-    own environment is passed through unchanged."""
     worker_log_dir: Path | None = None
     """Local only: directory for `worker-<slot>.log` (appended); unset: the workers write to
     the scaler's own stdout and stderr."""

@@ -1,4 +1,4 @@
-"""`python -m conversation_events_worker`: consume until SIGTERM, drain, exit 0."""
+"""`conversation-events-worker`: consume until SIGTERM, drain, exit 0."""
 
 from __future__ import annotations
 

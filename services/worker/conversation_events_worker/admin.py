@@ -1,9 +1,9 @@
 """Operator commands.
 
-    python -m conversation_events_worker.admin requeue-failed [--tenant T] [--conversation-id ID]
-    python -m conversation_events_worker.admin replay-dead-letters [--limit N]
-    python -m conversation_events_worker.admin migrate-queue
-    python -m conversation_events_worker.admin purge [--batch-size N]
+    conversation-events-admin requeue-failed [--tenant T] [--conversation-id ID]
+    conversation-events-admin replay-dead-letters [--limit N]
+    conversation-events-admin migrate-queue
+    conversation-events-admin purge [--batch-size N]
 
 `requeue-failed` gives FAILED events a fresh attempt budget and publishes them again.
 `replay-dead-letters` moves messages from the dead-letter queue back to the main queue, first
@@ -257,7 +257,7 @@ class _channel:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, sub = command_parser("python -m conversation_events_worker.admin", __doc__)
+    parser, sub = command_parser("conversation-events-admin", __doc__)
     requeue = sub.add_parser("requeue-failed", help="retry FAILED events")
     requeue.add_argument(
         "--conversation-id", action="append", dest="ids", help="only these (repeatable)"

@@ -1,4 +1,4 @@
-"""`python -m conversation_events_api.importer`: a JSON Lines file through the batch endpoint."""
+"""`conversation-events-import`: a JSON Lines file through the batch endpoint."""
 
 from __future__ import annotations
 

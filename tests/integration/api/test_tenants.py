@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from tests.integration.api.conftest import API_KEY, as_key, process, unique_tena
 from tests.integration.api.test_accept import get_messages
 from tests.support.database import one_value
 from tests.support.payloads import conversation
+from tests.support.processes import console_script
 from tests.support.services import queue_counts, wait_for
 
 END = "/v1/conversations/end"
@@ -170,12 +170,11 @@ def test_the_keys_cli_creates_lists_and_revokes(client: httpx.Client, database_u
     env = {
         **os.environ,
         "CE_DATABASE_URL": database_url,
-        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'api'}",
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "conversation_events_api.keys", *args],
+            [console_script("conversation-events-keys"), *args],
             env=env,
             capture_output=True,
             text=True,

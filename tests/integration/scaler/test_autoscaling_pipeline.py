@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine
 from tests.support.payloads import conversation
 from tests.support.pipeline import assert_processed_exactly_once, preload, statuses
-from tests.support.processes import ROOT, Service, common_env
+from tests.support.processes import Service, common_env
 from tests.support.services import AMQP_URL, free_port, wait_for
 
 from conversation_events.messaging.topology import Topology
@@ -35,13 +35,11 @@ class Scaler(Service):
         self.samples: list[tuple[float, int, int | None]] = []
         super().__init__(
             "conversation_events_scaler",
-            "scaler",
             env
             | {
                 "CE_SCALER_ACTUATOR": "local",
                 "CE_SCALER_STATUS_FILE": str(status_file),
                 "CE_SCALER_HTTP_PORT": str(free_port()),
-                "CE_SCALER_WORKER_PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
                 "CE_SCALER_WORKER_HTTP_BASE_PORT": "0",
                 "CE_SCALER_WORKER_LOG_DIR": str(status_file.parent),
                 "CE_SCALER_POLLING_INTERVAL_S": "1",

@@ -24,6 +24,7 @@ from tests.integration.scaler.scaler_helpers import (
     declare_quorum_queue,
     publish,
 )
+from tests.support.processes import console_script
 from tests.support.proxy import TcpProxy
 from tests.support.services import free_port, wait_for
 
@@ -34,8 +35,6 @@ from conversation_events_scaler.decision import ScalingPolicy
 from conversation_events_scaler.errors import ActuatorUnavailable, MetricsUnavailable
 from conversation_events_scaler.loop import ScalerLoop, ScalerMetrics, StatusFile
 from conversation_events_scaler.metrics_source import ManagementApiSource
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 class MemoryActuator(Actuator):
@@ -183,7 +182,6 @@ def test_scaler_process_survives_an_outage_and_stops_its_workers_on_sigterm(
     proxy.cut()
     env = {
         **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'scaler'}",
         "CE_QUEUE_NAME": queue,
         "CE_SCALER_ACTUATOR": "local",
         "CE_SCALER_WORKER_COMMAND": json.dumps([sys.executable, "-c", STAND_IN, str(out), "x"]),
@@ -206,7 +204,7 @@ def test_scaler_process_survives_an_outage_and_stops_its_workers_on_sigterm(
     log_path = tmp_path / "scaler.log"
     with log_path.open("wb") as log_file:
         scaler = subprocess.Popen(
-            [sys.executable, "-m", "conversation_events_scaler"],
+            [console_script("conversation-events-scaler")],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 import pika
@@ -16,6 +14,7 @@ from tests.integration.worker.conftest import per_event
 from tests.integration.worker.test_consumer import queue_empty
 from tests.support.payloads import conversation, expected_change
 from tests.support.pipeline import event_row_when, publish, score_sums, store
+from tests.support.processes import console_script
 from tests.support.services import (
     AMQP_URL,
     apply_policy,
@@ -32,7 +31,6 @@ from conversation_events.processing import ProcessingConfig, ProcessResult
 from conversation_events_worker.broker import declare_topology
 from conversation_events_worker.consumer import Consumer
 
-ROOT = Path(__file__).resolve().parents[3]
 #: The summary of `replay-dead-letters` with every count at zero (each test sets its own).
 NOTHING_REPLAYED = dict.fromkeys(
     ("replayed", "dropped", "malformed_kept", "unknown_kept", "erased_dropped"), 0
@@ -44,7 +42,6 @@ def admin(
 ) -> dict[str, int]:
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
         "CE_DATABASE_URL": database_url,
         "CE_AMQP_URL": amqp_url,
         "CE_EXCHANGE_NAME": topology.exchange,
@@ -52,7 +49,7 @@ def admin(
         "CE_LOG_LEVEL": "WARNING",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "conversation_events_worker.admin", *args],
+        [console_script("conversation-events-admin"), *args],
         env=env,
         capture_output=True,
         check=True,
