@@ -2,7 +2,7 @@
 
 The base image is made locally: mmdebstrap writes a Debian bookworm root filesystem with
 python3 (3.11) and its venv module, `podman import` turns it into an image, and the
-Dockerfiles receive it as BASE_IMAGE. The tarball is cached in .tools/images. Builds run with
+Dockerfile receives it as BASE_IMAGE. The tarball is cached in .tools/images. Builds run with
 `--isolation chroot`; containers with runc, the cgroupfs manager and explicit ulimits, which is
 what works on these machines.
 """
@@ -96,15 +96,17 @@ def base_image() -> str:
     return name
 
 
-def build(service: str, base: str) -> str:
-    """Build services/<service>/Dockerfile from the repository root; returns the image name."""
-    name = f"localhost/conversation-events-{service}:smoke"
+def build(base: str) -> str:
+    """Build the repository's one Dockerfile; returns the image name (one per checkout, so two
+    checkouts on one machine do not overwrite each other's image)."""
+    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+    name = f"localhost/conversation-events:smoke-{checkout}"
     args = [
         "build",
         "--isolation=chroot",
         "--network=host",
         f"--build-arg=BASE_IMAGE={base}",
-        f"--file={ROOT / 'services' / service / 'Dockerfile'}",
+        f"--file={ROOT / 'Dockerfile'}",
         f"--tag={name}",
     ]
     if HOST_CA_BUNDLE.exists():
@@ -114,18 +116,16 @@ def build(service: str, base: str) -> str:
     return name
 
 
-def run_detached(name: str, image: str, env: dict[str, str], *extra: str) -> None:
+def run_detached(name: str, image: str, env: dict[str, str], *command: str) -> None:
+    """Start `command` (a console script of the image) in a detached container."""
     env_args = [f"--env={k}={v}" for k, v in env.items()]
-    podman("run", "--detach", f"--name={name}", *RUN_FLAGS, *env_args, *extra, image)
+    podman("run", "--detach", f"--name={name}", *RUN_FLAGS, *env_args, image, *command)
 
 
 def run_once(image: str, env: dict[str, str], *command: str, timeout: float = 180) -> str:
     """Run a command to completion in a fresh container; returns its output."""
     env_args = [f"--env={k}={v}" for k, v in env.items()]
-    result = podman(
-        "run", "--rm", *RUN_FLAGS, *env_args, "--entrypoint=/opt/venv/bin/python", image,
-        *command, timeout=timeout,
-    )  # fmt: skip
+    result = podman("run", "--rm", *RUN_FLAGS, *env_args, image, *command, timeout=timeout)
     return result.stdout + result.stderr
 
 

@@ -1,8 +1,9 @@
-"""The images work: built with podman, run non-root on a read-only root filesystem against the
-machine's PostgreSQL and RabbitMQ, they take an event over HTTP and process it.
+"""The image works: built once with podman, run non-root on a read-only root filesystem against
+the machine's PostgreSQL and RabbitMQ, its processes take an event over HTTP and process it.
 
-Migrations run in a container of the API image; the API and a worker run as containers with
-host networking on free ports, with their own database, exchange and queue.
+Every process runs from the same image, chosen by its command: the migrations, then the API, a
+worker and the autoscaler as containers with host networking on free ports, with their own
+database, exchange and queue.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
-def images() -> dict[str, str]:
+def image() -> str:
     podman.require_tools()
-    base = podman.base_image()
-    return {service: podman.build(service, base) for service in ("api", "worker")}
+    return podman.build(podman.base_image())
 
 
 @pytest.fixture
-def stack(images: dict[str, str]) -> Iterator[dict[str, str]]:
+def stack(image: str) -> Iterator[dict[str, str]]:
     services.require(services.port_open("127.0.0.1", 5432), "PostgreSQL at 127.0.0.1:5432")
     services.require(services.port_open("127.0.0.1", 5672), "RabbitMQ at 127.0.0.1:5672")
     suffix = uuid.uuid4().hex[:10]
@@ -43,24 +43,38 @@ def stack(images: dict[str, str]) -> Iterator[dict[str, str]]:
         "CE_QUEUE_NAME": queue,
         "CE_LOG_LEVEL": "INFO",
     }
-    names = {"api": f"ce-smoke-api-{suffix}", "worker": f"ce-smoke-worker-{suffix}"}
-    api_port, worker_port = services.free_port(), services.free_port()
+    names = {c: f"ce-smoke-{c}-{suffix}" for c in ("api", "worker", "scaler")}
+    api_port, worker_port, scaler_port = (services.free_port() for _ in range(3))
     api_key = uuid.uuid4().hex
     try:
-        out = podman.run_once(
-            images["api"], env, "-m", "conversation_events.migrate", "--create-database"
-        )
+        out = podman.run_once(image, env, "conversation-events-migrate", "--create-database")
         podman.run_detached(
-            names["api"], images["api"],
+            names["api"], image,
             {**env, "CE_API_KEYS": api_key, "CE_HOST": "127.0.0.1", "CE_PORT": str(api_port)},
         )  # fmt: skip
         podman.run_detached(
-            names["worker"], images["worker"],
+            names["worker"], image,
             {**env, "CE_WORKER_HTTP_HOST": "127.0.0.1", "CE_WORKER_HTTP_PORT": str(worker_port)},
+            "conversation-events-worker",
+        )  # fmt: skip
+        # The autoscaler reads the queue through the host's management API; --dry-run: it
+        # decides and never starts a worker of its own.
+        podman.run_detached(
+            names["scaler"], image,
+            {
+                "CE_ENVIRONMENT": "development",
+                "CE_QUEUE_NAME": queue,
+                "CE_SCALER_ACTUATOR": "local",
+                "CE_SCALER_POLLING_INTERVAL_S": "1",
+                "CE_SCALER_HTTP_HOST": "127.0.0.1",
+                "CE_SCALER_HTTP_PORT": str(scaler_port),
+            },
+            "conversation-events-scaler", "--dry-run",
         )  # fmt: skip
         yield {
             "api": f"http://127.0.0.1:{api_port}",
             "worker": f"http://127.0.0.1:{worker_port}",
+            "scaler": f"http://127.0.0.1:{scaler_port}",
             "api_key": api_key,
             "migrate_output": out,
             **{f"{k}_container": v for k, v in names.items()},
@@ -80,12 +94,13 @@ def _ready(url: str) -> bool:
 
 
 def _logs(stack: dict[str, str]) -> str:
-    return "\n".join(podman.logs(stack[f"{c}_container"]) for c in ("api", "worker"))
+    return "\n".join(podman.logs(stack[f"{c}_container"]) for c in ("api", "worker", "scaler"))
 
 
 def _wait_until_ready(stack: dict[str, str]) -> None:
     try:
-        for component, path in (("api", "/healthz"), ("api", "/readyz"), ("worker", "/readyz")):
+        checks = [("api", "/healthz"), ("api", "/readyz"), ("worker", "/readyz")]
+        for component, path in [*checks, ("scaler", "/healthz")]:
             services.wait_for(
                 lambda c=component, p=path: _ready(stack[c] + p),
                 timeout=60, interval=0.5, what=f"{component} {path}",
@@ -120,7 +135,7 @@ def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack):
     check = (
         "import os, importlib.util\n"
         "assert os.getuid() == 10001 and os.getgid() == 10001, os.getuid()\n"
-        "for path in ('/app/probe', '/opt/venv/probe', '/probe'):\n"
+        "for path in ('/opt/venv/probe', '/probe'):\n"
         "    try:\n"
         "        open(path, 'w')\n"
         "    except OSError:\n"
@@ -128,25 +143,38 @@ def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack):
         "    else:\n"
         "        raise SystemExit(f'{path} is writable')\n"
         "assert importlib.util.find_spec('pytest') is None, 'test tools in the image'\n"
-        "assert sorted(os.listdir('/app')) == ['service', 'src'], os.listdir('/app')\n"
+        "import conversation_events, conversation_events_api, conversation_events_worker\n"
+        "import conversation_events_scaler\n"
+        "for module in (conversation_events, conversation_events_api, conversation_events_worker,\n"
+        "               conversation_events_scaler):\n"
+        "    assert module.__file__.startswith('/opt/venv/lib/'), module.__file__\n"
+        "assert not os.path.exists('/app'), 'a source tree in the image'\n"
         "print('ok')\n"
     )
-    for component in ("api", "worker"):
+    for component in ("api", "worker", "scaler"):
         name = stack[f"{component}_container"]
         result = podman.podman("exec", name, "/opt/venv/bin/python", "-c", check, check=False)
         assert result.stdout.strip() == "ok", result.stdout + result.stderr
-    for component in ("worker", "api"):
+    for component in ("scaler", "worker", "api"):
         name = stack[f"{component}_container"]
-        # SIGTERM reaches the interpreter (PID 1, exec-form entry point); it exits cleanly well
-        # before podman would resort to SIGKILL.
+        # SIGTERM reaches the interpreter (PID 1, the console script run in exec form); it exits
+        # cleanly well before podman would resort to SIGKILL.
         podman.podman("stop", "--time=30", name, timeout=60)
         state = podman.podman("inspect", "--format={{.State.ExitCode}}", name).stdout.strip()
         assert state == "0", f"{component} exited {state}\n{podman.logs(name)}"
 
 
-def test_scaler_image_starts_its_entry_point_module(images):
-    image = podman.build("scaler", podman.base_image())
-    out = podman.run_once(
-        image, {}, "-c", "import conversation_events_scaler.__main__, kubernetes; print('ok')"
-    )
-    assert out.strip().endswith("ok"), out
+def test_scaler_from_the_same_image_reads_the_queue(stack):
+    _wait_until_ready(stack)
+    consumers = "conversation_events_scaler_queue_consumers 1.0"
+
+    def sees_the_worker() -> bool:
+        try:
+            return consumers in httpx.get(f"{stack['scaler']}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return False
+
+    try:
+        services.wait_for(sees_the_worker, timeout=60, interval=0.5, what="the worker's consumer")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_logs(stack)}") from exc
