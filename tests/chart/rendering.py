@@ -106,8 +106,8 @@ GATEWAY = [
 DIGEST = "sha256:" + "ab" * 32
 IMAGE_REGISTRIES = [
     "--set=global.imageRegistry=mirror.example.com:5000",
-    "--set=worker.image.registry=ghcr.io/acme",
-    f"--set=api.image.digest={DIGEST}",
+    f"--set=image.digest={DIGEST}",
+    "--set=rabbitmq.image.registry=ghcr.io/acme",
     f"--set=postgresql.image.digest={DIGEST}",
 ]
 COMBINATIONS: dict[str, list[str]] = {

@@ -33,8 +33,8 @@ def test_the_purge_runs_daily_by_default_one_run_at_a_time(render):
         "Never"
     )
     container = _container(docs)
-    assert container["command"][-2:] == ["conversation_events_worker.admin", "purge"]
-    assert container["image"].startswith("conversation-events-worker:")
+    assert container["command"] == ["conversation-events-admin", "purge"]
+    assert container["image"].startswith("conversation-events:")
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}

@@ -58,7 +58,7 @@ def test_schema_describes_exactly_the_documented_values():
         (["--set=autoscaling.minReplicas=-1"], "/autoscaling/minReplicas"),
         (["--set=autoscaling.targetPerReplica=0"], "/autoscaling/targetPerReplica"),
         (["--set=api.port=70000"], "/api/port"),
-        (["--set=api.image.digest=latest"], "/api/image/digest"),
+        (["--set=image.digest=latest"], "/image/digest"),
         (["--set=global.imageRegistry=https://mirror.example.com"], "/global/imageRegistry"),
         (["--set=api.ingress.pathType=Anything"], "/api/ingress/pathType"),
         (["--set=api.ingress.host=Not_A_Host"], "/api/ingress/host"),

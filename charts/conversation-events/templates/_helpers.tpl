@@ -66,12 +66,13 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
-{{/* Image reference of an app component. Call with (list $ .Values.api.image). */}}
+{{/*
+Reference of the one app image every component runs (each with its own command):
+[registry/]repository, then @digest when set, else :tag (default: the appVersion).
+image.registry, else global.imageRegistry.
+*/}}
 {{- define "conversation-events.image" -}}
-{{- $root := index . 0 }}
-{{- $image := index . 1 }}
-{{- $tag := $image.tag | default $root.Values.image.tag | default $root.Chart.AppVersion }}
-{{- include "conversation-events.imageRef" (list $root $image $tag) }}
+{{- include "conversation-events.imageRef" (list . .Values.image (.Values.image.tag | default .Chart.AppVersion)) }}
 {{- end }}
 
 {{/*
