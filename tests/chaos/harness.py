@@ -11,6 +11,7 @@ and counts every response and every connection error.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -460,7 +461,9 @@ class Fleet:
 
     def wait_for_workers(self) -> None:
         for worker in self.workers:
-            wait_for(lambda w=worker: self.worker_ready(w), timeout=90, what="a worker ready")
+            wait_for(
+                functools.partial(self.worker_ready, worker), timeout=90, what="a worker ready"
+            )
 
     def add_worker(self, env: dict[str, str]) -> Service:
         port = free_port()

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ CHART = ROOT / "charts" / "conversation-events"
 RELEASE = "ce"
 NAMESPACE = "events"
 FULLNAME = f"{RELEASE}-conversation-events"
+#: The `render` fixture: a combination's name (or None) and extra helm arguments -> the objects.
+Render = Callable[..., list[dict[str, Any]]]
 
 # Every supported combination of values: (helm template arguments).
 EXTERNAL = [

@@ -27,13 +27,14 @@ from tests.chart.rendering import (
     FULLNAME,
     NAMESPACE,
     RELEASE,
+    Render,
     by_kind,
     pod_labels,
     pod_specs,
     run_helm,
 )
 
-SETTINGS: dict[str, type[BaseSettings]] = {
+SETTINGS: dict[str, type[CommonSettings]] = {
     "api": ApiSettings,
     "worker": WorkerSettings,
     "scaler": ProcessSettings,
@@ -112,7 +113,9 @@ def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[
         "external-existing-secrets",
     ],
 )
-def test_each_process_accepts_its_environment(render, combination, monkeypatch):
+def test_each_process_accepts_its_environment(
+    render: Render, combination: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     docs = render(combination)
     seen = set()
     for owner, pod in pod_specs(docs):
@@ -135,7 +138,7 @@ def test_each_process_accepts_its_environment(render, combination, monkeypatch):
     assert {"api", "worker", "migrations"} <= seen
 
 
-def test_containers_listen_where_the_probes_look(render):
+def test_containers_listen_where_the_probes_look(render: Render) -> None:
     docs = render("defaults")
     expected = {
         "api": {"CE_HOST": "0.0.0.0", "CE_PORT": "8000"},
@@ -157,7 +160,9 @@ def test_containers_listen_where_the_probes_look(render):
         ("external-existing-secrets", {"api": "managed-mq", "worker": "managed-mq"}),
     ],
 )
-def test_credentials_from_outside_secrets_reach_the_urls(render, combination, users, monkeypatch):
+def test_credentials_from_outside_secrets_reach_the_urls(
+    render: Render, combination: str, users: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a process connects with, once the settings put the Secrets' keys into its URLs."""
     docs = render(combination)
     for owner, pod in pod_specs(docs):
@@ -170,22 +175,22 @@ def test_credentials_from_outside_secrets_reach_the_urls(render, combination, us
         for key, value in _environment(docs, pod["containers"][0]).items():
             monkeypatch.setenv(key, value)
         settings = SETTINGS[component]()
-        amqp = pika.URLParameters(settings.amqp_url.get_secret_value())  # type: ignore[attr-defined]
-        assert amqp.credentials.username == users[component]  # type: ignore[attr-defined]
+        amqp = pika.URLParameters(settings.amqp_url.get_secret_value())
+        assert amqp.credentials.username == users[component]
         expected = OUTSIDE_SECRETS[
             f"{FULLNAME}-rabbitmq-{component}-user-credentials"
             if combination == "operators"
             else "mq-credentials"
         ]
-        assert amqp.credentials.password == expected.get("password", expected.get("pass"))  # type: ignore[attr-defined]
-        db = make_url(settings.database_url.get_secret_value())  # type: ignore[attr-defined]
+        assert amqp.credentials.password == expected.get("password", expected.get("pass"))
+        db = make_url(settings.database_url.get_secret_value())
         assert db.password == ("cnpg/pw@1:x" if combination == "operators" else "managed db pw")
 
 
 @pytest.mark.parametrize("combination", ["defaults", "external-services"])
 def test_every_process_that_declares_the_queue_can_apply_its_policy(
-    render, combination, monkeypatch
-):
+    render: Render, combination: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The API, the workers and the migration step reach the management API of the broker
     their AMQP URL names, and the migration step applies the policy (`--broker`)."""
     docs = render(combination)
@@ -201,8 +206,8 @@ def test_every_process_that_declares_the_queue_can_apply_its_policy(
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         settings = SETTINGS[component]()
-        api = settings.management_api()  # type: ignore[attr-defined]
-        amqp_host = settings.amqp_url.get_secret_value().split("@")[-1].split(":")[0]  # type: ignore[attr-defined]
+        api = settings.management_api()
+        amqp_host = settings.amqp_url.get_secret_value().split("@")[-1].split(":")[0]
         assert amqp_host in api.base_url, component
         assert api.user and api.password, component
         if component == "migrations":
@@ -230,7 +235,9 @@ def test_the_scalers_defaults_are_the_charts() -> None:
     assert values["pollingIntervalSeconds"] == ScalerSettings().polling_interval_s
 
 
-def test_tracing_settings_reach_the_api_the_workers_and_the_scaler_only_when_enabled(render):
+def test_tracing_settings_reach_the_api_the_workers_and_the_scaler_only_when_enabled(
+    render: Render,
+) -> None:
     """The chart passes `OTEL_*` through: off by default, OTLP/HTTP to the endpoint when on."""
     for combination, expected in (("defaults", None), ("tracing", "otlp")):
         docs = render(combination)
@@ -252,7 +259,7 @@ def test_tracing_settings_reach_the_api_the_workers_and_the_scaler_only_when_ena
         assert seen == {"api", "worker", "scaler"}
 
 
-def test_tracing_without_an_endpoint_is_refused(helm):
+def test_tracing_without_an_endpoint_is_refused(helm: str) -> None:
     result = run_helm(helm, "template", RELEASE, str(CHART), "--set=tracing.enabled=true")
     assert result.returncode != 0
     assert "tracing.endpoint is required" in result.stderr

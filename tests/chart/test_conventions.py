@@ -13,6 +13,7 @@ from tests.chart.rendering import (
     COMBINATIONS,
     DIGEST,
     FULLNAME,
+    Render,
     by_kind,
     one,
     pod_labels,
@@ -30,7 +31,7 @@ def _pod(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return owner["spec"]["template"]["spec"]
 
 
-def test_app_pods_get_their_labels_priority_env_sources_and_volumes(render):
+def test_app_pods_get_their_labels_priority_env_sources_and_volumes(render: Render) -> None:
     docs = render("conventions")
     for name, block in APP_DEPLOYMENTS.items():
         deployment = one(docs, "Deployment", name)
@@ -64,7 +65,7 @@ def test_app_pods_get_their_labels_priority_env_sources_and_volumes(render):
         assert "revisionHistoryLimit" not in one(docs, "StatefulSet", name)["spec"]
 
 
-def test_defaults_set_no_priority_extra_env_or_volume(render):
+def test_defaults_set_no_priority_extra_env_or_volume(render: Render) -> None:
     docs = render("defaults")
     for owner, pod in pod_specs(docs):
         assert "priorityClassName" not in pod, owner["metadata"]["name"]
@@ -76,7 +77,9 @@ def test_defaults_set_no_priority_extra_env_or_volume(render):
 
 
 @pytest.mark.parametrize("combination", ["conventions", "keda-deletion-cost", "gateway-forced"])
-def test_common_annotations_on_every_object_beside_their_own(render, combination):
+def test_common_annotations_on_every_object_beside_their_own(
+    render: Render, combination: str
+) -> None:
     extra = ['--set-json=commonAnnotations={"example.com/owner":"events-team"}']
     args = [] if combination == "conventions" else extra
     docs = render(combination, *args)
@@ -96,13 +99,13 @@ def test_common_annotations_on_every_object_beside_their_own(render, combination
         assert ingress["example.com/edge"] == "on"
 
 
-def test_no_annotations_by_default(render):
+def test_no_annotations_by_default(render: Render) -> None:
     for d in render("defaults"):
         if d["kind"] not in ("Secret", "Job", "Pod"):  # keep-policies and hooks
             assert "annotations" not in d["metadata"], f"{d['kind']}/{d['metadata']['name']}"
 
 
-def test_extra_objects_are_rendered_with_the_release_context(render):
+def test_extra_objects_are_rendered_with_the_release_context(render: Render) -> None:
     extra = one(render("conventions"), "ConfigMap", "ce-extra")
     assert extra["data"] == {"release": "ce"}
     assert extra["metadata"]["labels"]["app.kubernetes.io/instance"] == "ce"
@@ -118,7 +121,9 @@ def test_extra_objects_are_rendered_with_the_release_context(render):
 
 
 @pytest.mark.parametrize("name", [API, WORKER])
-def test_topology_spread_is_on_by_default_and_counts_only_the_components_pods(render, name):
+def test_topology_spread_is_on_by_default_and_counts_only_the_components_pods(
+    render: Render, name: str
+) -> None:
     deployment = one(render("defaults"), "Deployment", name)
     constraints = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert [c["topologyKey"] for c in constraints] == [
@@ -133,7 +138,7 @@ def test_topology_spread_is_on_by_default_and_counts_only_the_components_pods(re
         assert c["matchLabelKeys"] == ["pod-template-hash"]
 
 
-def test_topology_spread_can_be_turned_off_or_replaced(render):
+def test_topology_spread_can_be_turned_off_or_replaced(render: Render) -> None:
     for name in (API, WORKER):
         pod = _pod(render("no-topology-spread"), "Deployment", name)
         assert "topologySpreadConstraints" not in pod
@@ -158,7 +163,7 @@ def _json(value: Any) -> str:
 # --- the API's HPA -----------------------------------------------------------------------------
 
 
-def test_api_hpa_scales_the_api_deployment_on_cpu(render):
+def test_api_hpa_scales_the_api_deployment_on_cpu(render: Render) -> None:
     docs = render("api-autoscaling")
     hpa = one(docs, "HorizontalPodAutoscaler", API)["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": API}
@@ -179,7 +184,7 @@ def test_api_hpa_scales_the_api_deployment_on_cpu(render):
     assert container["resources"]["requests"]["cpu"]
 
 
-def test_no_api_hpa_by_default(render):
+def test_no_api_hpa_by_default(render: Render) -> None:
     docs = render("defaults")
     assert not by_kind(docs, "HorizontalPodAutoscaler")
     assert one(docs, "Deployment", API)["spec"]["replicas"] == 2
@@ -188,14 +193,14 @@ def test_no_api_hpa_by_default(render):
 # --- the edge: Ingress and HTTPRoute -----------------------------------------------------------
 
 
-def test_ingress_uses_the_cluster_default_class_unless_named(render):
+def test_ingress_uses_the_cluster_default_class_unless_named(render: Render) -> None:
     ingress = one(render("ingress-plaintext"), "Ingress", API)
     assert "ingressClassName" not in ingress["spec"]
     assert "annotations" not in ingress["metadata"]
     assert one(render("conventions"), "Ingress", API)["spec"]["ingressClassName"] == "traefik"
 
 
-def test_body_size_annotations_carry_the_apis_own_limit(render):
+def test_body_size_annotations_carry_the_apis_own_limit(render: Render) -> None:
     annotations = one(render("conventions"), "Ingress", API)["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "1048576"
     docs = render("conventions", "--set=api.maxBodyBytes=2097152")
@@ -207,7 +212,9 @@ def test_body_size_annotations_carry_the_apis_own_limit(render):
 
 
 @pytest.mark.parametrize("combination", ["gateway-forced", "gateway-served"])
-def test_httproute_sends_the_api_port_only_to_the_api_service(render, combination):
+def test_httproute_sends_the_api_port_only_to_the_api_service(
+    render: Render, combination: str
+) -> None:
     docs = render(combination)
     route = one(docs, "HTTPRoute", API)
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
@@ -225,7 +232,7 @@ def test_httproute_sends_the_api_port_only_to_the_api_service(render, combinatio
     assert not by_kind(docs, "Ingress")
 
 
-def test_httproute_needs_the_gateway_api_or_force(render):
+def test_httproute_needs_the_gateway_api_or_force(render: Render) -> None:
     args = [a for a in COMBINATIONS["gateway-served"] if not a.startswith("--api-versions")]
     assert not by_kind(render(None, *args), "HTTPRoute")
     assert not by_kind(render("defaults"), "HTTPRoute")

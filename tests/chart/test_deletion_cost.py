@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chart import rendering
-from tests.chart.rendering import FULLNAME, NAMESPACE, by_kind, env_of, one, pod_specs
+from tests.chart.rendering import FULLNAME, NAMESPACE, Render, by_kind, env_of, one, pod_specs
 
 COSTS = f"{FULLNAME}-deletion-cost"
 SCALER = f"{FULLNAME}-scaler"
@@ -26,7 +26,7 @@ ON = {
 
 
 @pytest.mark.parametrize("combination", sorted(set(rendering.COMBINATIONS) - set(ON)))
-def test_nothing_is_rendered_when_off(render, combination):
+def test_nothing_is_rendered_when_off(render: Render, combination: str) -> None:
     docs = render(combination)
     assert not [d for d in docs if d["metadata"]["name"] == COSTS]
     for role in by_kind(docs, "Role"):
@@ -37,7 +37,9 @@ def test_nothing_is_rendered_when_off(render, combination):
 
 
 @pytest.mark.parametrize("combination", sorted(ON))
-def test_the_role_grants_only_get_list_patch_on_pods_in_the_namespace(render, combination):
+def test_the_role_grants_only_get_list_patch_on_pods_in_the_namespace(
+    render: Render, combination: str
+) -> None:
     docs = render(combination)
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
     role = one(docs, "Role", COSTS)
@@ -65,7 +67,9 @@ def test_the_role_grants_only_get_list_patch_on_pods_in_the_namespace(render, co
 
 
 @pytest.mark.parametrize("combination", sorted(ON))
-def test_exactly_one_pod_runs_the_loop_and_reaches_the_workers(render, combination):
+def test_exactly_one_pod_runs_the_loop_and_reaches_the_workers(
+    render: Render, combination: str
+) -> None:
     docs = render(combination)
     runners = [
         (owner, pod)

@@ -20,19 +20,19 @@ BASH_BLOCKS = re.findall(r"^ *```bash\n(.*?)^ *```", DOC, re.M | re.S)
 PARAMETERS = {p.path for p in values_doc.parse()[0]}
 
 
-def test_the_page_has_values_blocks():
+def test_the_page_has_values_blocks() -> None:
     assert len(YAML_BLOCKS) >= 5
 
 
 @pytest.mark.parametrize("index", range(len(YAML_BLOCKS)))
-def test_each_values_block_renders(helm, tmp_path: Path, index):
+def test_each_values_block_renders(helm: str, tmp_path: Path, index: int) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(YAML_BLOCKS[index])
     docs = template(helm, [f"--values={values}"])
     assert any(d["kind"] == "Deployment" for d in docs)
 
 
-def test_every_set_in_a_helm_command_is_a_chart_value():
+def test_every_set_in_a_helm_command_is_a_chart_value() -> None:
     sets = [
         key
         for block in BASH_BLOCKS

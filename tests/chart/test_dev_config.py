@@ -65,7 +65,7 @@ def _sanitized(image: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", image)
 
 
-def test_skaffold_schema_version_and_artifacts():
+def test_skaffold_schema_version_and_artifacts() -> None:
     assert SKAFFOLD["kind"] == "Config"
     version = re.fullmatch(r"skaffold/v4beta(\d+)", SKAFFOLD["apiVersion"])
     assert version and int(version[1]) >= 11
@@ -77,7 +77,7 @@ def test_skaffold_schema_version_and_artifacts():
         assert (context / artifact["docker"]["dockerfile"]).is_file(), artifact
 
 
-def test_skaffold_release_references_the_chart_and_its_values():
+def test_skaffold_release_references_the_chart_and_its_values() -> None:
     release = _release()
     assert (ROOT / release["chartPath"] / "Chart.yaml").is_file()
     for values_file in release["valuesFiles"]:
@@ -89,7 +89,7 @@ def test_skaffold_release_references_the_chart_and_its_values():
         assert _is_value_path(key), f"{key} is not a chart value"
 
 
-def test_set_value_templates_inject_the_built_image_into_the_chart():
+def test_set_value_templates_inject_the_built_image_into_the_chart() -> None:
     [artifact] = SKAFFOLD["build"]["artifacts"]
     name = _sanitized(artifact["image"])
     templates = _release()["setValueTemplates"]
@@ -101,7 +101,7 @@ def test_set_value_templates_inject_the_built_image_into_the_chart():
         assert [found for _, found in TEMPLATE_VAR.findall(template)] == [name]
 
 
-def test_profiles_patch_existing_paths():
+def test_profiles_patch_existing_paths() -> None:
     for profile in SKAFFOLD["profiles"]:
         config = copy.deepcopy(SKAFFOLD)
         for patch in profile["patches"]:
@@ -120,7 +120,7 @@ def test_profiles_patch_existing_paths():
             assert (ROOT / values_file).is_file()
 
 
-def test_skaffold_values_render_and_port_forward_targets_the_api(helm):
+def test_skaffold_values_render_and_port_forward_targets_the_api(helm: str) -> None:
     release = _release()
     args = [f"--values={ROOT / f}" for f in release["valuesFiles"]]
     args += ["--values", str(ROOT / "k8s" / "values-dev.yaml")]
@@ -141,7 +141,7 @@ def test_skaffold_values_render_and_port_forward_targets_the_api(helm):
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "api"
 
 
-def test_kind_config_has_an_ingress_ready_node_with_host_ports():
+def test_kind_config_has_an_ingress_ready_node_with_host_ports() -> None:
     assert KIND["kind"] == "Cluster" and KIND["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     [node] = KIND["nodes"]
     assert set(node) <= KIND_NODE_FIELDS
@@ -152,7 +152,7 @@ def test_kind_config_has_an_ingress_ready_node_with_host_ports():
 
 
 @pytest.mark.parametrize("script", ["kind-up", "install-tools"])
-def test_scripts_parse_and_reference_existing_files(script):
+def test_scripts_parse_and_reference_existing_files(script: str) -> None:
     path = ROOT / "scripts" / script
     subprocess.run(["bash", "-n", str(path)], check=True)
     for ref in re.findall(r"\bk8s/[\w.-]+", path.read_text()):
@@ -185,7 +185,7 @@ KEDA_CONNECTION_LEAK_FIXED = (2, 20)
 INGRESS_NGINX_KUBERNETES = {(1, 12): (28, 32), (1, 13): (29, 33)}
 
 
-def test_kind_node_image_is_pinned_to_a_kind_release():
+def test_kind_node_image_is_pinned_to_a_kind_release() -> None:
     [node] = KIND["nodes"]
     image = node["image"]
     assert re.fullmatch(r"kindest/node:v1\.\d+\.\d+@sha256:[0-9a-f]{64}", image), image
@@ -193,7 +193,7 @@ def test_kind_node_image_is_pinned_to_a_kind_release():
     assert _minor(_script_default("kind-up", "KIND_MIN_VERSION")) >= (0, 30)
 
 
-def test_kind_up_installs_versions_that_support_the_node():
+def test_kind_up_installs_versions_that_support_the_node() -> None:
     node = _minor(KIND["nodes"][0]["image"].split(":v", 1)[1])[1]
     keda = _minor(_script_default("kind-up", "KEDA_CHART_VERSION"))
     low, high = KEDA_KUBERNETES[keda]
@@ -205,7 +205,7 @@ def test_kind_up_installs_versions_that_support_the_node():
     assert low <= node <= high, f"ingress-nginx {ingress} does not support Kubernetes 1.{node}"
 
 
-def test_kind_up_waits_on_rollouts_not_on_pods_that_may_not_exist_yet():
+def test_kind_up_waits_on_rollouts_not_on_pods_that_may_not_exist_yet() -> None:
     text = (ROOT / "scripts" / "kind-up").read_text()
     commands = re.sub(r"#.*", "", text)
     # `kubectl wait --selector` right after `apply` can match no pod yet, and fails then.
@@ -213,7 +213,7 @@ def test_kind_up_waits_on_rollouts_not_on_pods_that_may_not_exist_yet():
     assert "rollout status" in commands and "deployment/ingress-nginx-controller" in commands
 
 
-def test_skaffold_gives_helm_time_for_a_first_install():
+def test_skaffold_gives_helm_time_for_a_first_install() -> None:
     flags = SKAFFOLD["deploy"]["helm"]["flags"]
     for command in ("install", "upgrade"):
         [timeout] = [f for f in flags[command] if f.startswith("--timeout=")]

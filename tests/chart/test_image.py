@@ -4,15 +4,13 @@ set, else the tag."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.chart.rendering import CHART, COMBINATIONS, FULLNAME, pod_specs, run_helm
+from tests.chart.rendering import CHART, COMBINATIONS, FULLNAME, Render, pod_specs, run_helm
 
-Render = Callable[..., list[dict[str, Any]]]
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 DIGEST = "sha256:" + "ab" * 32
 #: The console script each app workload runs (the Job and the helm test Pod included).

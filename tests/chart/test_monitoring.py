@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.chart.rendering import FULLNAME, ROOT, by_kind, one
+from tests.chart.rendering import FULLNAME, ROOT, Render, by_kind, one
 
 METRIC = re.compile(
     r"(?<![\"\w])(conversation_events_[a-z_]+|rabbitmq_detailed_[a-z_]+)\b"
@@ -35,7 +35,7 @@ def _exists(name: str, app: set[str]) -> bool:
     return name in app or base in app
 
 
-def test_alerts_and_dashboard_use_real_metric_names(render):
+def test_alerts_and_dashboard_use_real_metric_names(render: Render) -> None:
     docs = render("monitoring")
     rule = one(docs, "PrometheusRule", FULLNAME)
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
@@ -67,7 +67,7 @@ def test_alerts_and_dashboard_use_real_metric_names(render):
     assert defaults["namespace"] == "events"
 
 
-def test_service_monitors_scrape_app_and_queue_metrics(render):
+def test_service_monitors_scrape_app_and_queue_metrics(render: Render) -> None:
     docs = render("monitoring")
     app = one(docs, "ServiceMonitor", FULLNAME)["spec"]
     assert app["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]

@@ -13,6 +13,7 @@ from tests.chart.rendering import (
     COMBINATIONS,
     FULLNAME,
     NAMESPACE,
+    Render,
     by_kind,
     env_of,
     one,
@@ -47,7 +48,7 @@ def _selectors(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_selectors_never_overlap_between_components(render, combination):
+def test_selectors_never_overlap_between_components(render: Render, combination: str) -> None:
     docs = render(combination)
     pods = [(d, pod_labels(d)) for d, _ in pod_specs(docs)]
     components = {labels["app.kubernetes.io/component"] for _, labels in pods}
@@ -65,12 +66,12 @@ def test_selectors_never_overlap_between_components(render, combination):
 
 
 @pytest.mark.parametrize("combination", ["defaults", "keda", "keda-forced", "scale-to-zero"])
-def test_autoscaled_worker_has_no_replicas(render, combination):
+def test_autoscaled_worker_has_no_replicas(render: Render, combination: str) -> None:
     worker = one(render(combination), "Deployment", WORKER)
     assert "replicas" not in worker["spec"]
 
 
-def test_worker_has_replicas_without_autoscaling(render):
+def test_worker_has_replicas_without_autoscaling(render: Render) -> None:
     worker = one(render("autoscaling-off", "--set=worker.replicaCount=3"), "Deployment", WORKER)
     assert worker["spec"]["replicas"] == 3
 
@@ -86,7 +87,7 @@ def test_worker_has_replicas_without_autoscaling(render):
         ("autoscaling-off", None),
     ],
 )
-def test_exactly_one_autoscaler(render, combination, expected):
+def test_exactly_one_autoscaler(render: Render, combination: str, expected: str | None) -> None:
     docs = render(combination)
     scaled = by_kind(docs, "ScaledObject")
     auths = by_kind(docs, "TriggerAuthentication")
@@ -102,7 +103,7 @@ def test_exactly_one_autoscaler(render, combination, expected):
         assert not scaled and not auths and not scaler
 
 
-def test_scaled_object_follows_the_autoscaling_values(render):
+def test_scaled_object_follows_the_autoscaling_values(render: Render) -> None:
     docs = render(
         "keda",
         "--set=autoscaling.minReplicas=0",
@@ -141,7 +142,7 @@ def test_scaled_object_follows_the_autoscaling_values(render):
     )
 
 
-def test_keda_and_the_scaler_read_the_same_fallback_values(render):
+def test_keda_and_the_scaler_read_the_same_fallback_values(render: Render) -> None:
     values = [
         "--set=autoscaling.fallback.failureThreshold=5",
         "--set=autoscaling.fallback.replicas=2",
@@ -166,7 +167,9 @@ def test_keda_and_the_scaler_read_the_same_fallback_values(render):
 
 
 @pytest.mark.parametrize("combination", ["defaults", "external-services"])
-def test_scaler_role_grants_only_the_worker_scale_subresource(render, combination):
+def test_scaler_role_grants_only_the_worker_scale_subresource(
+    render: Render, combination: str
+) -> None:
     docs = render(combination)
     role = one(docs, "Role", SCALER)
     assert role["rules"] == [
@@ -199,7 +202,7 @@ def _effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_secure_contexts_resources_and_probes_everywhere(render, combination):
+def test_secure_contexts_resources_and_probes_everywhere(render: Render, combination: str) -> None:
     for owner, pod in pod_specs(render(combination)):
         where = f"{owner['kind']}/{owner['metadata']['name']}"
         component = pod_labels(owner)["app.kubernetes.io/component"]
@@ -234,13 +237,13 @@ def test_secure_contexts_resources_and_probes_everywhere(render, combination):
             assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def test_worker_grace_period_exceeds_the_drain_timeout(render):
+def test_worker_grace_period_exceeds_the_drain_timeout(render: Render) -> None:
     pod = one(render("defaults"), "Deployment", WORKER)["spec"]["template"]["spec"]
     drain = int(env_of(pod["containers"][0])["CE_WORKER_DRAIN_TIMEOUT_S"]["value"])
     assert pod["terminationGracePeriodSeconds"] > drain
 
 
-def test_worker_pdb_exists(render):
+def test_worker_pdb_exists(render: Render) -> None:
     pdb = one(render("defaults"), "PodDisruptionBudget", WORKER)
     assert pdb["spec"]["maxUnavailable"] == 1
 
@@ -256,7 +259,7 @@ def test_worker_pdb_exists(render):
         ("operators", "post-install,pre-upgrade"),
     ],
 )
-def test_migrations_run_as_a_hook_job(render, combination, events):
+def test_migrations_run_as_a_hook_job(render: Render, combination: str, events: str) -> None:
     docs = render(combination)
     job = one(docs, "Job", f"{FULLNAME}-migrations")
     annotations = job["metadata"]["annotations"]
@@ -295,7 +298,7 @@ def test_migrations_run_as_a_hook_job(render, combination, events):
     assert env["CE_ENVIRONMENT"]["value"] == "production"
 
 
-def test_external_services_use_tls(render):
+def test_external_services_use_tls(render: Render) -> None:
     docs = render("external-services")
     secret = one(docs, "Secret", FULLNAME)
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
@@ -313,7 +316,7 @@ def test_external_services_use_tls(render):
     )
 
 
-def test_existing_secret_replaces_every_generated_secret(render):
+def test_existing_secret_replaces_every_generated_secret(render: Render) -> None:
     docs = render("existing-secret")
     assert not by_kind(docs, "Secret")
     for _, pod in pod_specs(docs):
@@ -324,7 +327,7 @@ def test_existing_secret_replaces_every_generated_secret(render):
                     assert ref["name"] == "ce-credentials", e
 
 
-def test_generated_credentials_are_consistent(render):
+def test_generated_credentials_are_consistent(render: Render) -> None:
     docs = render("defaults")
     app = {
         k: base64.b64decode(v).decode() for k, v in one(docs, "Secret", FULLNAME)["data"].items()
@@ -352,7 +355,7 @@ def test_generated_credentials_are_consistent(render):
         }
 
 
-def test_checksum_annotation_follows_the_config(render):
+def test_checksum_annotation_follows_the_config(render: Render) -> None:
     def checksum(*extra: str) -> str:
         pod = one(render(None, *extra), "Deployment", f"{FULLNAME}-api")["spec"]["template"]
         return pod["metadata"]["annotations"]["checksum/config"]
@@ -364,7 +367,7 @@ def test_checksum_annotation_follows_the_config(render):
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_standard_labels_on_every_object(render, combination):
+def test_standard_labels_on_every_object(render: Render, combination: str) -> None:
     for d in render(combination):
         labels = d["metadata"].get("labels", {})
         for key in (
@@ -378,7 +381,7 @@ def test_standard_labels_on_every_object(render, combination):
             assert key in labels, f"{d['kind']}/{d['metadata']['name']} lacks {key}"
 
 
-def test_ingress_with_tls(render):
+def test_ingress_with_tls(render: Render) -> None:
     ingress = one(render("ingress-tls"), "Ingress", f"{FULLNAME}-api")["spec"]
     assert ingress["ingressClassName"] == "nginx"
     assert ingress["tls"] == [
@@ -390,7 +393,7 @@ def test_ingress_with_tls(render):
     assert backend == {"name": f"{FULLNAME}-api", "port": {"name": "http"}}
 
 
-def test_network_policies_let_only_the_app_reach_the_data_services(render):
+def test_network_policies_let_only_the_app_reach_the_data_services(render: Render) -> None:
     docs = render("network-policies")
     policies = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "NetworkPolicy")}
     assert set(policies) == {
@@ -429,7 +432,7 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render):
         assert spec["policyTypes"] == expected.get(suffix, ["Ingress"]), name
 
 
-def test_helm_test_calls_the_api_through_its_service(render):
+def test_helm_test_calls_the_api_through_its_service(render: Render) -> None:
     docs = render("defaults")
     [pod] = by_kind(docs, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"

@@ -35,6 +35,7 @@ from tests.chart.rendering import (
     FULLNAME,
     NAMESPACE,
     ROOT,
+    Render,
     by_kind,
     one,
     pod_specs,
@@ -52,7 +53,9 @@ def _secret_data(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("combination", ["keda", "keda-forced"])
-def test_keda_reaches_the_bundled_broker_by_its_namespaced_name(render, combination):
+def test_keda_reaches_the_bundled_broker_by_its_namespaced_name(
+    render: Render, combination: str
+) -> None:
     docs = render(combination)
     [auth] = by_kind(docs, "TriggerAuthentication")
     [host] = [r for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "host"]
@@ -62,7 +65,7 @@ def test_keda_reaches_the_bundled_broker_by_its_namespaced_name(render, combinat
     assert url.port in {p["port"] for p in service["spec"]["ports"] if p["name"] == "management"}
 
 
-def test_keda_verifies_an_external_broker_with_its_ca(render):
+def test_keda_verifies_an_external_broker_with_its_ca(render: Render) -> None:
     docs = render("keda-external")
     [auth] = by_kind(docs, "TriggerAuthentication")
     refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
@@ -77,7 +80,7 @@ def test_keda_verifies_an_external_broker_with_its_ca(render):
     assert [r["parameter"] for r in auth["spec"]["secretTargetRef"]] == ["host"]
 
 
-def test_keda_fallback_never_scales_a_busy_fleet_in(render):
+def test_keda_fallback_never_scales_a_busy_fleet_in(render: Render) -> None:
     so = one(render("keda"), "ScaledObject", f"{FULLNAME}-worker")["spec"]
     assert so["fallback"]["behavior"] == "currentReplicasIfHigher"
     so = one(render("keda", "--set=autoscaling.fallback.behavior=static"), "ScaledObject",
@@ -97,7 +100,9 @@ def _bumped_chart(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("combination", ["defaults", "network-policies", "monitoring"])
-def test_a_chart_release_leaves_the_stateful_pods_alone(helm, render, tmp_path, combination):
+def test_a_chart_release_leaves_the_stateful_pods_alone(
+    helm: str, render: Render, tmp_path: Path, combination: str
+) -> None:
     before = render(combination)
     after = template(helm, COMBINATIONS[combination], chart=_bumped_chart(tmp_path))
     statefulsets = by_kind(before, "StatefulSet")
@@ -112,7 +117,7 @@ def test_a_chart_release_leaves_the_stateful_pods_alone(helm, render, tmp_path, 
         assert new["spec"] == old["spec"], old["metadata"]["name"]
 
 
-def test_the_api_keeps_serving_while_it_leaves_the_endpoints(render):
+def test_the_api_keeps_serving_while_it_leaves_the_endpoints(render: Render) -> None:
     pod = one(render("defaults"), "Deployment", f"{FULLNAME}-api")["spec"]["template"]["spec"]
     [api] = pod["containers"]
     command = api["lifecycle"]["preStop"]["exec"]["command"]
@@ -132,11 +137,11 @@ def _api_graceful_shutdown_s() -> int:
         for kw in node.keywords
         if kw.arg == "timeout_graceful_shutdown"
     ]
-    assert isinstance(value, ast.Constant)
+    assert isinstance(value, ast.Constant) and isinstance(value.value, int | float)
     return int(value.value)
 
 
-def test_the_chart_knows_the_apis_graceful_shutdown(helm):
+def test_the_chart_knows_the_apis_graceful_shutdown(helm: str) -> None:
     # The chart's check of the grace period uses the same number as the API's entry point.
     grace = VALUES["api"]["preStopSleepSeconds"] + _api_graceful_shutdown_s()
     result = template_result(helm, f"--set=api.terminationGracePeriodSeconds={grace}")
@@ -149,7 +154,7 @@ def template_result(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_every_pdb_lets_a_drain_evict_unready_pods(render, combination):
+def test_every_pdb_lets_a_drain_evict_unready_pods(render: Render, combination: str) -> None:
     pdbs = by_kind(render(combination), "PodDisruptionBudget")
     assert pdbs
     for pdb in pdbs:
@@ -166,7 +171,7 @@ def _aiormq(url: str) -> tuple[str | None, str | None, str]:
     return asyncio.run(parse())
 
 
-def test_awkward_credentials_and_vhost_survive_every_parser(render):
+def test_awkward_credentials_and_vhost_survive_every_parser(render: Render) -> None:
     # --set wins over --set-json in helm: leave out the credentials EXTERNAL sets.
     docs = render(
         None,
@@ -185,7 +190,7 @@ def test_awkward_credentials_and_vhost_survive_every_parser(render):
         assert (db.username, db.password, db.database) == (AWKWARD, AWKWARD, AWKWARD)
         assert (db.host, db.port) == ("db.example.com", 5432)
         mq = pika.URLParameters(data["amqp-url"])  # the workers
-        assert mq.credentials.username == mq.credentials.password == AWKWARD  # type: ignore[attr-defined]
+        assert mq.credentials.username == mq.credentials.password == AWKWARD
         assert (mq.virtual_host, mq.host, mq.port) == (AWKWARD, "mq.example.com", 5671)
         assert _aiormq(data["amqp-url"]) == (AWKWARD, AWKWARD, AWKWARD)  # the API
     management = urlsplit(_secret_data(docs, FULLNAME)["management-url"])  # KEDA's host
@@ -203,7 +208,7 @@ def _api_amqp_url(docs: list[dict[str, Any]]) -> str:
     return str(url)
 
 
-def test_the_bundled_brokers_vhost_is_percent_encoded(render):
+def test_the_bundled_brokers_vhost_is_percent_encoded(render: Render) -> None:
     docs = render(None, f"--set-json=rabbitmq.vhost={json.dumps(AWKWARD)}")
     url = _api_amqp_url(docs)
     assert pika.URLParameters(url).virtual_host == AWKWARD
@@ -211,13 +216,13 @@ def test_the_bundled_brokers_vhost_is_percent_encoded(render):
     assert url.endswith("/a%20b%2Bc%2Fd%40e%3Af%25g")
 
 
-def test_default_vhost_is_the_root_for_every_client(render):
+def test_default_vhost_is_the_root_for_every_client(render: Render) -> None:
     url = _api_amqp_url(render("defaults"))
     assert pika.URLParameters(url).virtual_host == "/" == _aiormq(url)[2]
 
 
 @pytest.mark.parametrize("combination", ["defaults", "network-policies"])
-def test_data_images_are_pinned(render, combination):
+def test_data_images_are_pinned(render: Render, combination: str) -> None:
     images = {
         owner["metadata"]["name"]: pod["containers"][0]["image"]
         for owner, pod in pod_specs(render(combination))
@@ -229,31 +234,31 @@ def test_data_images_are_pinned(render, combination):
 
 
 @pytest.mark.parametrize("tag", ["16", "16.10", "latest", "bookworm"])
-def test_floating_postgres_tags_are_refused(helm, tag):
+def test_floating_postgres_tags_are_refused(helm: str, tag: str) -> None:
     result = template_result(helm, f"--set-string=postgresql.image.tag={tag}")
     assert result.returncode != 0 and "/postgresql/image/tag" in result.stderr
 
 
 @pytest.mark.parametrize("tag", ["4.1-management", "4-management", "management", "4.1.4"])
-def test_floating_rabbitmq_tags_are_refused(helm, tag):
+def test_floating_rabbitmq_tags_are_refused(helm: str, tag: str) -> None:
     result = template_result(helm, f"--set-string=rabbitmq.image.tag={tag}")
     assert result.returncode != 0 and "/rabbitmq/image/tag" in result.stderr
 
 
-def test_a_digest_pins_a_data_image(render):
+def test_a_digest_pins_a_data_image(render: Render) -> None:
     digest = "sha256:" + "0" * 64
     docs = render(None, f"--set=postgresql.image.tag=16.10-bookworm@{digest}")
     sts = one(docs, "StatefulSet", f"{FULLNAME}-postgresql")
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"].endswith(digest)
 
 
-def test_every_pod_gets_the_pull_secrets(render):
+def test_every_pod_gets_the_pull_secrets(render: Render) -> None:
     docs = render(None, "--set=imagePullSecrets[0].name=regcred")
     for owner, pod in pod_specs(docs):
         assert pod.get("imagePullSecrets") == [{"name": "regcred"}], owner["metadata"]["name"]
 
 
-def test_the_migration_job_has_its_own_scheduling(render):
+def test_the_migration_job_has_its_own_scheduling(render: Render) -> None:
     anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
         {"topologyKey": "kubernetes.io/hostname",
          "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "api"}}},
@@ -272,7 +277,7 @@ def test_the_migration_job_has_its_own_scheduling(render):
     assert api["affinity"] == anti and "tolerations" not in api
 
 
-def test_the_helm_test_pod_can_be_scheduled_on_tainted_nodes(render):
+def test_the_helm_test_pod_can_be_scheduled_on_tainted_nodes(render: Render) -> None:
     toleration = {"key": "dedicated", "operator": "Equal", "value": "events"}
     docs = render(None, f"--set-json=tests.tolerations=[{_json(toleration)}]")
     [pod] = by_kind(docs, "Pod")
@@ -301,7 +306,7 @@ def _non_hook_objects(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[
     return out
 
 
-def test_a_repair_upgrade_can_skip_the_migration_hook(render):
+def test_a_repair_upgrade_can_skip_the_migration_hook(render: Render) -> None:
     # An upgrade meant to repair the bundled PostgreSQL (here: a higher memory limit after OOM
     # kills) cannot wait for a pre-upgrade migration against the database it repairs.
     repair = "--set=postgresql.resources.limits.memory=2Gi"
@@ -319,7 +324,7 @@ def test_a_repair_upgrade_can_skip_the_migration_hook(render):
     assert sts["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
 
 
-def test_default_pools_fit_postgresqls_connections(render):
+def test_default_pools_fit_postgresqls_connections(render: Render) -> None:
     sts = one(render("defaults"), "StatefulSet", f"{FULLNAME}-postgresql")
     args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args == ["-c", f"max_connections={VALUES['postgresql']['maxConnections']}"]

@@ -10,6 +10,7 @@ its published CRD schema (gateway_schema); all rejecting unknown fields.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -19,7 +20,7 @@ from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
 from tests.chart import gateway_schema, operator_schemas
-from tests.chart.rendering import CHART, COMBINATIONS, run_helm
+from tests.chart.rendering import CHART, COMBINATIONS, Render, run_helm
 
 KUBERNETES_VERSIONS = ["1.27.0", "1.35.0"]  # Chart.yaml's kubeVersion floor, and a current one
 CRD_MODELS = {
@@ -74,7 +75,7 @@ def _validate_gateway(doc: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_lint_strict(helm, combination):
+def test_lint_strict(helm: str, combination: str) -> None:
     # `helm lint` cannot simulate API versions; "keda-forced" lints the KEDA templates.
     args = [a for a in COMBINATIONS[combination] if not a.startswith("--api-versions")]
     result = run_helm(helm, "lint", "--strict", str(CHART), *args)
@@ -82,7 +83,7 @@ def test_lint_strict(helm, combination):
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
-def test_every_object_validates(render, combination):
+def test_every_object_validates(render: Render, combination: str) -> None:
     docs = render(combination)
     kinds = set()
     for doc in docs:
@@ -109,7 +110,7 @@ def test_every_object_validates(render, combination):
     assert {"Deployment", "StatefulSet", "Service", "ConfigMap"} & kinds
 
 
-def test_crd_check_rejects_unknown_fields():
+def test_crd_check_rejects_unknown_fields() -> None:
     doc = {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -137,7 +138,9 @@ def test_crd_check_rejects_unknown_fields():
         (lambda spec: spec.pop("instances"), "'instances' is a required property"),
     ],
 )
-def test_the_operator_schemas_refuse_what_the_crds_refuse(render, change, error):
+def test_the_operator_schemas_refuse_what_the_crds_refuse(
+    render: Render, change: Callable[[dict[str, Any]], object], error: str
+) -> None:
     [cluster] = [d for d in render("operators") if d["kind"] == "Cluster"]
     operator_schemas.validate(cluster)
     broken = copy.deepcopy(cluster)
@@ -146,7 +149,7 @@ def test_the_operator_schemas_refuse_what_the_crds_refuse(render, change, error)
         operator_schemas.validate(broken)
 
 
-def test_every_operator_kind_the_chart_renders_has_a_schema(render):
+def test_every_operator_kind_the_chart_renders_has_a_schema(render: Render) -> None:
     rendered = {
         (d["apiVersion"], d["kind"])
         for name in COMBINATIONS
@@ -156,8 +159,8 @@ def test_every_operator_kind_the_chart_renders_has_a_schema(render):
     assert rendered == set(operator_schemas.SCHEMAS)
 
 
-def test_gateway_check_follows_the_published_schema():
-    route = {
+def test_gateway_check_follows_the_published_schema() -> None:
+    route: dict[str, Any] = {
         "apiVersion": GATEWAY_API,
         "kind": "HTTPRoute",
         "metadata": {"name": "r"},

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from tests.chart.rendering import FULLNAME, by_kind, env_of, pod_labels, pod_specs
+from tests.chart.rendering import FULLNAME, Render, by_kind, env_of, pod_labels, pod_specs
 
 
-def test_the_defaults_expose_nothing_and_isolate_the_pods(render):
+def test_the_defaults_expose_nothing_and_isolate_the_pods(render: Render) -> None:
     docs = render("defaults")
     assert not by_kind(docs, "Ingress")
     policies = {d["metadata"]["name"] for d in by_kind(docs, "NetworkPolicy")}
@@ -18,14 +19,14 @@ def test_the_defaults_expose_nothing_and_isolate_the_pods(render):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
 
 
-def test_a_plaintext_ingress_needs_an_explicit_waiver(render):
+def test_a_plaintext_ingress_needs_an_explicit_waiver(render: Render) -> None:
     [ingress] = by_kind(render("ingress-plaintext"), "Ingress")
     assert "tls" not in ingress["spec"]
     [ingress] = by_kind(render("ingress-tls"), "Ingress")
     assert ingress["spec"]["tls"][0]["hosts"] == ["events.example.com"]
 
 
-def _egress(docs, component: str) -> list[dict]:
+def _egress(docs: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
     [policy] = [
         d["spec"]
         for d in by_kind(docs, "NetworkPolicy")
@@ -35,7 +36,7 @@ def _egress(docs, component: str) -> list[dict]:
     return policy["egress"]
 
 
-def _peers(rules: list[dict]) -> dict[str, set[int]]:
+def _peers(rules: list[dict[str, Any]]) -> dict[str, set[int]]:
     """Ports per destination: a component's pods, or "any" address."""
     out: dict[str, set[int]] = {}
     for rule in rules:
@@ -48,7 +49,7 @@ def _peers(rules: list[dict]) -> dict[str, set[int]]:
     return out
 
 
-def test_the_app_connects_only_to_postgresql_rabbitmq_and_dns(render):
+def test_the_app_connects_only_to_postgresql_rabbitmq_and_dns(render: Render) -> None:
     docs = render("defaults")
     for component in ("api", "worker"):
         assert _peers(_egress(docs, component)) == {
@@ -69,11 +70,11 @@ def test_the_app_connects_only_to_postgresql_rabbitmq_and_dns(render):
     assert _egress(docs, "worker")[-1] == collector
 
 
-def test_network_policies_can_be_turned_off(render):
+def test_network_policies_can_be_turned_off(render: Render) -> None:
     assert not by_kind(render("no-network-policies"), "NetworkPolicy")
 
 
-def test_each_process_gets_only_the_credentials_it_uses(render):
+def test_each_process_gets_only_the_credentials_it_uses(render: Render) -> None:
     docs = render("defaults")
     for owner, pod in pod_specs(docs):
         component = pod_labels(owner)["app.kubernetes.io/component"]
@@ -88,7 +89,7 @@ def test_each_process_gets_only_the_credentials_it_uses(render):
                 assert secrets == {"CE_DATABASE_URL"} and not container.get("envFrom"), env
 
 
-def test_metrics_and_docs_are_not_served_where_the_api_is_routed(render):
+def test_metrics_and_docs_are_not_served_where_the_api_is_routed(render: Render) -> None:
     docs = render("ingress-tls")
     [ingress] = by_kind(docs, "Ingress")
     for rule in ingress["spec"]["rules"]:

@@ -19,6 +19,7 @@ from tests.chart.rendering import (
     COMBINATIONS,
     FULLNAME,
     NAMESPACE,
+    Render,
     by_kind,
     env_of,
     one,
@@ -49,7 +50,7 @@ def _secret(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
 
 
-def test_operator_modes_render_no_bundled_server(render):
+def test_operator_modes_render_no_bundled_server(render: Render) -> None:
     docs = render("operators")
     assert by_kind(docs, "StatefulSet") == []
     [cluster] = by_kind(docs, "Cluster")
@@ -83,7 +84,7 @@ def test_operator_modes_render_no_bundled_server(render):
     assert PG not in policies and MQ not in policies
 
 
-def test_the_database_credentials_come_from_cloudnativepgs_secret(render):
+def test_the_database_credentials_come_from_cloudnativepgs_secret(render: Render) -> None:
     docs = render("operators")
     containers = _containers(docs)
     for component in APP_COMPONENTS:
@@ -108,7 +109,7 @@ def test_the_database_credentials_come_from_cloudnativepgs_secret(render):
         assert "database-url" not in secret.get("data", {}), secret["metadata"]["name"]
 
 
-def test_each_component_has_its_own_broker_user_from_the_topology_operator(render):
+def test_each_component_has_its_own_broker_user_from_the_topology_operator(render: Render) -> None:
     docs = render("operators")
     users = {u["metadata"]["name"]: u["spec"] for u in by_kind(docs, "User")}
     permissions = {
@@ -140,7 +141,7 @@ def test_each_component_has_its_own_broker_user_from_the_topology_operator(rende
     assert len(seen) == 3
 
 
-def test_keda_reads_an_operators_credentials_apart_from_the_host(render):
+def test_keda_reads_an_operators_credentials_apart_from_the_host(render: Render) -> None:
     docs = render("operators-keda")
     [auth] = by_kind(docs, "TriggerAuthentication")
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
@@ -150,7 +151,7 @@ def test_keda_reads_an_operators_credentials_apart_from_the_host(render):
     assert host == f"http://{MQ}.{NAMESPACE}.svc:15672/"
 
 
-def test_without_own_users_every_process_is_the_operators_default_user(render):
+def test_without_own_users_every_process_is_the_operators_default_user(render: Render) -> None:
     docs = render("operators-shared-user")
     assert by_kind(docs, "User") == [] and by_kind(docs, "Permission") == []
     for component, container in _containers(docs).items():
@@ -160,7 +161,7 @@ def test_without_own_users_every_process_is_the_operators_default_user(render):
             assert "CE_QUEUE_POLICY_ON_START" not in env
 
 
-def test_asynchronous_replication_is_a_choice_said_aloud(render, helm):
+def test_asynchronous_replication_is_a_choice_said_aloud(render: Render, helm: str) -> None:
     docs = render("asynchronous-replication")
     [cluster] = by_kind(docs, "Cluster")
     assert "synchronous" not in cluster["spec"]["postgresql"]
@@ -175,7 +176,7 @@ def test_asynchronous_replication_is_a_choice_said_aloud(render, helm):
     assert "ASYNCHRONOUS replication: a failover may lose events answered 202" in notes
 
 
-def test_a_vhost_and_scheduled_backups_through_a_plugin(render):
+def test_a_vhost_and_scheduled_backups_through_a_plugin(render: Render) -> None:
     docs = render("operators-vhost-backup")
     [vhost] = by_kind(docs, "Vhost")
     assert vhost["spec"]["name"] == "events"
@@ -187,7 +188,7 @@ def test_a_vhost_and_scheduled_backups_through_a_plugin(render):
     assert cluster["spec"]["plugins"][0]["isWALArchiver"] is True
 
 
-def test_external_credentials_come_from_existing_secrets_under_their_keys(render):
+def test_external_credentials_come_from_existing_secrets_under_their_keys(render: Render) -> None:
     docs = render("external-existing-secrets")
     containers = _containers(docs)
     for component in APP_COMPONENTS:
@@ -209,7 +210,7 @@ def test_external_credentials_come_from_existing_secrets_under_their_keys(render
         ), secret["metadata"]["name"]
 
 
-def test_an_external_database_user_name_can_come_from_the_existing_secret(render):
+def test_an_external_database_user_name_can_come_from_the_existing_secret(render: Render) -> None:
     docs = render("external-existing-secrets", "--set=externalDatabase.usernameKey=db-user")
     for component in APP_COMPONENTS:
         env = env_of(_containers(docs)[component])
@@ -217,7 +218,7 @@ def test_an_external_database_user_name_can_come_from_the_existing_secret(render
         assert _ref(env, "CE_DATABASE_PASSWORD") == ("db-credentials", "db-password")
 
 
-def test_keda_reads_external_credentials_from_the_existing_secret(render):
+def test_keda_reads_external_credentials_from_the_existing_secret(render: Render) -> None:
     docs = render("keda-external-existing-secrets")
     [auth] = by_kind(docs, "TriggerAuthentication")
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
@@ -229,7 +230,7 @@ def _definitions(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(json.loads(_secret(docs, MQ)["definitions.json"]))
 
 
-def test_the_bundled_broker_loads_a_user_per_component_at_boot(render):
+def test_the_bundled_broker_loads_a_user_per_component_at_boot(render: Render) -> None:
     docs = render("defaults")
     definitions = _definitions(docs)
     passwords = _secret(docs, MQ)
@@ -258,7 +259,7 @@ def test_the_bundled_broker_loads_a_user_per_component_at_boot(render):
     assert f"load_definitions = {mount['mountPath']}/definitions.json" in config
 
 
-def test_the_bundled_servers_say_they_are_for_development(helm):
+def test_the_bundled_servers_say_they_are_for_development(helm: str) -> None:
     notes = run_helm(helm, "install", "ce", str(CHART), "--dry-run=client").stdout
     assert "FOR DEVELOPMENT ONLY" in notes
     assert "postgresql.mode=cloudnativepg and rabbitmq.mode=operator" in notes
@@ -276,7 +277,7 @@ def test_the_bundled_servers_say_they_are_for_development(helm):
 
 
 @pytest.mark.parametrize("combination", ["operators", "bundled-shared-user"])
-def test_every_process_reaches_its_broker_under_one_user(render, combination):
+def test_every_process_reaches_its_broker_under_one_user(render: Render, combination: str) -> None:
     """With shared credentials (bundled-shared-user) every process is the administrator."""
     containers = _containers(render(combination))
     users = set()
@@ -287,7 +288,7 @@ def test_every_process_reaches_its_broker_under_one_user(render, combination):
     assert len(users) == (3 if combination == "operators" else 1)
 
 
-def test_an_external_cluster_is_reached_through_each_of_its_nodes(render):
+def test_an_external_cluster_is_reached_through_each_of_its_nodes(render: Render) -> None:
     docs = render("external-broker-nodes")
     nodes = [f"mq-{i}.example.com" for i in range(3)]
     # The URLs carry the user's credentials in the chart's Secret, one URL per node.

@@ -15,12 +15,12 @@ VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
 
-def test_every_values_key_is_documented():
+def test_every_values_key_is_documented() -> None:
     _, undocumented = values_doc.parse()
     assert undocumented == []
 
 
-def test_readme_table_matches_values_yaml():
+def test_readme_table_matches_values_yaml() -> None:
     params, _ = values_doc.parse()
     assert values_doc.readme_table() == values_doc.table(params), (
         "README values table is stale: run .venv/bin/python tests/chart/values_doc.py --write"
@@ -38,7 +38,7 @@ def _schema_paths(schema: dict[str, Any], leaves: set[str], prefix: str = "") ->
     return out
 
 
-def test_schema_describes_exactly_the_documented_values():
+def test_schema_describes_exactly_the_documented_values() -> None:
     params, _ = values_doc.parse()
     leaves = {p.path for p in params}
     sections = {".".join(p.split(".")[:i]) for p in leaves for i in range(1, p.count(".") + 1)}
@@ -155,13 +155,13 @@ def test_schema_describes_exactly_the_documented_values():
         (["--set=api.priorityClassName=Not_Valid"], "/api/priorityClassName"),
     ],
 )
-def test_wrong_values_are_rejected(helm, args, error):
+def test_wrong_values_are_rejected(helm: str, args: list[str], error: str) -> None:
     result = run_helm(helm, "template", "ce", str(CHART), *args)
     assert result.returncode != 0, f"accepted {args}"
     assert error in result.stderr
 
 
-def test_sections_reject_unknown_keys():
+def test_sections_reject_unknown_keys() -> None:
     params, _ = values_doc.parse()
     sections = {
         ".".join(p.path.split(".")[:i]) for p in params for i in range(1, p.path.count(".") + 1)

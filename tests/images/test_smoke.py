@@ -8,6 +8,7 @@ database, exchange and queue.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 
@@ -102,14 +103,14 @@ def _wait_until_ready(stack: dict[str, str]) -> None:
         checks = [("api", "/healthz"), ("api", "/readyz"), ("worker", "/readyz")]
         for component, path in [*checks, ("scaler", "/healthz")]:
             services.wait_for(
-                lambda c=component, p=path: _ready(stack[c] + p),
+                functools.partial(_ready, stack[component] + path),
                 timeout=60, interval=0.5, what=f"{component} {path}",
             )  # fmt: skip
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{_logs(stack)}") from exc
 
 
-def test_images_process_an_event_read_only_and_non_root(stack):
+def test_images_process_an_event_read_only_and_non_root(stack: dict[str, str]) -> None:
     _wait_until_ready(stack)
     try:
         body = payloads.conversation()
@@ -130,7 +131,7 @@ def test_images_process_an_event_read_only_and_non_root(stack):
         raise AssertionError(f"{exc}\n{_logs(stack)}") from exc
 
 
-def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack):
+def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack: dict[str, str]) -> None:
     _wait_until_ready(stack)  # the handlers exist once the process is up
     check = (
         "import os, importlib.util\n"
@@ -164,7 +165,7 @@ def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack):
         assert state == "0", f"{component} exited {state}\n{podman.logs(name)}"
 
 
-def test_scaler_from_the_same_image_reads_the_queue(stack):
+def test_scaler_from_the_same_image_reads_the_queue(stack: dict[str, str]) -> None:
     _wait_until_ready(stack)
     consumers = "conversation_events_scaler_queue_consumers 1.0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
 import uvicorn
@@ -11,7 +12,7 @@ from tests.support.services import free_port, wait_for
 
 
 class ServerThread:
-    def __init__(self, app: object, **options: object) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         """`options` are more `uvicorn.Config` keywords (e.g. the API's `uvicorn_options`)."""
         self.port = free_port()
         config = uvicorn.Config(
@@ -21,7 +22,7 @@ class ServerThread:
             log_config=None,
             access_log=False,
             lifespan="on",
-            **options,  # type: ignore[arg-type]
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import pika
@@ -125,9 +125,14 @@ def delivery_limit_in_force(queue: str) -> int | None:
 
 
 def wait_for(
-    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = "condition"
+    predicate: Callable[[], T | Literal[False] | None],
+    *,
+    timeout: float,
+    interval: float = 0.1,
+    what: str = "condition",
 ) -> T:
-    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds;
+    that value (never `None` or `False`)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

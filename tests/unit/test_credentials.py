@@ -62,7 +62,7 @@ def test_amqp_credentials_go_into_every_node_url(monkeypatch: pytest.MonkeyPatch
     assert len(urls) == 2
     for url, host in zip(urls, ("mq-0", "mq-1"), strict=True):
         params = pika.URLParameters(url)  # the workers
-        assert (params.credentials.username, params.credentials.password) == (  # type: ignore[attr-defined]
+        assert (params.credentials.username, params.credentials.password) == (
             "ce-api",
             AWKWARD,
         )

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import aiormq
 import orjson
@@ -31,11 +32,11 @@ async def measure(url: str, queue: str, window: int, duration: float) -> dict[st
     props = aiormq.spec.Basic.Properties(delivery_mode=2, content_type="application/json")
     confirmed = 0
     sem = asyncio.Semaphore(window)
-    pending: set[asyncio.Future[object]] = set()
+    pending: set[asyncio.Future[Any]] = set()
     started = time.perf_counter()
     until = started + duration
 
-    def done(fut: asyncio.Future[object]) -> None:
+    def done(fut: asyncio.Future[Any]) -> None:
         nonlocal confirmed
         pending.discard(fut)
         sem.release()

@@ -30,6 +30,7 @@ _EDGE = ApiSettings.model_fields  # the API's own edge limits, so the ceiling is
 app.add_middleware(
     EdgeMiddleware,
     max_body_bytes=_EDGE["max_body_bytes"].default,
+    max_batch_body_bytes=_EDGE["max_batch_body_bytes"].default,
     max_in_flight=_EDGE["max_in_flight"].default,
     client_timeout_s=_EDGE["client_timeout_s"].default,
     retry_after_s=_EDGE["retry_after_s"].default,

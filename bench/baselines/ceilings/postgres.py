@@ -29,7 +29,7 @@ SQL = (
 
 
 def _rows(prefix: str, count: int) -> list[tuple[object, ...]]:
-    out = []
+    out: list[tuple[object, ...]] = []
     for b in bodies(prefix, count, users=1000):
         out.append(
             (
@@ -68,7 +68,7 @@ def _connection_loop(dsn: str, batch: int, until: float, counts: list[int], inde
     conn.close()
 
 
-def _process(dsn: str, threads: int, batch: int, until: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _process(dsn: str, threads: int, batch: int, until: float, out: multiprocessing.Queue) -> None:
     counts = [0] * threads
     workers = [
         threading.Thread(target=_connection_loop, args=(dsn, batch, until, counts, i))
@@ -81,9 +81,9 @@ def _process(dsn: str, threads: int, batch: int, until: float, out: multiprocess
     out.put(sum(counts))
 
 
-def measure(dsn: str, connections: int, processes: int, batch: int, duration: float) -> dict:  # type: ignore[type-arg]
+def measure(dsn: str, connections: int, processes: int, batch: int, duration: float) -> dict:
     until = time.time() + duration
-    out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    out: multiprocessing.Queue = multiprocessing.Queue()
     per = max(1, connections // processes)
     procs = [
         multiprocessing.Process(target=_process, args=(dsn, per, batch, until, out))

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import httpx
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from conversation_events.errors import ConversationEventsError
@@ -397,13 +397,18 @@ def kubernetes_api_client(kubeconfig: Path | None) -> client.ApiClient:
     """An API client from the in-cluster service account, or from a kubeconfig (development)."""
     from kubernetes import config
 
+    # The client's config loaders carry no annotations; what they return is an ApiClient.
     if kubeconfig is not None:
-        return config.new_client_from_config(config_file=str(kubeconfig))
+        api_client: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig)
+        )
+        return api_client
     configuration = client.Configuration()
     try:
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         if "KUBECONFIG" in os.environ or Path("~/.kube/config").expanduser().exists():
-            return config.new_client_from_config()
+            api_client = config.new_client_from_config()  # type: ignore[no-untyped-call]
+            return api_client
         raise
     return client.ApiClient(configuration)

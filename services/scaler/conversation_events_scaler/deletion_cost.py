@@ -23,7 +23,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from conversation_events.errors import ConversationEventsError

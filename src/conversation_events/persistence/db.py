@@ -210,7 +210,7 @@ def is_retryable(error: exc.SQLAlchemyError) -> bool:
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
-        code = getattr(error.orig, "pgcode", None)
+        code: str | None = getattr(error.orig, "pgcode", None)
         if code is None:
             # psycopg2 gives no SQLSTATE when the connection itself failed.
             return isinstance(error, exc.OperationalError | exc.InterfaceError)

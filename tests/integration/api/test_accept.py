@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import orjson
@@ -16,7 +17,8 @@ from tests.support.services import AMQP_URL, queue_counts, wait_for
 from conversation_events.messaging.contract import MESSAGE_TYPE
 
 
-def stored(engine: Engine, conversation_id: str) -> dict | None:
+def stored(engine: Engine, conversation_id: str) -> dict[str, Any] | None:
+    """The stored event of a conversation, if there is one."""
     with engine.connect() as conn:
         row = (
             conn.execute(
@@ -34,7 +36,7 @@ def assert_relayed(
 ) -> None:
     """Within `timeout`, every body's event is recorded as published; then its message is queued."""
     wait_for(
-        lambda: all(stored(engine, b["conversation_id"])["published_at"] for b in bodies),
+        lambda: all(stored_row(engine, b["conversation_id"])["published_at"] for b in bodies),
         timeout=timeout,
         what=f"the relay to {what}",
     )
@@ -53,9 +55,16 @@ def stored_count(engine: Engine, conversation_id: str) -> int:
     )
 
 
+def stored_row(engine: Engine, conversation_id: str) -> dict[str, Any]:
+    """The stored event of a conversation, which must exist."""
+    row = stored(engine, conversation_id)
+    assert row is not None, f"no event stored for {conversation_id}"
+    return row
+
+
 def get_messages(queue: str) -> list[tuple[pika.BasicProperties, dict]]:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    messages = []
+    messages: list[tuple[pika.BasicProperties, dict]] = []
     try:
         channel = connection.channel()
         while True:
@@ -92,7 +101,7 @@ def test_accepts_stores_pending_and_queues_ids_only(
     assert set(message) == ids | {"version"}
     assert (message["tenant"], message["user_id"]) == ("default", body["user_id"])
     wait_for(
-        lambda: stored(engine, body["conversation_id"])["published_at"] is not None,
+        lambda: stored_row(engine, body["conversation_id"])["published_at"] is not None,
         timeout=5,
         what="confirm recorded",
     )
@@ -102,7 +111,7 @@ def test_accepts_conversation_logs_alias(client: httpx.Client, engine: Engine) -
     body = conversation()
     body["conversation_logs"] = body.pop("conversation_log")
     assert client.post("/v1/conversations/end", json=body).status_code == 202
-    assert len(stored(engine, body["conversation_id"])["conversation_log"]) == 6
+    assert len(stored_row(engine, body["conversation_id"])["conversation_log"]) == 6
 
 
 def test_resend_is_idempotent_and_queued_once(client: httpx.Client, names: tuple[str, str]) -> None:
@@ -128,7 +137,7 @@ def test_same_id_other_content_is_a_conflict(client: httpx.Client, engine: Engin
     assert response.status_code == 409
     assert response.json()["code"] == "conflict"
     assert response.json()["event_id"] == first["event_id"]
-    assert stored(engine, body["conversation_id"])["bot_name"] == "Pika"
+    assert stored_row(engine, body["conversation_id"])["bot_name"] == "Pika"
 
 
 def test_concurrent_duplicates_in_one_batch_create_one_event(
@@ -164,7 +173,7 @@ def test_database_unreachable_answers_503_with_retry_after_and_writes_nothing(
 
         proxy.restore()
         assert client.post("/v1/conversations/end", json=body).status_code == 202
-        assert stored(engine, body["conversation_id"])["status"] == "PENDING"
+        assert stored_row(engine, body["conversation_id"])["status"] == "PENDING"
     finally:
         proxy.close()
 
@@ -188,7 +197,7 @@ def test_connections_killed_by_a_database_restart_cost_no_request(
     first = conversation()
     assert client.post("/v1/conversations/end", json=first).status_code == 202
     wait_for(
-        lambda: stored(engine, first["conversation_id"])["published_at"] is not None,
+        lambda: stored_row(engine, first["conversation_id"])["published_at"] is not None,
         timeout=5,
         what="confirm recorded",
     )
@@ -201,7 +210,7 @@ def test_connections_killed_by_a_database_restart_cost_no_request(
     assert kill_api_connections(engine) >= 1
     bodies = [conversation() for _ in range(5)]
     assert [client.post("/v1/conversations/end", json=b).status_code for b in bodies] == [202] * 5
-    assert all(stored(engine, b["conversation_id"])["status"] == "PENDING" for b in bodies)
+    assert all(stored_row(engine, b["conversation_id"])["status"] == "PENDING" for b in bodies)
 
 
 def test_broker_outage_does_not_fail_requests_and_the_relay_catches_up(
@@ -220,7 +229,7 @@ def test_broker_outage_does_not_fail_requests_and_the_relay_catches_up(
         bodies = [conversation() for _ in range(5)]
         for body in bodies:
             assert client.post("/v1/conversations/end", json=body).status_code == 202
-        assert all(stored(engine, b["conversation_id"])["published_at"] is None for b in bodies)
+        assert all(stored_row(engine, b["conversation_id"])["published_at"] is None for b in bodies)
 
         proxy.restore()
         assert_relayed(engine, bodies, names[1], timeout=30, what="republish after the outage")

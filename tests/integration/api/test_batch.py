@@ -11,7 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, text
 from tests.integration.api.conftest import as_key, unique_tenant
-from tests.integration.api.test_accept import get_messages, stored
+from tests.integration.api.test_accept import get_messages, stored, stored_row
 from tests.integration.api.test_contract import INVALID_BODIES
 from tests.integration.api.test_limits import assert_retry_later, post_in_background
 from tests.integration.api.test_publish_faults import metric
@@ -94,7 +94,7 @@ def test_each_item_gets_its_own_outcome_and_only_new_events_are_stored_and_queue
         assert row is not None and row["status"] == "PENDING"
         assert str(row["id"]) == results[index]["event_id"]
     assert stored(engine, invalid["conversation_id"]) is None
-    assert stored(engine, earlier["conversation_id"])["content_hash"] != ""  # unchanged row
+    assert stored_row(engine, earlier["conversation_id"])["content_hash"] != ""  # unchanged row
     # Queued: the single post's event and the two new ones, each once.
     ids = [b["conversation_id"] for b in (earlier, new, twin)]
     wait_for(lambda: published(engine, ids) == 3, timeout=10, what="three confirms recorded")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -123,7 +124,7 @@ def test_body_over_the_limit_is_413_declared_or_streamed(
     assert declared.status_code == 413
     assert declared.json()["code"] == "payload_too_large"
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         yield b'{"conversation_id": "'
         for _ in range(10):
             yield b"y" * 1000
@@ -264,7 +265,7 @@ def test_metrics_on_a_port_of_their_own_are_not_on_the_api_port(
 def test_production_serves_no_api_documentation_unless_asked(
     make_client: Callable[..., httpx.Client],
 ) -> None:
-    def settings(**values: object) -> ApiSettings:
+    def settings(**values: Any) -> ApiSettings:
         return ApiSettings.model_construct(**{"docs_enabled": None, **values})
 
     assert not settings(environment="production").serves_docs

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from tests.integration.api.test_accept import get_messages, stored, stored_count
+from tests.integration.api.test_accept import get_messages, stored, stored_count, stored_row
 from tests.integration.api.test_publish_faults import metric
 from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
@@ -74,7 +74,7 @@ def test_a_silent_database_answers_503_within_the_deadline_and_the_retry_is_stor
     assert stored_count(engine, body["conversation_id"]) == 1
     # Published by the publisher or, if the hung request's insert was the one stored, the relay.
     wait_for(
-        lambda: stored(engine, body["conversation_id"])["published_at"] is not None,
+        lambda: stored_row(engine, body["conversation_id"])["published_at"] is not None,
         timeout=20,
         what="the event to be published",
     )
@@ -257,4 +257,4 @@ def test_a_read_only_database_is_a_retryable_503_and_not_ready(
         set_read_only(url, False)
     wait_for(lambda: client.get("/readyz").status_code == 200, timeout=10, what="ready again")
     assert client.post(END, json=body).status_code == 202
-    assert stored(engine, body["conversation_id"])["status"] == "PENDING"
+    assert stored_row(engine, body["conversation_id"])["status"] == "PENDING"

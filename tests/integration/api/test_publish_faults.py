@@ -10,7 +10,7 @@ import httpx
 import pika
 import pytest
 from sqlalchemy import Engine
-from tests.integration.api.test_accept import assert_relayed, stored
+from tests.integration.api.test_accept import assert_relayed, stored_row
 from tests.support.payloads import conversation
 from tests.support.services import AMQP_URL, wait_for
 
@@ -58,7 +58,7 @@ def test_returned_publishes_are_failures_logged_once_and_republished_once_routed
         timeout=15,
         what="the publisher's and then the relay's publishes to be returned",
     )
-    assert all(stored(engine, b["conversation_id"])["published_at"] is None for b in bodies)
+    assert all(stored_row(engine, b["conversation_id"])["published_at"] is None for b in bodies)
     lines = [r for r in caplog.records if getattr(r, "cause", None) == "returned"]
     assert len(lines) == 1, [r.__dict__ for r in lines]
 

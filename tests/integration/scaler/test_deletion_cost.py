@@ -39,7 +39,8 @@ class FakeWorkers:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                ip = self.server.server_address[0]
+                address = self.server.server_address
+                ip = address[0] if isinstance(address, tuple) else address
                 workers.reads.append(str(ip))
                 body = (
                     "# TYPE conversation_events_worker_in_flight gauge\n"
@@ -162,8 +163,12 @@ def test_the_loop_keeps_following_the_gauge(
     try:
         for value in (12, 0, 3):
             workers.in_flight["127.0.0.2"] = value
+
+            def follows(expected: str = str(value)) -> bool:
+                return cluster.annotations("worker-a").get(ANNOTATION) == expected
+
             wait_for(
-                lambda v=value: cluster.annotations("worker-a").get(ANNOTATION) == str(v),
+                follows,
                 timeout=10,
                 what=f"the deletion cost to follow the gauge to {value}",
             )

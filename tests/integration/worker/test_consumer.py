@@ -273,7 +273,7 @@ def test_a_transient_failure_holds_neither_its_batch_nor_a_thread(
     bodies = [conversation() for _ in range(8)]
     first, second = bodies[:4], bodies[4:]
     ids = preload(engine, topology, first)
-    failing, failures = ids[0], []
+    failing, failures = ids[0], list[str]()
 
     def once_flaky(
         engine: Engine, event_ids: list[str], config: ProcessingConfig, **options: Any

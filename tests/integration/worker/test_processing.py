@@ -98,7 +98,7 @@ def test_the_same_user_id_in_two_tenants_has_two_statuses(engine: Engine) -> Non
     changes = [event_row(engine, event_id)["friendship_score_change"] for event_id in ids]
     assert changes[1] - changes[0] == 5  # interesting (+15) against happy (+10)
     with engine.connect() as conn:
-        scores = dict(
+        scores: dict[str, int] = dict(
             conn.execute(
                 text("SELECT tenant, friendship_score FROM friendship_status WHERE user_id = :u"),
                 {"u": body["user_id"]},

@@ -7,6 +7,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from prometheus_client import REGISTRY
@@ -98,7 +99,7 @@ def _age(
 def test_the_purge_drops_content_then_deletes_old_events_and_leaves_none_behind(
     engine: Engine, database_url: str, topology: Topology
 ) -> None:
-    def processed(days: float, **fields: object) -> str:
+    def processed(days: float, **fields: Any) -> str:
         event_id = store(engine, conversation(**fields))
         outcome(engine, event_id)
         _age(engine, event_id, processed_days=days)

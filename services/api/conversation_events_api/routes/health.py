@@ -74,7 +74,7 @@ def metrics_registry() -> CollectorRegistry:
     """The registry to expose: this process's, or every worker process's in multiprocess mode."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated __init__
         return registry
     return REGISTRY
 
