@@ -23,7 +23,8 @@ PIDS = STATE / "pids.json"
 ENV_FILE = STATE / "env"
 LOGS = STATE / "logs"
 SCALER_STATUS = STATE / "scaler-status.json"
-PYTHON = ROOT / ".venv" / "bin" / "python"
+# The console scripts of the workspace, installed by scripts/bootstrap.
+BIN = ROOT / ".venv" / "bin"
 
 
 def base_env() -> dict[str, str]:
@@ -54,11 +55,13 @@ def load_pids() -> dict[str, int]:
     return json.loads(PIDS.read_text()) if PIDS.exists() else {}
 
 
-def start(name: str, args: list[str], env: dict[str, str]) -> int:
+def start(name: str, command: list[str], env: dict[str, str]) -> int:
+    """Start a console script (`command[0]`, from .venv/bin) in its own session, logging to
+    LOGS/<name>.log; its pid."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / f"{name}.log").open("ab")
     proc = subprocess.Popen(  # noqa: S603
-        [str(PYTHON), *args],
+        [str(BIN / command[0]), *command[1:]],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -92,7 +95,7 @@ def up() -> int:
     env = base_env() | cluster_env
     env.update(CE_API_KEYS=api_key, CE_PORT=str(port), CE_HOST="127.0.0.1")
     migrated = subprocess.run(  # noqa: S603
-        [str(PYTHON), "-m", "conversation_events.migrate", "--create-database", "--broker"],
+        [str(BIN / "conversation-events-migrate"), "--create-database", "--broker"],
         cwd=ROOT,
         env=env,
         check=False,
@@ -101,7 +104,7 @@ def up() -> int:
         print("the migration step failed (see above)", file=sys.stderr)
         down()
         return 1
-    pids = {"api": start("api", ["-m", "conversation_events_api"], env)}
+    pids = {"api": start("api", ["conversation-events-api"], env)}
     scaler_env = dict(env)
     scaler_env.update(
         CE_SCALER_ACTUATOR="local",
@@ -116,7 +119,7 @@ def up() -> int:
         CE_SCALER_SCALE_DOWN_STABILIZATION_S=os.environ.get("STACK_STABILIZATION_S", "60"),
         CE_SCALER_WORKER_LOG_DIR=str(LOGS),
     )
-    pids["scaler"] = start("scaler", ["-m", "conversation_events_scaler"], scaler_env)
+    pids["scaler"] = start("scaler", ["conversation-events-scaler"], scaler_env)
     PIDS.write_text(json.dumps(pids))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -145,7 +148,7 @@ def key(tenant: str, scopes: str, name: str | None) -> int:
     name = name or f"stack-{tenant}-{secrets.token_hex(4)}"
     args = ["--name", name, "--tenant", tenant, "--scopes", scopes, "--key-only"]
     return subprocess.run(  # noqa: S603
-        [str(PYTHON), "-m", "conversation_events_api.keys", "create", *args],
+        [str(BIN / "conversation-events-keys"), "create", *args],
         cwd=ROOT,
         env=base_env() | running_cluster_env() | {"CE_LOG_LEVEL": "WARNING"},
         check=False,
