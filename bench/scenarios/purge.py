@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import infra
-from bench.infra import PATHS, Proc, log
+from bench.infra import Proc, log
 from bench.scenarios.common import Config, Run, isolated, run_loadgen, start_system
 
 #: Offered requests per second: well inside one API process's capacity, also on a machine
@@ -89,7 +89,7 @@ def _accept(ports: list[int], cfg: Config, duration: float, tag: str) -> dict[st
 
 def _start_purge(run: Run) -> Proc:
     env = infra.common_env(run.url, run.exchange, run.queue) | {"CE_LOG_LEVEL": "INFO"}
-    return Proc("purge", ["-m", "conversation_events_worker.admin", "purge"], PATHS["worker"], env)
+    return Proc("purge", ["-m", "conversation_events_worker.admin", "purge"], env)
 
 
 def purge(cfg: Config, template: str) -> dict[str, Any]:

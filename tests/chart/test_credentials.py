@@ -4,19 +4,29 @@ changed credential rolls the pods that read it."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from conversation_events.access import KEY_PREFIX, MIN_KEY_LENGTH
-from tests.chart.rendering import CHART, EXTERNAL, FULLNAME, NAMESPACE, RELEASE, one, run_helm
+from tests.chart.rendering import (
+    CHART,
+    EXTERNAL,
+    FULLNAME,
+    NAMESPACE,
+    RELEASE,
+    Render,
+    one,
+    run_helm,
+)
 
 REFUSE = "--set=secrets.generateOffline=false"  # what a user's `helm template` gets
 ROLLED = ("api", "worker", "scaler")  # the Deployments that read the Secret
 
 
-def _template(helm: str, *args: str):
+def _template(helm: str, *args: str) -> Any:
     return run_helm(helm, "template", RELEASE, str(CHART), f"--namespace={NAMESPACE}", *args)
 
 
-def _secret_checksums(docs) -> set[str]:
+def _secret_checksums(docs: list[dict[str, Any]]) -> set[str]:
     return {
         one(docs, "Deployment", f"{FULLNAME}-{c}")["spec"]["template"]["metadata"]["annotations"][
             "checksum/secret"
@@ -25,7 +35,9 @@ def _secret_checksums(docs) -> set[str]:
     }
 
 
-def test_an_offline_render_refuses_to_generate_credentials_it_cannot_read_back(helm):
+def test_an_offline_render_refuses_to_generate_credentials_it_cannot_read_back(
+    helm: str,
+) -> None:
     result = _template(helm, REFUSE)
     assert result.returncode != 0
     generated = "api-keys, api-password, migrations-password, postgresql-password, "
@@ -37,7 +49,7 @@ def test_an_offline_render_refuses_to_generate_credentials_it_cannot_read_back(h
     assert result.returncode != 0 and "credentials (api-keys) from" in result.stderr
 
 
-def test_offline_renders_that_generate_nothing_are_identical(helm):
+def test_offline_renders_that_generate_nothing_are_identical(helm: str) -> None:
     for args in (
         ["--set=secrets.existingSecret=ce-credentials"],
         [*EXTERNAL, "--set=secrets.apiKeys={ce_0123456789abcdef0123}"],
@@ -47,7 +59,9 @@ def test_offline_renders_that_generate_nothing_are_identical(helm):
         assert first.stdout == second.stdout, args
 
 
-def test_pods_that_read_the_secret_roll_when_a_credential_changes(helm, render):
+def test_pods_that_read_the_secret_roll_when_a_credential_changes(
+    helm: str, render: Render
+) -> None:
     given = [*EXTERNAL, "--set=secrets.apiKeys={ce_0123456789abcdef0123}"]
     [base] = _secret_checksums(render(None, *given))  # one value, on every such pod
     rotated_key = render(None, *given, "--set=secrets.apiKeys={ce_fedcba9876543210fedc}")
@@ -68,7 +82,7 @@ def test_pods_that_read_the_secret_roll_when_a_credential_changes(helm, render):
     assert len(config) == 1
 
 
-def test_the_generated_api_key_is_recognisable(render):
+def test_the_generated_api_key_is_recognisable(render: Render) -> None:
     data = one(render("defaults"), "Secret", FULLNAME)["data"]
     [key] = base64.b64decode(data["api-keys"]).decode().split(",")
     assert key.startswith(KEY_PREFIX) and len(key) >= MIN_KEY_LENGTH + len(KEY_PREFIX)

@@ -3,12 +3,14 @@ settings, PostgreSQL its only peer."""
 
 from __future__ import annotations
 
-from tests.chart.rendering import FULLNAME, by_kind, env_of, one
+from typing import Any
+
+from tests.chart.rendering import FULLNAME, Render, by_kind, env_of, one
 
 CRONJOB = f"{FULLNAME}-purge"
 
 
-def _container(docs) -> dict:
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     cron = one(docs, "CronJob", CRONJOB)
     [container] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     return container
@@ -18,12 +20,12 @@ def _values(container: dict) -> dict[str, str]:
     return {k: e["value"] for k, e in env_of(container).items() if "value" in e}
 
 
-def _worker_env(docs) -> dict[str, str]:
+def _worker_env(docs: list[dict[str, Any]]) -> dict[str, str]:
     worker = one(docs, "Deployment", f"{FULLNAME}-worker")["spec"]["template"]["spec"]
     return _values(worker["containers"][0])
 
 
-def test_the_purge_runs_daily_by_default_one_run_at_a_time(render):
+def test_the_purge_runs_daily_by_default_one_run_at_a_time(render: Render) -> None:
     docs = render("defaults")
     cron = one(docs, "CronJob", CRONJOB)["spec"]
     assert cron["schedule"] == "17 3 * * *" and cron["timeZone"] == "Asia/Ho_Chi_Minh"
@@ -42,7 +44,7 @@ def test_the_purge_runs_daily_by_default_one_run_at_a_time(render):
     assert env["CE_PURGE_BATCH_SIZE"] == "1000" and env["CE_ENVIRONMENT"] == "production"
 
 
-def test_the_purge_and_the_workers_read_the_same_retention(render):
+def test_the_purge_and_the_workers_read_the_same_retention(render: Render) -> None:
     for args, content, events in (
         ((), "30", "400"),
         (("--set=retention.contentDays=0", "--set=retention.eventDays=90"), "0", "90"),
@@ -55,7 +57,7 @@ def test_the_purge_and_the_workers_read_the_same_retention(render):
             )
 
 
-def test_the_purge_reaches_postgresql_and_dns_only(render):
+def test_the_purge_reaches_postgresql_and_dns_only(render: Render) -> None:
     policy = one(render("defaults"), "NetworkPolicy", CRONJOB)["spec"]
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "purge"
     assert "ingress" not in policy  # nothing reaches it
@@ -72,7 +74,7 @@ def test_the_purge_reaches_postgresql_and_dns_only(render):
     assert mounts == {"/tmp", "/etc/conversation-events/postgresql-ca"}
 
 
-def test_the_purge_can_be_left_to_something_else(render):
+def test_the_purge_can_be_left_to_something_else(render: Render) -> None:
     docs = render(None, "--set=retention.purge.enabled=false")
     assert not [d for d in docs if d["metadata"]["name"] == CRONJOB]
     assert _worker_env(docs)["CE_RETENTION_CONTENT_DAYS"] == "30"

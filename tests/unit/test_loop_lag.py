@@ -10,7 +10,8 @@ from conversation_events_api.overload import watch_loop_lag
 
 
 def lag_sum_and_count() -> tuple[float, float]:
-    samples = {s.name: s.value for s in metrics.LOOP_LAG.collect()[0].samples}
+    [metric] = list(metrics.LOOP_LAG.collect())
+    samples = {s.name: s.value for s in metric.samples}
     return (
         samples["conversation_events_event_loop_lag_seconds_sum"],
         samples["conversation_events_event_loop_lag_seconds_count"],

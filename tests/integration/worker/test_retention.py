@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,10 +13,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from tests.integration.worker.conftest import MAX_ATTEMPTS
-from tests.integration.worker.test_admin import ROOT, admin
+from tests.integration.worker.test_admin import admin
 from tests.support.database import rows_mentioning
 from tests.support.payloads import conversation
 from tests.support.pipeline import event_row, new_event, publish, store
+from tests.support.processes import console_script
 from tests.support.services import queue_counts, wait_for
 
 from conversation_events.access import DEFAULT_TENANT
@@ -180,13 +180,12 @@ def test_the_purge_needs_only_the_database(engine: Engine, database_url: str) ->
     url = make_url(database_url).set(password="a-real-password")  # trust auth ignores it
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'services' / 'worker'}",
         "CE_ENVIRONMENT": "production",
         "CE_DATABASE_URL": url.render_as_string(hide_password=False),
     }
 
     def run(command: str) -> subprocess.CompletedProcess[bytes]:
-        argv = [sys.executable, "-m", "conversation_events_worker.admin", command]
+        argv = [console_script("conversation-events-admin"), command]
         return subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
 
     done = run("purge")
