@@ -78,21 +78,30 @@ async def _aiormq(url: str) -> aiormq.Connection:
     return aiormq.Connection(url)
 
 
-def test_production_refuses_a_placeholder_given_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError, match="AMQP password holds a placeholder"):
-        settings(
-            monkeypatch,
-            environment="production",
-            database_url="postgresql+psycopg2://ce:strong@db/ce",
-            amqp_url="amqp://mq:5672/%2F",
-            amqp_username="ce",
-            amqp_password="guest",
-        )
-    with pytest.raises(ValidationError, match="database password holds a placeholder"):
-        settings(
-            monkeypatch,
-            environment="production",
-            database_url="postgresql+psycopg2://ce@db/ce",
-            database_password="changeme",
-            amqp_url="amqp://ce:strong@mq:5672/%2F",
-        )
+@pytest.mark.parametrize(
+    ("error", "credentials"),
+    [
+        (
+            "AMQP password holds a placeholder",
+            {
+                "database_url": "postgresql+psycopg2://ce:strong@db/ce",
+                "amqp_url": "amqp://mq:5672/%2F",
+                "amqp_username": "ce",
+                "amqp_password": "guest",
+            },
+        ),
+        (
+            "database password holds a placeholder",
+            {
+                "database_url": "postgresql+psycopg2://ce@db/ce",
+                "database_password": "changeme",
+                "amqp_url": "amqp://ce:strong@mq:5672/%2F",
+            },
+        ),
+    ],
+)
+def test_production_refuses_a_placeholder_given_apart(
+    monkeypatch: pytest.MonkeyPatch, error: str, credentials: dict[str, str]
+) -> None:
+    with pytest.raises(ValidationError, match=error):
+        settings(monkeypatch, environment="production", **credentials)
