@@ -91,6 +91,11 @@ def events_for(users: list[str], count: int) -> list[dict]:
     return conversations_for(users, count, seed=7)
 
 
+def events_of_new_users(users: int, count: int) -> list[dict]:
+    """`count` events of `users` users this test run has not seen before."""
+    return events_for([f"user-{uuid.uuid4().hex[:8]}" for _ in range(users)], count)
+
+
 def api_and_two_workers(env: dict[str, str], services: list[Service]) -> str:
     """Start the API and two workers (stopped after the test); the API's base URL."""
     api, base = start_api(env, API_KEY)
@@ -103,8 +108,7 @@ def test_thousand_events_fifty_users_with_resends(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
     base = api_and_two_workers(env, services)
-    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(50)]
-    bodies = events_for(users, 1000)
+    bodies = events_of_new_users(50, 1000)
     resent = random.Random(1).sample(bodies, 100)
 
     first = post_all(base, bodies)
@@ -125,8 +129,7 @@ def test_batches_with_resends_and_invalid_items_are_processed_exactly_once(
     env: dict[str, str], engine: Engine, services: list[Service]
 ) -> None:
     base = api_and_two_workers(env, services)
-    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(50)]
-    bodies = events_for(users, 1000)
+    bodies = events_of_new_users(50, 1000)
     batches = [bodies[i : i + 200] for i in range(0, len(bodies), 200)]
     # A re-sent batch, and one mixing re-sends with invalid items.
     batches.append(random.Random(2).sample(bodies, 150))
@@ -245,8 +248,7 @@ def test_broker_connection_cut_while_accepting(
         api, base = start_api(api_env, API_KEY)
         services.append(api)
         services.append(start_worker(env))
-        users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(20)]
-        bodies = events_for(users, 600)
+        bodies = events_of_new_users(20, 600)
         responses: list[httpx.Response] = []
         poster = threading.Thread(
             target=lambda: responses.extend(post_all(base, bodies, concurrency=8))
@@ -289,8 +291,7 @@ def test_concurrent_batches_while_accepting_do_not_deadlock(
         start_worker(env, CE_WORKER_PREFETCH="20", CE_WORKER_BATCH_SIZE="10") for _ in range(3)
     ]
     services.extend(workers)
-    users = [f"user-{uuid.uuid4().hex[:8]}" for _ in range(300)]
-    bodies = events_for(users, 3000)  # most users are new when their first batch arrives
+    bodies = events_of_new_users(300, 3000)  # most users are new when their first batch arrives
 
     pending = bodies
     for _ in range(5):  # a loaded machine may answer 503 + Retry-After: send those again
