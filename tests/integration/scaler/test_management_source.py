@@ -52,11 +52,12 @@ def test_counts_ready_and_unacked_on_the_default_vhost(
             what="7 deliveries held unacked",
         )
         with source(management_url, "/", unique_name) as metric:
-            observation = wait_for(
-                lambda: _matching(metric, ready=18, unacked=7, consumers=1),
-                timeout=30,
-                interval=0.5,
-                what="management statistics to show 18 ready + 7 unacked",
+            observation = _observed(
+                metric,
+                "management statistics to show 18 ready + 7 unacked",
+                ready=18,
+                unacked=7,
+                consumers=1,
             )
         assert observation is not None
         assert observation.messages() == 25
@@ -77,11 +78,8 @@ def test_finds_a_queue_in_a_vhost_whose_name_has_a_slash(
         declare_quorum_queue(channel, unique_name)
         publish(channel, unique_name, 3)
         with source(management_url, vhost, unique_name) as metric:
-            observation = wait_for(
-                lambda: _matching(metric, ready=3, unacked=0),
-                timeout=30,
-                interval=0.5,
-                what="3 ready messages in the slashed vhost",
+            observation = _observed(
+                metric, "3 ready messages in the slashed vhost", ready=3, unacked=0
             )
         assert observation is not None
         assert observation.total == 3
@@ -130,11 +128,8 @@ def test_reads_move_to_a_live_node_and_stay_there(management_url: str, unique_na
             publish(channel, unique_name, 4)
             urls = f"{refused},{frozen}, {management_url}"
             with source(urls, "/", unique_name, timeout_s=1) as metric:
-                observation = wait_for(
-                    lambda: _matching(metric, ready=4, unacked=0),
-                    timeout=30,
-                    interval=0.5,
-                    what="4 ready messages read through the live node",
+                observation = _observed(
+                    metric, "4 ready messages read through the live node", ready=4, unacked=0
                 )
                 assert observation is not None
                 assert metric.url.startswith(management_url)
@@ -164,6 +159,23 @@ def test_a_queue_without_statistics_yet_is_not_read_as_empty(answer: object) -> 
         pytest.raises(MetricsUnavailable, match="no statistics"),
     ):
         metric.read()
+
+
+def _observed(
+    metric: ManagementApiSource,
+    what: str,
+    *,
+    ready: int,
+    unacked: int,
+    consumers: int | None = None,
+) -> Observation:
+    """The first observation showing these figures, polled for up to 30 seconds."""
+    return wait_for(
+        lambda: _matching(metric, ready=ready, unacked=unacked, consumers=consumers),
+        timeout=30,
+        interval=0.5,
+        what=what,
+    )
 
 
 def _matching(
