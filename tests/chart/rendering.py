@@ -268,6 +268,11 @@ def pod_labels(d: dict[str, Any]) -> dict[str, str]:
     return d["spec"]["template"]["metadata"]["labels"]
 
 
+def component_of(owner: dict[str, Any]) -> str:
+    """The component a workload's pods are labelled with (`app.kubernetes.io/component`)."""
+    return pod_labels(owner)["app.kubernetes.io/component"]
+
+
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
 

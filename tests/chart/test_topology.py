@@ -21,9 +21,9 @@ from tests.chart.rendering import (
     NAMESPACE,
     Render,
     by_kind,
+    component_of,
     env_of,
     one,
-    pod_labels,
     pod_specs,
     run_helm,
 )
@@ -34,10 +34,7 @@ APP_COMPONENTS = ("api", "worker", "migrations")
 
 
 def _containers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {
-        pod_labels(owner)["app.kubernetes.io/component"]: pod["containers"][0]
-        for owner, pod in pod_specs(docs)
-    }
+    return {component_of(owner): pod["containers"][0] for owner, pod in pod_specs(docs)}
 
 
 def _ref(env: dict[str, dict[str, Any]], name: str) -> tuple[str, str]:
@@ -95,9 +92,7 @@ def test_the_database_credentials_come_from_cloudnativepgs_secret(render: Render
         # The primary's Service, verified with the cluster's own CA; no password in the URL.
         assert url.startswith(f"postgresql+psycopg2://conversation_events@{PG}-rw:5432/")
         assert "sslmode=verify-full" in url and "sslrootcert=" in url
-    [owner] = [
-        o for o, _ in pod_specs(docs) if pod_labels(o)["app.kubernetes.io/component"] == "api"
-    ]
+    [owner] = [o for o, _ in pod_specs(docs) if component_of(o) == "api"]
     volumes = {v["name"]: v for v in owner["spec"]["template"]["spec"]["volumes"]}
     # Only the certificate of the CA Secret, never its key.
     assert volumes["postgresql-ca"]["secret"] == {
