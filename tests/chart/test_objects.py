@@ -171,8 +171,7 @@ def test_scaler_role_grants_only_the_worker_scale_subresource(
     render: Render, combination: str
 ) -> None:
     docs = render(combination)
-    role = one(docs, "Role", SCALER)
-    assert role["rules"] == [
+    assert one(docs, "Role", SCALER)["rules"] == [
         {
             "apiGroups": ["apps"],
             "resources": ["deployments/scale"],
