@@ -75,14 +75,22 @@ def _closed(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
     }
 
 
-def _object(api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _image(field: str) -> dict[str, Any]:
+    """A pod's image field and the Secrets it is pulled with."""
+    return {field: STRING, "imagePullSecrets": {"type": "array", "items": NAME_REF}}
+
+
+def _object(
+    api_version: str, kind: str, spec: dict[str, Any], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """An operator's object whose `spec` has these properties (closed) and required fields."""
     metadata = _closed({"name": STRING, "labels": STRING_MAP, "annotations": STRING_MAP})
     return _closed(
         {
             "apiVersion": {"const": api_version},
             "kind": {"const": kind},
             "metadata": metadata,
-            "spec": spec,
+            "spec": _closed(spec, required),
         },
         ("apiVersion", "kind", "metadata", "spec"),
     )
@@ -93,155 +101,141 @@ CLUSTER_REFERENCE = NAME_REF
 RABBITMQ_CLUSTER = _object(
     "rabbitmq.com/v1beta1",
     "RabbitmqCluster",
-    _closed(
-        {
-            "replicas": {"type": "integer", "minimum": 0},
-            "image": STRING,
-            "imagePullSecrets": {"type": "array", "items": NAME_REF},
-            "resources": RESOURCES,
-            "persistence": _closed({"storage": QUANTITY, "storageClassName": STRING}),
-            "affinity": {"type": "object"},
-            "tolerations": {"type": "array", "items": {"type": "object"}},
-            "rabbitmq": _closed({"additionalConfig": {"type": "string", "maxLength": 100000}}),
-            "override": _closed(
-                {
-                    "statefulSet": _closed(
-                        {
-                            "spec": _closed(
-                                {
-                                    "template": _closed(
-                                        {
-                                            "spec": _closed(
-                                                {
-                                                    "nodeSelector": STRING_MAP,
-                                                    "topologySpreadConstraints": TOPOLOGY_SPREAD,
-                                                }
-                                            )
-                                        }
-                                    )
-                                }
-                            )
-                        }
-                    )
-                }
-            ),
-        }
-    ),
+    {
+        "replicas": {"type": "integer", "minimum": 0},
+        **_image("image"),
+        "resources": RESOURCES,
+        "persistence": _closed({"storage": QUANTITY, "storageClassName": STRING}),
+        "affinity": {"type": "object"},
+        "tolerations": {"type": "array", "items": {"type": "object"}},
+        "rabbitmq": _closed({"additionalConfig": {"type": "string", "maxLength": 100000}}),
+        "override": _closed(
+            {
+                "statefulSet": _closed(
+                    {
+                        "spec": _closed(
+                            {
+                                "template": _closed(
+                                    {
+                                        "spec": _closed(
+                                            {
+                                                "nodeSelector": STRING_MAP,
+                                                "topologySpreadConstraints": TOPOLOGY_SPREAD,
+                                            }
+                                        )
+                                    }
+                                )
+                            }
+                        )
+                    }
+                )
+            }
+        ),
+    },
 )
 
 USER = _object(
     "rabbitmq.com/v1beta1",
     "User",
-    _closed(
-        {
-            "tags": {
-                "type": "array",
-                "items": {"enum": ["management", "policymaker", "monitoring", "administrator"]},
-            },
-            "rabbitmqClusterReference": CLUSTER_REFERENCE,
+    {
+        "tags": {
+            "type": "array",
+            "items": {"enum": ["management", "policymaker", "monitoring", "administrator"]},
         },
-        ("rabbitmqClusterReference",),
-    ),
+        "rabbitmqClusterReference": CLUSTER_REFERENCE,
+    },
+    ("rabbitmqClusterReference",),
 )
 
 PERMISSION = _object(
     "rabbitmq.com/v1beta1",
     "Permission",
-    _closed(
-        {
-            "vhost": STRING,
-            "userReference": NAME_REF,
-            "permissions": _closed({"configure": STRING, "write": STRING, "read": STRING}),
-            "rabbitmqClusterReference": CLUSTER_REFERENCE,
-        },
-        ("permissions", "rabbitmqClusterReference", "vhost"),
-    ),
+    {
+        "vhost": STRING,
+        "userReference": NAME_REF,
+        "permissions": _closed({"configure": STRING, "write": STRING, "read": STRING}),
+        "rabbitmqClusterReference": CLUSTER_REFERENCE,
+    },
+    ("permissions", "rabbitmqClusterReference", "vhost"),
 )
 
 VHOST = _object(
     "rabbitmq.com/v1beta1",
     "Vhost",
-    _closed(
-        {
-            "name": STRING,
-            "defaultQueueType": {"enum": ["quorum", "classic", "stream"]},
-            "rabbitmqClusterReference": CLUSTER_REFERENCE,
-        },
-        ("name", "rabbitmqClusterReference"),
-    ),
+    {
+        "name": STRING,
+        "defaultQueueType": {"enum": ["quorum", "classic", "stream"]},
+        "rabbitmqClusterReference": CLUSTER_REFERENCE,
+    },
+    ("name", "rabbitmqClusterReference"),
 )
 
 CNPG_CLUSTER = _object(
     "postgresql.cnpg.io/v1",
     "Cluster",
-    _closed(
-        {
-            "instances": {"type": "integer", "minimum": 1},
-            "imageName": STRING,
-            "imagePullSecrets": {"type": "array", "items": NAME_REF},
-            "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
-            "primaryUpdateMethod": {"enum": ["switchover", "restart"]},
-            "bootstrap": _closed({"initdb": _closed({"database": STRING, "owner": STRING})}),
-            "postgresql": _closed(
-                {
-                    "parameters": STRING_MAP,
-                    "synchronous": _closed(
-                        {
-                            "method": {"enum": ["any", "first"]},
-                            # The CRD's rule: "self > 0".
-                            "number": {"type": "integer", "exclusiveMinimum": 0},
-                            "dataDurability": {"enum": ["required", "preferred"]},
-                        },
-                        ("method", "number"),
-                    ),
-                }
-            ),
-            "storage": _closed({"size": STRING, "storageClass": STRING}),
-            "resources": RESOURCES,
-            "affinity": _closed(
-                {
-                    "enablePodAntiAffinity": {"type": "boolean"},
-                    "podAntiAffinityType": STRING,
-                    "topologyKey": STRING,
-                    "nodeSelector": STRING_MAP,
-                    "tolerations": {"type": "array", "items": {"type": "object"}},
-                    "additionalPodAffinity": {"type": "object"},
-                    "additionalPodAntiAffinity": {"type": "object"},
-                    "nodeAffinity": {"type": "object"},
-                }
-            ),
-            "topologySpreadConstraints": TOPOLOGY_SPREAD,
-            "backup": {"type": "object"},
-            "plugins": {
-                "type": "array",
-                "items": _closed(
+    {
+        "instances": {"type": "integer", "minimum": 1},
+        **_image("imageName"),
+        "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
+        "primaryUpdateMethod": {"enum": ["switchover", "restart"]},
+        "bootstrap": _closed({"initdb": _closed({"database": STRING, "owner": STRING})}),
+        "postgresql": _closed(
+            {
+                "parameters": STRING_MAP,
+                "synchronous": _closed(
                     {
-                        "name": STRING,
-                        "enabled": {"type": "boolean"},
-                        "isWALArchiver": {"type": "boolean"},
-                        "parameters": STRING_MAP,
+                        "method": {"enum": ["any", "first"]},
+                        # The CRD's rule: "self > 0".
+                        "number": {"type": "integer", "exclusiveMinimum": 0},
+                        "dataDurability": {"enum": ["required", "preferred"]},
                     },
-                    ("name",),
+                    ("method", "number"),
                 ),
-            },
+            }
+        ),
+        "storage": _closed({"size": STRING, "storageClass": STRING}),
+        "resources": RESOURCES,
+        "affinity": _closed(
+            {
+                "enablePodAntiAffinity": {"type": "boolean"},
+                "podAntiAffinityType": STRING,
+                "topologyKey": STRING,
+                "nodeSelector": STRING_MAP,
+                "tolerations": {"type": "array", "items": {"type": "object"}},
+                "additionalPodAffinity": {"type": "object"},
+                "additionalPodAntiAffinity": {"type": "object"},
+                "nodeAffinity": {"type": "object"},
+            }
+        ),
+        "topologySpreadConstraints": TOPOLOGY_SPREAD,
+        "backup": {"type": "object"},
+        "plugins": {
+            "type": "array",
+            "items": _closed(
+                {
+                    "name": STRING,
+                    "enabled": {"type": "boolean"},
+                    "isWALArchiver": {"type": "boolean"},
+                    "parameters": STRING_MAP,
+                },
+                ("name",),
+            ),
         },
-        ("instances",),
-    ),
+    },
+    ("instances",),
 )
 
 SCHEDULED_BACKUP = _object(
     "postgresql.cnpg.io/v1",
     "ScheduledBackup",
-    _closed(
-        {
-            "schedule": STRING,
-            "cluster": _closed({"name": STRING}, ("name",)),
-            "method": {"enum": ["barmanObjectStore", "volumeSnapshot", "plugin"]},
-            "pluginConfiguration": _closed({"name": STRING, "parameters": STRING_MAP}, ("name",)),
-            "backupOwnerReference": {"enum": ["none", "self", "cluster"]},
-        },
-        ("cluster", "schedule"),
-    ),
+    {
+        "schedule": STRING,
+        "cluster": _closed({"name": STRING}, ("name",)),
+        "method": {"enum": ["barmanObjectStore", "volumeSnapshot", "plugin"]},
+        "pluginConfiguration": _closed({"name": STRING, "parameters": STRING_MAP}, ("name",)),
+        "backupOwnerReference": {"enum": ["none", "self", "cluster"]},
+    },
+    ("cluster", "schedule"),
 )
 
 SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
