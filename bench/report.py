@@ -311,25 +311,7 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['min_s']:>7.2f}–{r['max_s']:<6.2f}"
                 f"{r['rounds_with_a_busy_victim']:>6} of {len(r['rounds'])}"
             )
-    pg = results.get("purge", {})
-    if pg:
-        lines.append("")
-        lines.append(
-            f"PURGE  {pg['rows']} due events, 1 API process at an offered {pg['offered_rate']}"
-            " req/s (open loop)"
-        )
-        for label, key in (("accept alone", "alone"), ("accept while purging", "during_purge")):
-            r = pg[key]
-            lines.append(
-                f"  {label:<22} p50 {r['latency_ms']['p50']:>7.1f} ms  p99 "
-                f"{r['latency_ms']['p99']:>7.1f} ms  {r['rate']:>5.0f} req/s  errors {r['errors']}"
-            )
-        summary = pg["purge"]
-        lines.append(
-            f"  purge: {summary['content_dropped']} contents dropped + {summary['events_deleted']}"
-            f" events deleted in {summary['seconds']:.0f} s ({pg['purge_rows_per_s']:.0f} rows/s,"
-            f" {summary['batches']} batches); left due: {pg['left_due']}"
-        )
+    lines += purge_lines(results.get("purge", {}))
     lines += overload_lines(results.get("overload", {}))
     tg = targets(results)
     if tg:
@@ -348,6 +330,30 @@ def table(results: dict[str, Any]) -> str:
 def _median(rows: list[dict[str, Any]], key: str) -> float:
     values = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(values) if values else float("nan")
+
+
+def purge_lines(pg: dict[str, Any]) -> list[str]:
+    """The purge scenario: accept latencies alone and while purging, and the purge's own rate."""
+    if not pg:
+        return []
+    heading = (
+        f"PURGE  {pg['rows']} due events, 1 API process at an offered {pg['offered_rate']}"
+        " req/s (open loop)"
+    )
+    lines = ["", heading]
+    for label, key in (("accept alone", "alone"), ("accept while purging", "during_purge")):
+        r = pg[key]
+        lines.append(
+            f"  {label:<22} p50 {r['latency_ms']['p50']:>7.1f} ms  p99 "
+            f"{r['latency_ms']['p99']:>7.1f} ms  {r['rate']:>5.0f} req/s  errors {r['errors']}"
+        )
+    summary = pg["purge"]
+    lines.append(
+        f"  purge: {summary['content_dropped']} contents dropped + {summary['events_deleted']}"
+        f" events deleted in {summary['seconds']:.0f} s ({pg['purge_rows_per_s']:.0f} rows/s,"
+        f" {summary['batches']} batches); left due: {pg['left_due']}"
+    )
+    return lines
 
 
 def overload_lines(ovl: dict[str, Any]) -> list[str]:
