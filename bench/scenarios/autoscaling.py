@@ -31,8 +31,8 @@ def burst(
     events: int,
     *,
     rate: float = 0,
-    scaler_env: dict[str, str] | None = None,
     static_workers: int | None = None,
+    scaler_env: dict[str, str] | None = None,
     until_min: bool = True,
 ) -> dict[str, Any]:
     """`mode` "scaled": scaler min 1 / max N; "static": N workers (or `static_workers`) from the
