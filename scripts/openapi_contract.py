@@ -24,6 +24,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+#: An object of an OpenAPI document, parsed from JSON.
+JsonObject = Mapping[str, Any]
+#: The pairs of `$ref`s (old, new) already compared on the way down a schema.
+Seen = frozenset[tuple[str, str]]
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "openapi.json"
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -48,18 +53,18 @@ def document() -> dict[str, Any]:
     return create_app(ApiSettings(docs_enabled=True)).openapi()
 
 
-def render(doc: Mapping[str, Any]) -> str:
+def render(doc: JsonObject) -> str:
     """The committed form: sorted keys, two-space indent, one trailing newline."""
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def breaking_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def breaking_changes(old: JsonObject, new: JsonObject) -> list[str]:
     """What in `new` can break a client of `old`, one line each (empty: compatible)."""
     return list(_Diff(old, new).paths())
 
 
 class _Diff:
-    def __init__(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    def __init__(self, old: JsonObject, new: JsonObject) -> None:
         self.old, self.new = old, new
 
     def paths(self) -> Iterator[str]:
@@ -77,9 +82,7 @@ class _Diff:
                     continue
                 yield from self.operation(where, old_item[method], new_paths[path][method])
 
-    def operation(
-        self, where: str, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> Iterator[str]:
+    def operation(self, where: str, old: JsonObject, new: JsonObject) -> Iterator[str]:
         old_params = {(p["in"], p["name"]): p for p in old.get("parameters", [])}
         for key, param in {(p["in"], p["name"]): p for p in new.get("parameters", [])}.items():
             name = f"{where} {key[0]} parameter {key[1]!r}"
@@ -113,13 +116,7 @@ class _Diff:
                 )
 
     def schema(
-        self,
-        where: str,
-        old: Mapping[str, Any],
-        new: Mapping[str, Any],
-        *,
-        sent: bool,
-        seen: frozenset[tuple[str, str]] = frozenset(),
+        self, where: str, old: JsonObject, new: JsonObject, *, sent: bool, seen: Seen = frozenset()
     ) -> Iterator[str]:
         """Changes of a schema that break whoever sends (`sent`) or receives its values."""
         key = (old.get("$ref", ""), new.get("$ref", ""))
@@ -160,13 +157,7 @@ class _Diff:
                 yield f"{where}: pattern changed to {scalar_new['pattern']!r}"
 
     def object(
-        self,
-        where: str,
-        old: Mapping[str, Any],
-        new: Mapping[str, Any],
-        *,
-        sent: bool,
-        seen: frozenset[tuple[str, str]],
+        self, where: str, old: JsonObject, new: JsonObject, *, sent: bool, seen: Seen
     ) -> Iterator[str]:
         old_props, new_props = old.get("properties", {}), new.get("properties", {})
         old_required, new_required = set(old.get("required", [])), set(new.get("required", []))
@@ -188,14 +179,14 @@ class _Diff:
             )
 
 
-def _json_schema(holder: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _json_schema(holder: JsonObject | None) -> JsonObject | None:
     if not holder:
         return None
     content = holder.get("content", {}).get("application/json")
     return None if content is None else content.get("schema")
 
 
-def _resolve(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+def _resolve(doc: JsonObject, schema: JsonObject) -> JsonObject:
     seen = set()
     while "$ref" in schema and schema["$ref"] not in seen:
         seen.add(schema["$ref"])
@@ -206,7 +197,7 @@ def _resolve(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, 
     return schema
 
 
-def _variants(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _variants(doc: JsonObject, schema: JsonObject) -> list[JsonObject]:
     """The alternatives of a schema (`anyOf`/`oneOf`), references resolved; itself if none."""
     schema = _resolve(doc, schema)
     options = schema.get("anyOf") or schema.get("oneOf")
@@ -215,7 +206,7 @@ def _variants(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Mapping
     return [v for option in options for v in _variants(doc, option)]
 
 
-def _types(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> set[str]:
+def _types(doc: JsonObject, schema: JsonObject) -> set[str]:
     """The JSON types a schema allows (empty: unconstrained)."""
     result: set[str] = set()
     for variant in _variants(doc, schema):
@@ -231,9 +222,7 @@ def _types(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> set[str]:
     return result
 
 
-def _branch(
-    doc: Mapping[str, Any], schema: Mapping[str, Any], kind: str
-) -> Mapping[str, Any] | None:
+def _branch(doc: JsonObject, schema: JsonObject, kind: str) -> JsonObject | None:
     for variant in _variants(doc, schema):
         if variant.get("type") == kind or (kind == "object" and "properties" in variant):
             return variant
@@ -241,11 +230,11 @@ def _branch(
 
 
 def _scalar_pairs(
-    old_doc: Mapping[str, Any],
-    old: Mapping[str, Any],
-    new_doc: Mapping[str, Any],
-    new: Mapping[str, Any],
-) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    old_doc: JsonObject,
+    old: JsonObject,
+    new_doc: JsonObject,
+    new: JsonObject,
+) -> Iterator[tuple[JsonObject, JsonObject]]:
     """Old and new variants of the same scalar type (or both untyped), to compare bounds."""
     new_variants = _variants(new_doc, new)
     for old_variant in _variants(old_doc, old):
@@ -258,7 +247,7 @@ def _scalar_pairs(
                 break
 
 
-def _major(doc: Mapping[str, Any]) -> int:
+def _major(doc: JsonObject) -> int:
     version = str(doc.get("info", {}).get("version", "0"))
     head = version.split(".", 1)[0]
     return int(head) if head.isdigit() else 0
@@ -329,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     return compatibility(old, doc, ref)
 
 
-def compatibility(old: Mapping[str, Any], new: Mapping[str, Any], ref: str) -> int:
+def compatibility(old: JsonObject, new: JsonObject, ref: str) -> int:
     """Report the breaking changes from `old` (at `ref`) to `new`: 1 when there are some and
     `new` does not declare them by a higher major version, else 0."""
     changes = breaking_changes(old, new)
