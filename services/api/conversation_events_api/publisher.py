@@ -348,11 +348,17 @@ class Publisher:
         """
         failure: Exception | None = None
         for url in connection_order(self._url, after=self._node):
+            connection = aio_pika.Connection(
+                aio_pika.connection.make_url(url),
+                client_properties={"connection_name": self._connection_name},
+            )
             try:
-                connection = await aio_pika.connect(
-                    url, timeout=5, client_properties={"connection_name": self._connection_name}
-                )
+                await connection.connect(timeout=5)
             except Exception as exc:  # any way a handshake can fail (e.g. StopAsyncIteration)
+                # Closed here, in the event loop: a connection object left open is closed by
+                # its finalizer, which fails when garbage collection runs in another thread.
+                with contextlib.suppress(Exception):
+                    await connection.close()
                 failure = exc
                 continue
             self._node = url
