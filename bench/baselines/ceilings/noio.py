@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from conversation_events.persistence.events import content_hash
 from conversation_events_api.body import read_json_body
-from conversation_events_api.middleware import EdgeMiddleware
+from conversation_events_api.middleware import EdgeMiddleware, InFlight
 from conversation_events_api.schemas import ConversationEndRequest
 from conversation_events_api.security import key_is_valid, presented_key
 from conversation_events_api.settings import ApiSettings
@@ -31,7 +31,7 @@ app.add_middleware(
     EdgeMiddleware,
     max_body_bytes=_EDGE["max_body_bytes"].default,
     max_batch_body_bytes=_EDGE["max_batch_body_bytes"].default,
-    max_in_flight=_EDGE["max_in_flight"].default,
+    in_flight=InFlight(_EDGE["max_in_flight"].default),
     client_timeout_s=_EDGE["client_timeout_s"].default,
     retry_after_s=_EDGE["retry_after_s"].default,
 )

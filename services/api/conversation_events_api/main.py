@@ -152,7 +152,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
         in_flight=app.state.in_flight,
         max_body_bytes=settings.max_body_bytes,
         max_batch_body_bytes=settings.max_batch_body_bytes,
-        max_in_flight=settings.max_in_flight,
         client_timeout_s=settings.client_timeout_s,
         retry_after_s=settings.retry_after_s,
         log_requests=settings.request_log,

@@ -113,17 +113,16 @@ class EdgeMiddleware:
         *,
         max_body_bytes: int,
         max_batch_body_bytes: int,
-        max_in_flight: int,
+        in_flight: InFlight,
         client_timeout_s: float,
         retry_after_s: int,
         log_requests: bool = True,
-        in_flight: InFlight | None = None,
     ) -> None:
         self.app = app
         self.log_requests = log_requests
         self.max_body_bytes = max_body_bytes
         self.max_batch_body_bytes = max_batch_body_bytes
-        self.in_flight = in_flight or InFlight(max_in_flight)
+        self.in_flight = in_flight
         self.client_timeout_s = client_timeout_s
         self.retry_after = str(retry_after_s).encode()
 
