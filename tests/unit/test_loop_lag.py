@@ -24,16 +24,20 @@ def block(seconds: float) -> None:
 
 
 def test_a_blocked_event_loop_is_observed_as_lag() -> None:
+    sum_before, count_before = lag_sum_and_count()
+
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         watcher = asyncio.create_task(watch_loop_lag(interval_s=0.05))
         await asyncio.sleep(0)  # the watcher arms its first timer
         loop.call_soon(block, 0.3)
-        # Due after the watcher's late timer, so that one has fired (and been observed) first.
-        await asyncio.sleep(0.1)
+        # Until the watcher has observed its late timer (polled, for 10 s at most).
+        for _ in range(1000):
+            if lag_sum_and_count()[1] > count_before:
+                break
+            await asyncio.sleep(0.01)
         watcher.cancel()
 
-    sum_before, count_before = lag_sum_and_count()
     asyncio.run(scenario())
     sum_after, count_after = lag_sum_and_count()
     assert count_after > count_before
