@@ -224,6 +224,7 @@ def test_scaler_scales_in_while_work_is_in_flight(
             # occupy all of one worker's (the default 50 gives two).
             "CE_WORKER_DRAIN_TIMEOUT_S": "30",
             "CE_WORKER_BATCH_SIZE": "20",
+            "CE_WORKER_BATCH_WINDOW_S": "0",  # one event per batch at this light load
             "CE_DB_STATEMENT_TIMEOUT_MS": "60000",
         },
     )

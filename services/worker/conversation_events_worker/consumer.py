@@ -157,6 +157,7 @@ class Consumer:
         self._cancelled = False  # the broker cancelled our consumer (connection thread)
         self._tag = ""
         self._last_delivery = 0.0  # likewise (monotonic): when the consumer last got one
+        self._first_waiting = 0.0  # likewise: when the oldest of `_arrived` arrived
         self._failures: dict[str, int] = {}  # consecutive transient failures per event
         self._failures_lock = threading.Lock()
         self.health = Health()
@@ -214,7 +215,7 @@ class Consumer:
                 extra={"queue": self._topology.queue, "prefetch": self._settings.worker_prefetch},
             )
             while not self._stop.is_set():
-                connection.process_data_events(time_limit=0.25)
+                connection.process_data_events(time_limit=self._wait_limit())
                 if self._cancelled:
                     self._resubscribe(channel, on_message)
                 elif self._idle_too_long():
@@ -294,7 +295,7 @@ class Consumer:
         while self._in_flight > 0 and time.monotonic() < deadline:
             if self.health.holding and self._running == 0:
                 break  # nothing can finish without the database; the rest returns to the queue
-            self._step(connection)  # delivered before the cancel: still ours to finish
+            self._step(connection, coalesce=False)  # delivered before the cancel: still ours
             connection.process_data_events(time_limit=0.1)
             self.health.last_loop = time.monotonic()
         if self._in_flight:
@@ -313,28 +314,47 @@ class Consumer:
     ) -> None:
         self._in_flight += 1
         self._last_delivery = time.monotonic()
+        if not self._arrived:
+            self._first_waiting = self._last_delivery
         metrics.IN_FLIGHT.set(self._in_flight)
         self._arrived.append(
             Delivery(channel, method.delivery_tag, body, method.redelivered, properties.headers)
         )
 
-    def _step(self, connection: pika.BlockingConnection) -> None:
+    def _step(self, connection: pika.BlockingConnection, *, coalesce: bool = True) -> None:
         """One turn of the connection thread: probe while holding, otherwise dispatch."""
         if self.health.holding:
             self._probe_database()
         if not self.health.holding:
-            self._dispatch(connection)
+            self._dispatch(connection, coalesce=coalesce)
 
-    def _dispatch(self, connection: pika.BlockingConnection) -> None:
+    def _wait_limit(self) -> float:
+        """How long the connection thread may wait for I/O: until a coalescing window ends."""
+        if not self._arrived or self._running >= self._threads or self.health.holding:
+            return 0.25  # a settled batch or a delivery wakes the thread sooner
+        left = self._first_waiting + self._settings.worker_batch_window_s - time.monotonic()
+        return min(0.25, max(0.0, left))
+
+    def _dispatch(self, connection: pika.BlockingConnection, *, coalesce: bool = True) -> None:
         """Hand what arrived to free pool threads, in batches of at most B.
 
         Messages wait here, not in the pool's queue, while every thread is busy: the next batch
-        then takes all that arrived meanwhile, so batches grow with the load by themselves.
+        then takes all that arrived meanwhile, so batches grow with the load by themselves. At
+        light load every thread is free and each message would be a batch of its own (one
+        transaction, its commit and round trips per event), so a batch smaller than B waits
+        for more until its oldest message has waited `CE_WORKER_BATCH_WINDOW_S`.
         """
         size = self._settings.worker_batch_size
         while self._arrived and self._running < self._threads:
+            if (
+                coalesce
+                and len(self._arrived) < size
+                and time.monotonic() - self._first_waiting < self._settings.worker_batch_window_s
+            ):
+                return
             batch, self._arrived = self._arrived[:size], self._arrived[size:]
             self._running += 1
+            self._first_waiting = time.monotonic()  # the rest: they waited for a thread
             self._pool.submit(self._work, connection, batch)
 
     def _work(self, connection: pika.BlockingConnection, batch: list[Delivery]) -> None:
@@ -441,6 +461,7 @@ class Consumer:
         metrics.HELD.set(0)
         self.health.holding = False
         self._arrived[:0] = held
+        self._first_waiting = 0.0  # they have waited long enough
         log.info("PostgreSQL answers again; resuming", extra={"held": len(held)})
 
     def handle_batch(

@@ -32,6 +32,16 @@ class WorkerSettings(CommonSettings):
             "batches fill only under load and latency never waits for one."
         ),
     )
+    worker_batch_window_s: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "How long a batch smaller than B waits for more messages before it is processed "
+            "(0: at once). At light load it turns one transaction per event into one per "
+            "window, at the cost of at most this much lag."
+        ),
+    )
     worker_http_host: str = Field("0.0.0.0", description="Listen address of /healthz, /metrics.")  # noqa: S104
     worker_http_port: int = Field(
         9100, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics (0: disabled)."

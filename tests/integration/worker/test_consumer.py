@@ -395,3 +395,33 @@ def test_a_frozen_database_is_held_through_not_hung_on(
         assert queue_counts(topology.dead_letter_queue)[0] == 0
     finally:
         proxy.close()
+
+
+def test_at_light_load_messages_arriving_within_the_window_share_one_batch(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    # Five messages 50 ms apart: without the window each would find a free thread and be a
+    # transaction of its own; with a 1 s window they are one batch (one transaction).
+    bodies = [conversation() for _ in range(5)]
+    ids = [store(engine, body) for body in bodies]
+    batches: list[list[str]] = []
+
+    def recording(
+        engine: Engine, event_ids: list[str], config: ProcessingConfig, **options: Any
+    ) -> dict[str, Any]:
+        batches.append(list(event_ids))
+        result: dict[str, Any] = process_batch(engine, event_ids, config, **options)
+        return result
+
+    run_consumer(
+        processor=recording, worker_prefetch=10, worker_batch_size=10, worker_batch_window_s=1.0
+    )
+    for event_id, body in zip(ids, bodies, strict=True):
+        publish(topology, event_id, body)
+        time.sleep(0.05)  # shapes the arrivals; nothing waits on it
+    wait_for(
+        lambda: statuses(engine, [b["conversation_id"] for b in bodies]) == {"PROCESSED": 5},
+        timeout=20,
+        what="the five events PROCESSED",
+    )
+    assert [sorted(b) for b in batches] == [sorted(ids)]
