@@ -1,10 +1,11 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
 SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
-of these), and tracing, ratestep, scalein, purge, overload (run only when named).
+of these), and tracing, ratestep, scalein, purge, overload, curve (run only when named).
 
-Runs the scenarios in order, prints one table and writes `bench/results/latest.json` and
-`bench/results/autoscale.png` (quick mode: `bench/results/quick/`). See docs/benchmarks.md.
+Runs the scenarios in order, prints one table and writes `bench/results/latest.json`,
+`bench/results/autoscale.png` and, with curve, `curve.png` (quick mode: `bench/results/quick/`).
+See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload")
+OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "curve")
 
 
 def main() -> int:
@@ -79,6 +80,8 @@ def main() -> int:
             results["purge"] = scenarios.purge(cfg, empty)
         if "overload" in only:
             results["overload"] = scenarios.overload(cfg, empty)
+        if "curve" in only:
+            results["curve"] = scenarios.curve(cfg, empty)
     finally:
         infra.drop_database(empty)
         if backlog:
@@ -91,13 +94,16 @@ def main() -> int:
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
     plotted = report.plot(results, out_dir / "autoscale.png")
+    curve_plotted = report.plot_curve(results, out_dir / "curve.png")
     text = report.table(results)
     (out_dir / "latest.txt").write_text(text + "\n")
     print(text)
     print(
         f"\n{results['mode']} run took {results['seconds']:.0f} s; results in "
         f"{out_dir.relative_to(infra.ROOT) if out_dir.is_relative_to(infra.ROOT) else out_dir}"
-        "/latest.json" + (", plot autoscale.png" if plotted else "")
+        "/latest.json"
+        + (", plot autoscale.png" if plotted else "")
+        + (", plot curve.png" if curve_plotted else "")
     )
     return 0
 

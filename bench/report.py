@@ -80,6 +80,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "≥ 1,000 accepted and processed, lag bounded",
             ok,
         )
+    out += curve_targets(results.get("curve", {}))
     for phase in results.get("overload", {}).get("phases", []):
         if "latency_ms" in phase:
             p99 = phase["latency_ms"]["p99"]
@@ -313,6 +314,7 @@ def table(results: dict[str, Any]) -> str:
             )
     lines += purge_lines(results.get("purge", {}))
     lines += overload_lines(results.get("overload", {}))
+    lines += curve_lines(results.get("curve", {}))
     tg = targets(results)
     if tg:
         lines.append("")
@@ -393,6 +395,94 @@ def overload_lines(ovl: dict[str, Any]) -> list[str]:
             detail += f"; generator's own loop lag p99 {r['generator_loop_lag_ms']['p99']:.0f} ms"
         lines.append(detail)
     return lines
+
+
+def _target(name: str, value: float, goal: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "value": value, "goal": goal, "met": bool(met)}
+
+
+def curve_targets(cur: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #13's two targets of one API process: the rate within the p99 bound, and the API
+    process's CPU per accepted event at the highest step (where it is busiest)."""
+    if not cur.get("steps"):
+        return []
+    best = cur["max_rate_within_bound"]
+    top = cur["steps"][-1]
+    return [
+        _target(
+            f"one API process: highest offered rate with p99 ≤ {cur['p99_bound_ms']:g} ms",
+            float("nan") if best is None else float(best),
+            "≥ 450 req/s",
+            best is not None and best >= 450,
+        ),
+        _target(
+            f"API process CPU per accepted event at saturation ({top['offered_rate']}/s), ms",
+            top["api_cpu_ms_per_event"],
+            "≤ 1.2",
+            top["api_cpu_ms_per_event"] <= 1.2,
+        ),
+    ]
+
+
+def curve_lines(cur: dict[str, Any]) -> list[str]:
+    """The curve scenario: one line per offered rate, and the headline rate."""
+    if not cur.get("steps"):
+        return []
+    best = cur["max_rate_within_bound"]
+    lines = [
+        "",
+        f"LATENCY–THROUGHPUT CURVE  1 API process + 1 worker, open loop, {cur['step_s']:g} s"
+        f" per step after {cur['warmup_s']:g} s warm-up",
+        f"{'offered/s':>10}{'accepted/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'err':>6}"
+        f"{'lost':>6}{'API CPU ms/ev':>15}{'+PG+MQ ms/ev':>14}",
+    ]
+    for s in cur["steps"]:
+        lat = s["latency_ms"]
+        lines.append(
+            f"{s['offered_rate']:>10}{s['accepted_rate']:>12.0f}{lat['p50']:>9.1f}"
+            f"{lat['p95']:>9.1f}{lat['p99']:>9.1f}{s['errors']:>6}{s['lost']:>6}"
+            f"{s['api_cpu_ms_per_event']:>15.2f}{s['cpu_ms_per_event']:>14.2f}"
+        )
+    lines.append(
+        f"  highest offered rate with p99 ≤ {cur['p99_bound_ms']:g} ms and no errors: "
+        + ("none" if best is None else f"{best} req/s")
+    )
+    return lines
+
+
+def plot_curve(results: dict[str, Any], path: Path) -> bool:
+    """p50/p95/p99 against the offered rate (log scale), CPU per event on a second axis."""
+    steps = results.get("curve", {}).get("steps", [])
+    if not steps:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [s["offered_rate"] for s in steps]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for point, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        ax.plot(rates, [s["latency_ms"][point] for s in steps], style, label=f"API {point}")
+    ax.axhline(results["curve"]["p99_bound_ms"], color="grey", ls=":", label="p99 bound")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate, requests/s (open loop)")
+    ax.set_ylabel("latency, ms (log)")
+    ax.grid(alpha=0.3, which="both")
+    cpu = ax.twinx()
+    cpu.plot(rates, [s["api_cpu_ms_per_event"] for s in steps], "k--", label="API CPU ms/event")
+    cpu.plot(rates, [s["cpu_ms_per_event"] for s in steps], "k-.", label="API+PG+MQ CPU ms/event")
+    cpu.set_ylabel("CPU ms per accepted event")
+    cpu.set_ylim(bottom=0)
+    handles, labels = ax.get_legend_handles_labels()
+    more, names = cpu.get_legend_handles_labels()
+    ax.legend(handles + more, labels + names, loc="upper left", fontsize="small")
+    ax.set_title("One API process + one worker: latency and CPU per event against offered rate")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:

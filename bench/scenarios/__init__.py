@@ -11,6 +11,7 @@ from bench.scenarios.backlog import preload_template
 from bench.scenarios.bulk import bulk
 from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
+from bench.scenarios.curve import curve
 from bench.scenarios.lag import lag
 from bench.scenarios.overload import overload
 from bench.scenarios.processing import processing
@@ -25,6 +26,7 @@ __all__ = [
     "autoscaling",
     "bulk",
     "ceilings",
+    "curve",
     "lag",
     "overload",
     "preload_template",

@@ -49,12 +49,33 @@ class Config:
     scale_in_busy_s: float  # how long a busy worker's event is held after the decision
     rate_step_rounds: int  # rounds of each mode in the rate-step scenario
     overload_duration: float = 10.0  # measured seconds of each overload generator
+    curve_rates: tuple[int, ...] = tuple(range(100, 1000, 100))  # offered req/s of the curve
+    curve_step_s: float = 10.0  # measured seconds of each curve step
+    curve_warmup: float = 2.0  # seconds at a step's rate before measuring
 
     @classmethod
     def make(cls, quick: bool) -> Config:
         if quick:
             return cls(
-                True, 4, 1, 1, (1,), 64, 2000, 6, 2, (200,), 3, 10, 2, 3.0, 1, overload_duration=5
+                True,
+                4,
+                1,
+                1,
+                (1,),
+                64,
+                2000,
+                6,
+                2,
+                (200,),
+                3,
+                10,
+                2,
+                3.0,
+                1,
+                overload_duration=5,
+                curve_rates=(100, 300, 500, 700),
+                curve_step_s=6,
+                curve_warmup=1,
             )
         return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0, 3)
 
