@@ -129,6 +129,25 @@ def queue_ready(queue: str) -> int | None:
             connection.close()
 
 
+def queue_unacked(queue: str) -> int | None:
+    """Messages delivered from `queue` and not yet acknowledged, from the management API (its
+    figures are refreshed every few seconds, so this lags); None if unreadable."""
+    import base64
+    import json
+    import urllib.parse
+
+    auth = base64.b64encode(b"guest:guest").decode()
+    req = urllib.request.Request(
+        f"{MANAGEMENT_URL}/api/queues/%2F/{urllib.parse.quote(queue, safe='')}",
+        headers={"Authorization": f"Basic {auth}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return int(json.load(resp).get("messages_unacknowledged", 0))
+    except (OSError, ValueError):
+        return None
+
+
 def delete_queues(queues: Iterable[str], exchanges: Iterable[str] = ()) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:

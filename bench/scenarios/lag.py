@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Engine
 
 from bench import infra
-from bench.infra import log
+from bench.infra import CpuMeter, Proc, log
 from bench.scenarios.common import (
     Config,
+    Run,
     consumers,
+    db_name,
     isolated,
     run_loadgen,
     start_scaler,
@@ -25,17 +29,65 @@ from bench.scenarios.common import (
 # API processes of the whole-system runs: one per core. A single process saturates its event
 # loop near 500 requests/s here, and its publisher then falls behind the requests.
 LAG_API_PROCESSES = 2
+#: Issue #13's drain bound: the share of a run's events processed this long after its load.
+PROCESSED_WITHIN_S = 5.0
+
+
+#: The load generator's group in the CPU meter: measured, not counted in the total.
+LOADGEN = "loadgen"
 
 
 def backlog(engine: Engine, queue: str, prefix: str) -> dict[str, float]:
-    """Events of this run committed and not yet published, and messages ready in the queue."""
+    """Events of this run committed and not yet published, messages ready in the queue, and
+    messages delivered to workers and not yet acknowledged."""
     unpublished = infra.one_value(
         engine,
         "SELECT count(*) FROM conversation_events WHERE conversation_id LIKE :p"
         " AND status = 'PENDING' AND published_at IS NULL",
         p=f"{prefix}-%",
     )
-    return {"unpublished": int(unpublished), "queued": int(infra.queue_ready(queue) or 0)}
+    return {
+        "unpublished": int(unpublished),
+        "queued": int(infra.queue_ready(queue) or 0),
+        "unacked": int(infra.queue_unacked(queue) or 0),
+    }
+
+
+def component_meter(run: Run, scaler: Proc, loadgen: list[Proc]) -> CpuMeter:
+    """CPU per component: each API process, the workers (whichever the scaler runs at each
+    sample), the scaler itself, PostgreSQL, RabbitMQ, and the load generator (once in
+    `loadgen`)."""
+    apis = [p for p in run.procs if p is not scaler]
+    groups: dict[str, Callable[[], Iterable[int]]] = {
+        f"api{i}": functools.partial(_own_pid, p) for i, p in enumerate(apis)
+    }
+    groups["workers"] = lambda: worker_pids(scaler)
+    groups["scaler"] = functools.partial(_own_pid, scaler)
+    database = db_name(run.url)
+    groups["postgres"] = lambda: infra.postgres_pids(database)
+    groups["rabbitmq"] = infra.rabbitmq_pids
+    groups[LOADGEN] = lambda: [p.pid for p in loadgen if p.alive()]
+    return CpuMeter(groups)
+
+
+def _own_pid(proc: Proc) -> list[int]:
+    return [proc.pid] if proc.alive() else []
+
+
+def processed_within(engine: Engine, prefix: str, after_s: float) -> int:
+    """Events of the run processed by `after_s` seconds after its last accepted event."""
+    return int(
+        infra.one_value(
+            engine,
+            "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
+            " WHERE conversation_id LIKE :p)"
+            " SELECT count(*) FROM w WHERE processed_at <="
+            " (SELECT max(created_at) FROM w) + make_interval(secs => :after)",
+            p=f"{prefix}-%",
+            after=after_s,
+        )
+        or 0
+    )
 
 
 def lag(cfg: Config, template: str) -> dict[str, Any]:
@@ -48,7 +100,8 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
         engine = run.engine()
         for rate in cfg.lag_rates:
             prefix = f"lag{rate}-{uuid.uuid4().hex[:6]}"
-            meter = run.cpu_meter("system").start()
+            loadgen: list[Proc] = []
+            meter = component_meter(run, scaler, loadgen).start()
             lg, out = run_loadgen(
                 ports,
                 duration=cfg.lag_duration,
@@ -57,6 +110,7 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 rate=rate,
                 prefix=prefix,
             )
+            loadgen.append(lg)
             max_workers_seen = 0
             samples: list[dict[str, float]] = []
             started = time.monotonic()
@@ -102,6 +156,8 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 **window,
             )
             accepted = int(load["accepted"])
+            ours = {k: v for k, v in cpu.items() if k != LOADGEN}
+            within = processed_within(engine, prefix, PROCESSED_WITHIN_S)
             results[str(rate)] = {
                 "offered_rate": rate,
                 "accepted_rate": load["rate"],
@@ -118,7 +174,14 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 "backlog_samples": samples,
                 "max_unpublished": max((x["unpublished"] for x in samples), default=0),
                 "max_queued": max((x["queued"] for x in samples), default=0),
-                "cpu_ms_per_event": 1000 * sum(cpu.values()) / max(1, accepted),
+                "max_unacked": max((x["unacked"] for x in samples), default=0),
+                "processed_within_s": PROCESSED_WITHIN_S,
+                "processed_within_share": within / max(1, accepted),
+                # Our components, PostgreSQL and RabbitMQ; the load generator apart.
+                "cpu_ms_per_event": 1000 * sum(ours.values()) / max(1, accepted),
+                "cpu_ms_per_event_by_component": {
+                    k: 1000 * v / max(1, accepted) for k, v in cpu.items()
+                },
                 "cpu_s": cpu,
             }
             log(
