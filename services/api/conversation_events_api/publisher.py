@@ -99,6 +99,7 @@ class Publisher:
         publish_timeout_s: float,
         max_pending: int = 10_000,
         max_batch: int = 500,
+        mark_window_s: float = 0.5,
         connection_name: str = "conversation-events-api",
     ) -> None:
         self._url = amqp_url
@@ -106,6 +107,7 @@ class Publisher:
         self._engine = engine
         self._timeout = publish_timeout_s
         self._max_batch = max_batch
+        self._mark_window = mark_window_s
         self._connection_name = connection_name
         self._pending: BatchQueue[EventMessage] = BatchQueue(max_pending)
         self._failures = ThrottledLog(log, "publishes failed; the relay republishes them")
@@ -271,25 +273,53 @@ class Publisher:
             mark_published(conn, event_ids)
 
     async def _run(self) -> None:
-        # A batch's confirms are recorded (one UPDATE, on a thread) while the next batch is
-        # published: publishing never waits for PostgreSQL, and one UPDATE runs at a time.
+        # Confirms are recorded (one UPDATE, on a thread) while later batches are published:
+        # publishing never waits for PostgreSQL and one UPDATE runs at a time. They are
+        # gathered for up to `mark_window_s` (or `max_batch` ids) first: at light load every
+        # batch is one message, and an UPDATE transaction each cost more than its publish.
+        # The relay republishes only events unconfirmed for `relay_delay_s` (10 s), far longer.
+        loop = asyncio.get_running_loop()
         recording: asyncio.Task[None] | None = None
+        unmarked: list[str] = []
+        since = 0.0
         try:
             while True:
-                batch = await self._pending.take(self._max_batch)
-                try:
-                    confirmed = await self.publish_now(batch)
-                except BrokerUnavailable as exc:
-                    # Left unpublished in PostgreSQL; the relay republishes them on reconnect.
-                    self._failed("unavailable", len(batch), str(exc))
-                    continue
-                metrics.PUBLISHED.labels("api").inc(len(confirmed))
-                if recording is not None:
-                    await recording
-                recording = asyncio.create_task(self.mark_confirmed(confirmed))
-        finally:
-            if recording is not None:  # on stop: the last confirms are recorded too
+                batch = await self._next_batch(since + self._mark_window if unmarked else None)
+                confirmed = await self._publish_taken(batch) if batch else []
+                if confirmed and not unmarked:
+                    since = loop.time()
+                unmarked.extend(confirmed)
+                if unmarked and (
+                    len(unmarked) >= self._max_batch or loop.time() - since >= self._mark_window
+                ):
+                    if recording is not None:
+                        await recording
+                    recording = asyncio.create_task(self.mark_confirmed(unmarked))
+                    unmarked = []
+        finally:  # on stop: the last confirms are recorded too
+            if recording is not None:
                 await recording
+            await self.mark_confirmed(unmarked)
+
+    async def _next_batch(self, flush_at: float | None) -> list[EventMessage]:
+        """What waits to be published, once something does; empty at `flush_at` (loop time)."""
+        if flush_at is None:
+            return await self._pending.take(self._max_batch)
+        timeout = max(0.0, flush_at - asyncio.get_running_loop().time())
+        try:  # `take` removes nothing until it returns, so a timeout loses no message
+            return await asyncio.wait_for(self._pending.take(self._max_batch), timeout)
+        except TimeoutError:
+            return []
+
+    async def _publish_taken(self, batch: list[EventMessage]) -> list[str]:
+        try:
+            confirmed = await self.publish_now(batch)
+        except BrokerUnavailable as exc:
+            # Left unpublished in PostgreSQL; the relay republishes them on reconnect.
+            self._failed("unavailable", len(batch), str(exc))
+            return []
+        metrics.PUBLISHED.labels("api").inc(len(confirmed))
+        return confirmed
 
     async def _connect_forever(self) -> None:
         delay = 0.5

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from tests.support import services
 from tests.support.payloads import conversation
 from tests.support.pipeline import event_row, store
@@ -193,4 +193,43 @@ async def test_relay_waits_while_its_publisher_is_behind_then_republishes(
         assert event_row(engine, event_id)["published_at"] is not None
     finally:
         await relay.stop()
+        await publisher.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_publishers_confirms_within_its_window_are_recorded_by_one_update(
+    engine: Engine, names: tuple[str, str]
+) -> None:
+    # Five events published 20 ms apart, each its own batch: their confirms are recorded
+    # together, once the first has waited the window (here 2 s), in one UPDATE.
+    marks: list[str] = []
+
+    def count_marks(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE") and "published_at" in statement:
+            marks.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count_marks)
+    publisher = Publisher(
+        AMQP_URL, Topology(*names, 50), engine, publish_timeout_s=5, mark_window_s=2.0
+    )
+    await publisher.start()
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: publisher.connected, timeout=10, what="publisher connected"
+        )
+        ids = [store(engine, conversation()) for _ in range(5)]
+        for event_id in ids:
+            row = event_row(engine, event_id)
+            publisher.submit(EventMessage.announcing(row))
+            await asyncio.sleep(0.02)  # shapes the arrivals; nothing waits on it
+        await asyncio.to_thread(
+            wait_for,
+            lambda: all(event_row(engine, i)["published_at"] is not None for i in ids),
+            timeout=15,
+            what="the five confirms recorded",
+        )
+        assert len(marks) == 1
+        assert queue_counts(names[1])[0] == 5
+    finally:
+        event.remove(engine, "before_cursor_execute", count_marks)
         await publisher.stop()
