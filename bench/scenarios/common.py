@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Engine, make_url
 
 from bench import infra
@@ -119,6 +121,27 @@ def isolated(tag: str, template: str | None, stop_timeout: float = 60.0) -> Iter
         # The queue's name is also an exchange for the baselines that declare their own.
         infra.delete_queues([queue, f"{queue}.dead"], [exchange, f"{exchange}.dlx", queue])
         infra.drop_database(url)
+
+
+def load_in_sql(
+    url: str, statements: list[tuple[TextClause, dict[str, Any]]], tables: tuple[str, ...]
+) -> float:
+    """Run `statements` in one transaction, then VACUUM ANALYZE `tables`; the seconds it took.
+
+    Large volumes are loaded in SQL (`generate_series`), not through the API: a million rows
+    take seconds, and the planner's statistics and visibility map are those of a settled table.
+    """
+    started = time.monotonic()
+    engine = infra.engine_for(url, 1)
+    with engine.begin() as conn:
+        for statement, params in statements:
+            conn.execute(statement, params)
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text(f"VACUUM ANALYZE {', '.join(tables)}")
+        )
+    engine.dispose()
+    return time.monotonic() - started
 
 
 def db_name(url: str) -> str:

@@ -19,7 +19,14 @@ from sqlalchemy import text
 
 from bench import infra
 from bench.infra import Proc, log
-from bench.scenarios.common import Config, Run, isolated, run_loadgen, start_system
+from bench.scenarios.common import (
+    Config,
+    Run,
+    isolated,
+    load_in_sql,
+    run_loadgen,
+    start_system,
+)
 
 #: Offered requests per second: well inside one API process's capacity, also on a machine
 #: whose two cores are shared with other work (there, one process saturated near 200 req/s).
@@ -55,16 +62,7 @@ _DUE = """
 
 def load_due_events(url: str, rows: int) -> float:
     """Insert `rows` due events; returns the seconds it took (ANALYZE included)."""
-    started = time.monotonic()
-    engine = infra.engine_for(url, 1)
-    with engine.begin() as conn:
-        conn.execute(_LOAD, {"rows": rows})
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-            text("VACUUM ANALYZE conversation_events")
-        )
-    engine.dispose()
-    return time.monotonic() - started
+    return load_in_sql(url, [(_LOAD, {"rows": rows})], ("conversation_events",))
 
 
 def _accept(ports: list[int], cfg: Config, duration: float, tag: str) -> dict[str, Any]:
