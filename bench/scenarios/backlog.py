@@ -14,7 +14,7 @@ from sqlalchemy import text
 from bench import infra
 from bench.infra import AMQP_URL
 from bench.payloads import bodies
-from bench.scenarios.common import Run, run_module
+from bench.scenarios.common import UNFINISHED, Run, run_module
 
 Row = tuple[str, str, str, str]
 
@@ -60,14 +60,18 @@ def preload_template(events: int, users: int) -> str:
 
 
 def event_ids(url: str, scored_only: bool = False) -> list[Row]:
-    """Every stored event; with `scored_only`, those whose processing scores the conversation
-    (and so updates the user's friendship row: the others are skipped)."""
+    """Every stored event not finished yet (a database may also hold finished history); with
+    `scored_only`, those whose processing scores the conversation (and so updates the user's
+    friendship row: the others are skipped)."""
     from conversation_events.domain.conversation import is_scored_bot_type
 
     engine = infra.engine_for(url, 1)
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT id, conversation_id, user_id, bot_id, bot_type FROM conversation_events")
+            text(
+                "SELECT id, conversation_id, user_id, bot_id, bot_type FROM conversation_events"
+                f" WHERE {UNFINISHED}"
+            )
         ).all()
     engine.dispose()
     return [

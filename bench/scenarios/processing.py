@@ -36,20 +36,24 @@ def done_count(engine: Engine) -> int:
 def processing_run(
     name: str, kind: str, workers: int, template: str, events: int, extra: dict[str, str]
 ) -> dict[str, Any]:
+    """Drain the `events` unfinished events of a copy of `template`; events the copy held
+    finished already (history) are not counted."""
     with isolated(f"proc-{name}", template) as run:
         publish_backlog(kind, run)
         engine = run.engine()
+        before = done_count(engine)
+        since = infra.one_value(engine, "SELECT now()")
         procs = start_workers(kind, workers, run, extra)
-        infra.wait_for(lambda: done_count(engine) > 0, timeout=60, what=f"{name} first event")
+        infra.wait_for(lambda: done_count(engine) > before, timeout=60, what=f"{name} first event")
         meter = run.cpu_meter("workers").start()
-        first_done = done_count(engine)
+        first_done = done_count(engine) - before
         timeout = max(120.0, events / 50)
 
         def finished() -> bool:
             for p in procs:
                 if not p.alive():
                     raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
-            return done_count(engine) >= events
+            return done_count(engine) - before >= events
 
         infra.wait_for(finished, timeout=timeout, interval=0.25, what=f"{name} drained")
         cpu = meter.stop()
@@ -57,10 +61,11 @@ def processing_run(
             engine,
             "SELECT count(*) FILTER (WHERE status = 'PROCESSED') AS processed,"
             " count(*) FILTER (WHERE status = 'SKIPPED') AS skipped,"
-            " count(*) FILTER (WHERE status = 'FAILED') AS failed,"
+            " (SELECT count(*) FROM conversation_events WHERE status = 'FAILED') AS failed,"
             " extract(epoch FROM max(processed_at) - min(processed_at)) AS span,"
             " (SELECT count(*) FROM friendship_status) AS users"
-            " FROM conversation_events",
+            " FROM conversation_events WHERE processed_at >= :since",
+            since=since,
         )
         engine.dispose()
         span = float(row.span or 0.0)
@@ -78,6 +83,7 @@ def processing_run(
             "seconds": span,
             "events_per_s": events / span if span else float("nan"),
             "cpu_s": cpu,
+            "counted_events": counted,
             "cpu_ms_per_event": 1000 * sum(cpu.values()) / max(1, counted),
             "worker_cpu_ms_per_event": 1000 * cpu["workers"] / max(1, counted),
         }
