@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
 SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
-of these), and tracing, ratestep, scalein, purge, overload, curve (run only when named).
+of these), and tracing, ratestep, scalein, purge, overload, curve, growth (run only when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json`,
 `bench/results/autoscale.png` and, with curve, `curve.png` (quick mode: `bench/results/quick/`).
@@ -23,7 +23,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "curve")
+OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "curve", "growth")
 
 
 def main() -> int:
@@ -82,6 +82,8 @@ def main() -> int:
             results["overload"] = scenarios.overload(cfg, empty)
         if "curve" in only:
             results["curve"] = scenarios.curve(cfg, empty)
+        if "growth" in only:
+            results["growth"] = scenarios.growth(cfg, empty)
     finally:
         infra.drop_database(empty)
         if backlog:

@@ -75,6 +75,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ok,
         )
     out += curve_targets(results.get("curve", {}))
+    out += growth_targets(results.get("growth", {}))
     for phase in results.get("overload", {}).get("phases", []):
         if "latency_ms" in phase:
             p99 = phase["latency_ms"]["p99"]
@@ -311,6 +312,7 @@ def table(results: dict[str, Any]) -> str:
     lines += purge_lines(results.get("purge", {}))
     lines += overload_lines(results.get("overload", {}))
     lines += curve_lines(results.get("curve", {}))
+    lines += growth_lines(results.get("growth", {}))
     tg = targets(results)
     if tg:
         lines.append("")
@@ -517,6 +519,60 @@ def curve_lines(cur: dict[str, Any]) -> list[str]:
         f"  highest offered rate with p99 ≤ {cur['p99_bound_ms']:g} ms and no errors: "
         + ("none" if best is None else f"{best} req/s")
     )
+    return lines
+
+
+def growth_targets(gr: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #13's "cost as the data grows" targets, at the sizes the run loaded."""
+    if not gr:
+        return []
+    held = f"{gr['events']:,} events / {gr['users']:,} users"
+    acc, proc = gr["accept"]["ratio"], gr["processing"]["ratio"]
+    heavy = gr["topics"]["worker_pg_cpu_ratio"]
+    return [
+        _target(f"accept rate with {held} vs empty", acc, "≥ 85 %", acc >= 0.85),
+        _target(f"processing rate with {held} vs empty", proc, "≥ 85 %", proc >= 0.85),
+        _target(
+            f"event of a user with {gr['topics']['topics']:,} topics vs a new user, CPU",
+            heavy,
+            "≤ 2×",
+            heavy <= 2,
+        ),
+    ]
+
+
+def growth_lines(gr: dict[str, Any]) -> list[str]:
+    """The growth scenario: both rates on the empty and the loaded database, and the topics."""
+    if not gr:
+        return []
+    acc, proc, top = gr["accept"], gr["processing"], gr["topics"]
+    drained = f"processing events/s (1 worker, {gr['backlog']:,} events)"
+    lines = [
+        "",
+        f"GROWTH  empty database vs {gr['events']:,} processed events of {gr['users']:,} users"
+        f" ({gr['database_mb']:.0f} MB, loaded in {gr['load_s']:.0f} s)",
+        f"{'':<44}{'empty':>10}{'loaded':>10}{'loaded/empty':>14}",
+        f"{'accept req/s (1 API process, 64 conn.)':<44}{acc['empty']['rate']:>10.0f}"
+        f"{acc['loaded']['rate']:>10.0f}{acc['ratio']:>14.2f}",
+        f"{'  p99 ms':<44}{acc['empty']['latency_ms']['p99']:>10.1f}"
+        f"{acc['loaded']['latency_ms']['p99']:>10.1f}",
+        f"{drained:<44}"
+        f"{proc['empty']['events_per_s']:>10.0f}{proc['loaded']['events_per_s']:>10.0f}"
+        f"{proc['ratio']:>14.2f}",
+        f"{'  worker CPU ms/event':<44}{proc['empty']['worker_cpu_ms_per_event']:>10.2f}"
+        f"{proc['loaded']['worker_cpu_ms_per_event']:>10.2f}",
+        f"TOPICS  {top['events']} users, one event each: {top['topics']:,} topics vs a new user",
+        f"{'':<44}{'new':>10}{'heavy':>10}{'heavy/new':>14}",
+    ]
+    for label, key, ratio in (
+        ("worker CPU ms/event", "worker_cpu_ms", "worker_cpu_ratio"),
+        ("worker + PostgreSQL CPU ms/event", "worker_pg_cpu_ms", "worker_pg_cpu_ratio"),
+        ("ms/event (1 worker, drain span)", "ms", "time_ratio"),
+    ):
+        lines.append(
+            f"  {label:<42}{top['new']['per_event'][key]:>10.2f}"
+            f"{top['heavy']['per_event'][key]:>10.2f}{top[ratio]:>14.2f}"
+        )
     return lines
 
 

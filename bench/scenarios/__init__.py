@@ -12,6 +12,7 @@ from bench.scenarios.bulk import bulk
 from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
 from bench.scenarios.curve import curve
+from bench.scenarios.growth import growth
 from bench.scenarios.lag import lag
 from bench.scenarios.overload import overload
 from bench.scenarios.processing import processing
@@ -27,6 +28,7 @@ __all__ = [
     "bulk",
     "ceilings",
     "curve",
+    "growth",
     "lag",
     "overload",
     "preload_template",
