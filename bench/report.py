@@ -88,6 +88,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     proc = results.get("processing", {}).get("summary", {})
     if proc:
         ours = _med(proc.get("ours", {}).get("events_per_s"))
+        cpu = _med(proc.get("ours", {}).get("cpu_ms_per_event"))
+        add(
+            "processing: CPU per event in all while draining a backlog, ms",
+            cpu,
+            "≤ 1.1",
+            cpu <= 1.1,
+        )
         for base, goal in (("seed", 3.0), ("celery", 1.5)):
             ratio = _ratio(ours, _med(proc.get(base, {}).get("events_per_s")))
             add(

@@ -10,8 +10,9 @@ users of the loaded set: on the loaded database they update existing rows, on th
 they create them).
 
 Topics: `topic_events` events of as many users, one event each, so that no two events share a
-row lock or a batch's status read and write. The users have a status with 1,000 topics in one
-run and no status in the other; the worker's and PostgreSQL's CPU per event are compared.
+row lock or a batch's status read and write. The users have a status with 1,000 topics (rows
+of `topic_metrics`) in one run and no status in the other; the worker's and PostgreSQL's CPU
+per event are compared.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench.scenarios.processing import processing_run
 
 #: Topics of a heavy user's status (issue #13: "a user with 1,000 topics").
 HEAVY_TOPICS = 1000
-TABLES = ("conversation_events", "friendship_status")
+TABLES = ("conversation_events", "friendship_status", "topic_metrics")
 
 # Four conversation logs (10, 20, 30 and 40 messages, English and Vietnamese) shared by the
 # loaded rows in turn: the row sizes of real conversations without building one per row.
@@ -87,21 +88,21 @@ def _events_sql(finished: bool) -> TextClause:
     )
 
 
-#: `:users` statuses `<:user_prefix><u>`, each with `:topics` topics (the five tags first).
+#: `:users` statuses `<:user_prefix><u>`, each with `:topics` topic rows (the five tags first).
 _STATUSES = text(
     f"""
-    WITH topics AS (
-        SELECT jsonb_object_agg(
-            CASE WHEN i <= 5 THEN {_TAGS}[i] ELSE 'topic-' || i END,
-            jsonb_build_object('score', 12.5, 'turns', 40, 'last_date', '2026-05-20',
-                               'agents_used', jsonb_build_array('bot-1', 'bot-7'),
-                               'friendship_level', 'PHASE1_STRANGER')) AS doc
-        FROM generate_series(1, :topics) AS i)
-    INSERT INTO friendship_status (tenant, user_id, friendship_score, friendship_level,
-        streak_day, last_interaction_date, last_interaction_at, last_emotion, topic_metrics)
-    SELECT 'default', CAST(:user_prefix AS text) || u, 20 + u % 50, 'PHASE1_STRANGER', 1 + u % 7,
-        current_date - 1, now() - interval '1 day', 'happy', topics.doc
-    FROM generate_series(0, :users - 1) AS u, topics
+    WITH users AS (
+        INSERT INTO friendship_status (tenant, user_id, friendship_score, friendship_level,
+            streak_day, last_interaction_date, last_interaction_at, last_emotion)
+        SELECT 'default', CAST(:user_prefix AS text) || u, 20 + u % 50, 'PHASE1_STRANGER',
+            1 + u % 7, current_date - 1, now() - interval '1 day', 'happy'
+        FROM generate_series(0, :users - 1) AS u
+        RETURNING tenant, user_id)
+    INSERT INTO topic_metrics (tenant, user_id, topic, score, turns, last_date, agents_used)
+    SELECT users.tenant, users.user_id,
+        CASE WHEN i <= 5 THEN {_TAGS}[i] ELSE 'topic-' || i END,
+        12.5, 40, DATE '2026-05-20', ARRAY['bot-1', 'bot-7']
+    FROM users, generate_series(1, :topics) AS i
     """
 )
 

@@ -199,18 +199,17 @@ def _update_statuses(
     config: ProcessingConfig,
 ) -> None:
     """Apply the scores to their users' statuses in `end_time` order; store every result."""
-    statuses = friendship_repo.lock_many(
-        conn, ((row["tenant"], row["user_id"]) for row, _, _ in scored)
-    )
+    topics: dict[friendship_repo.UserKey, set[str]] = {}
+    for row, _, _ in scored:
+        user = (row["tenant"], row["user_id"])
+        topics.setdefault(user, set()).add(_topic(row))
+    statuses = friendship_repo.lock_many(conn, topics)
     for row, score, attempt in sorted(scored, key=lambda item: item[0]["end_time"]):
         user = (row["tenant"], row["user_id"])
         statuses[user] = apply_interaction(
             statuses[user],
             Interaction(
-                end_time=row["end_time"],
-                topic=topic_for(row["agent_tag"], row["bot_type"], row["bot_id"]),
-                bot_id=row["bot_id"],
-                score=score,
+                end_time=row["end_time"], topic=_topic(row), bot_id=row["bot_id"], score=score
             ),
             config.zone,
         )
@@ -228,6 +227,10 @@ def _update_statuses(
         results[str(row["id"])] = ProcessResult(Outcome.PROCESSED, row["created_at"])
     friendship_repo.save_many(conn, statuses)
     event_repo.complete_many(conn, completions, drop_content=config.drop_content)
+
+
+def _topic(row: RowMapping) -> str:
+    return topic_for(row["agent_tag"], row["bot_type"], row["bot_id"])
 
 
 def _span(step: str, events: int) -> AbstractContextManager[object]:

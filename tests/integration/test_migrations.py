@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -84,6 +85,68 @@ def test_every_migration_goes_up_and_down_keeping_the_data(empty_database: str) 
         ).scalar()
     engine.dispose()
     assert tables == 1  # only alembic_version is left
+
+
+TOPICS_0006 = {
+    "animals": {
+        "score": 160.0,
+        "turns": 12,
+        "last_date": "2026-11-20",
+        "agents_used": ["pika", "bolt", "pika"],
+        "friendship_level": "PHASE2_ACQUAINTANCE",
+    },
+    # Written by an older version: fields missing or malformed take their defaults.
+    "ocean": {"score": "lots", "turns": 2.5, "last_date": "2026-11-19T08:00:00+07:00"},
+}
+
+
+def test_0007_moves_topics_into_rows_and_back(empty_database: str) -> None:
+    config = alembic_config(empty_database)
+    command.upgrade(config, "0006")
+    engine = create_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO friendship_status (user_id, friendship_score, friendship_level, "
+                "topic_metrics) VALUES ('u-1', 800, 'PHASE2_ACQUAINTANCE', CAST(:doc AS jsonb))"
+            ),
+            {"doc": json.dumps(TOPICS_0006)},
+        )
+    command.upgrade(config, "0007")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT topic, score, turns, last_date::text, agents_used FROM topic_metrics "
+                "WHERE user_id = 'u-1' ORDER BY topic"
+            )
+        ).all()
+        document = conn.execute(text("SELECT topic_metrics FROM friendship_status")).scalar()
+    assert [tuple(row) for row in rows] == [
+        ("animals", 160.0, 12, "2026-11-20", ["bolt", "pika"]),
+        ("ocean", 0.0, 0, "2026-11-19", []),
+    ]
+    assert document == {}
+
+    command.downgrade(config, "0006")
+    with engine.connect() as conn:
+        document = conn.execute(text("SELECT topic_metrics FROM friendship_status")).scalar()
+    engine.dispose()
+    assert document == {
+        "animals": {
+            "score": 160.0,
+            "turns": 12,
+            "last_date": "2026-11-20",
+            "agents_used": ["bolt", "pika"],
+            "friendship_level": "PHASE2_ACQUAINTANCE",
+        },
+        "ocean": {
+            "score": 0.0,
+            "turns": 0,
+            "last_date": "2026-11-19",
+            "agents_used": [],
+            "friendship_level": "PHASE1_STRANGER",
+        },
+    }
 
 
 def test_the_tables_and_the_migrations_agree(empty_database: str) -> None:

@@ -267,9 +267,10 @@ def apply_interaction(
     * The conversation's topic: ``score += change`` floored at 0 like the user's score (a
       topic cannot owe friendship), ``turns += turns``, ``last_date`` = the later of the two
       days, the bot id added to ``agents_used``.
-    * Every topic's level is recomputed from its score and the user's *new* level, so that
-      the stored levels always equal :func:`topic_level` of what is stored: a user who drops
-      to PHASE1 caps all topics, and one who reaches PHASE3 lifts topics already past 150.
+    * Every topic's level in ``status`` is recomputed from its score and the user's *new*
+      level: a user who drops to PHASE1 caps all topics, and one who reaches PHASE3 lifts
+      topics already past 150. (The worker passes a status holding only the topics of the
+      events at hand; levels are not stored, the status's reader computes them the same way.)
     """
     change = interaction.score.change
     score = max(0.0, status.friendship_score + change)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Double,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -137,8 +138,31 @@ friendship_status = Table(
     Column("last_interaction_date", Date),
     Column("last_interaction_at", DateTime(timezone=True)),
     Column("last_emotion", String(16)),
+    # Empty since migration 0007 (topics are rows of `topic_metrics`), except where a worker of
+    # the release before wrote during the rollout: the next worker adds that to the rows.
     Column("topic_metrics", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# One row per topic of a user: an event reads and writes only its own topic's row. The topic's
+# level is not stored: it follows from `score` and the user's level (`domain.topic_level`).
+topic_metrics = Table(
+    "topic_metrics",
+    metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("user_id", String(255), primary_key=True),
+    Column("topic", Text, primary_key=True),
+    Column("score", Double, nullable=False, server_default=text("0")),
+    Column("turns", Integer, nullable=False, server_default=text("0")),
+    Column("last_date", Date),
+    Column("agents_used", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    ForeignKeyConstraint(
+        ["tenant", "user_id"],
+        ["friendship_status.tenant", "friendship_status.user_id"],
+        name="fk_topic_metrics_status",
+        ondelete="CASCADE",
+    ),
 )
 
 api_keys = Table(

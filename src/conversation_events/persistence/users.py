@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from conversation_events.access import subject_hash
-from conversation_events.persistence.friendship import of_user, status_row
+from conversation_events.persistence.friendship import get_status, of_user
 from conversation_events.persistence.tables import events, friendship_status, user_erasures
 
 
@@ -50,6 +50,7 @@ def erase_user(conn: Connection, tenant: str, user_id: str) -> Erasure:
     deleted = 0
     if ids:
         deleted = conn.execute(delete(events).where(events.c.id.in_(ids))).rowcount
+    # Its topic rows go with it (ON DELETE CASCADE).
     status = conn.execute(delete(friendship_status).where(of_user(tenant, user_id))).rowcount
     return Erasure(erased_at, deleted, status > 0)
 
@@ -75,15 +76,16 @@ def erased_at(conn: Connection, tenant: str, user_id: str) -> datetime | None:
 
 
 def export_user(conn: Connection, tenant: str, user_id: str) -> dict[str, Any]:
-    """The user's stored rows, as they are: the status row and every event row, oldest first."""
-    status = status_row(conn, tenant, user_id)
+    """What is stored of the user: the status with all its topics (a `FriendshipStatus`) and
+    every event row as it is, oldest first."""
+    status = get_status(conn, tenant, user_id)
     rows = conn.execute(
         select(events)
         .where(events.c.tenant == tenant, events.c.user_id == user_id)
         .order_by(events.c.end_time, events.c.id)
     ).mappings()
     return {
-        "friendship_status": None if status is None else dict(status),
+        "friendship_status": status,
         "events": [dict(row) for row in rows],
         "erased_at": erased_at(conn, tenant, user_id),
     }

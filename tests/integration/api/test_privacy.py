@@ -26,7 +26,11 @@ def test_erasure_removes_everything_of_the_user_and_export_shows_it_before_and_a
     for event_id in ids[:1]:
         process(engine, event_id)
     assert client.post(END, json=pending, headers=admin).status_code == 202
-    assert set(rows_mentioning(engine, user)) == {"conversation_events", "friendship_status"}
+    assert set(rows_mentioning(engine, user)) == {
+        "conversation_events",
+        "friendship_status",
+        "topic_metrics",
+    }
 
     before = client.get(f"/v1/users/{user}/export", headers=admin).json()
     erased = client.delete(f"/v1/users/{user}", headers=admin)
@@ -34,6 +38,7 @@ def test_erasure_removes_everything_of_the_user_and_export_shows_it_before_and_a
 
     assert before["user_id"] == user and before["erased_at"] is None
     assert before["friendship_status"]["friendship_score"] > 0
+    assert set(before["friendship_status"]["topic_metrics"]) == {first["agent_tag"]}
     exported = {e["conversation_id"]: e for e in before["events"]}
     assert set(exported) == {b["conversation_id"] for b in (first, second, pending)}
     assert exported[first["conversation_id"]]["conversation_log"][0]["content"] == "message 0"

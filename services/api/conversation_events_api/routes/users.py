@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from conversation_events.access import subject_hash
 from conversation_events.persistence import users as user_repo
 from conversation_events.persistence.db import in_transaction, translate_errors
-from conversation_events.persistence.friendship import to_domain
 from conversation_events_api import metrics
 from conversation_events_api.deps import Admin, PathId, State
 from conversation_events_api.overload import within
@@ -152,7 +151,7 @@ async def export_user(user_id: PathId, state: State, principal: Admin) -> UserEx
         user_id=user_id,
         exported_at=datetime.now(UTC),
         erased_at=found["erased_at"],
-        friendship_status=None if status is None else FriendshipView(**view(to_domain(status))),
+        friendship_status=None if status is None else FriendshipView(**view(status)),
         events=[_event(row) for row in found["events"]],
     )
 
