@@ -1,10 +1,12 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
 SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
-of these), and tracing, ratestep, scalein, purge, overload, curve, growth (run only when named).
+of these), and tracing, ratestep, scalein, purge, overload, curve, syscurve, growth (run only
+when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json`,
-`bench/results/autoscale.png` and, with curve, `curve.png` (quick mode: `bench/results/quick/`).
+`bench/results/autoscale.png` and, with curve, `curve.png`, with syscurve, `system-curve.png`
+(quick mode: `bench/results/quick/`).
 See docs/benchmarks.md.
 """
 
@@ -23,7 +25,7 @@ from bench import infra, report, scenarios
 
 ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "curve", "growth")
+OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "curve", "syscurve", "growth")
 
 
 def main() -> int:
@@ -82,6 +84,8 @@ def main() -> int:
             results["overload"] = scenarios.overload(cfg, empty)
         if "curve" in only:
             results["curve"] = scenarios.curve(cfg, empty)
+        if "syscurve" in only:
+            results["syscurve"] = scenarios.system_curve(cfg, empty)
         if "growth" in only:
             results["growth"] = scenarios.growth(cfg, empty)
     finally:
@@ -97,6 +101,7 @@ def main() -> int:
     )
     plotted = report.plot(results, out_dir / "autoscale.png")
     curve_plotted = report.plot_curve(results, out_dir / "curve.png")
+    system_plotted = report.plot_system_curve(results, out_dir / "system-curve.png")
     text = report.table(results)
     (out_dir / "latest.txt").write_text(text + "\n")
     print(text)
@@ -106,6 +111,7 @@ def main() -> int:
         "/latest.json"
         + (", plot autoscale.png" if plotted else "")
         + (", plot curve.png" if curve_plotted else "")
+        + (", plot system-curve.png" if system_plotted else "")
     )
     return 0
 

@@ -319,6 +319,7 @@ def table(results: dict[str, Any]) -> str:
     lines += purge_lines(results.get("purge", {}))
     lines += overload_lines(results.get("overload", {}))
     lines += curve_lines(results.get("curve", {}))
+    lines += system_curve_lines(results.get("syscurve", {}))
     lines += growth_lines(results.get("growth", {}))
     tg = targets(results)
     if tg:
@@ -529,6 +530,35 @@ def curve_lines(cur: dict[str, Any]) -> list[str]:
     return lines
 
 
+def system_curve_lines(cur: dict[str, Any]) -> list[str]:
+    """The whole-system curve: one line per offered rate, and the headline rate."""
+    if not cur.get("steps"):
+        return []
+    best = cur["max_rate_within_bound"]
+    lines = [
+        "",
+        f"WHOLE-SYSTEM CURVE  {cur['api_processes']} API processes + scaler + workers, open loop,"
+        f" {cur['step_s']:g} s per step after {cur['warmup_s']:g} s warm-up",
+        f"{'offered/s':>10}{'accepted/s':>12}{'processed/s':>13}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'lag p99 ms':>12}{'done ≤5 s':>11}{'workers':>9}{'err':>5}"
+        f"{'CPU ms/ev':>11}",
+    ]
+    for s in cur["steps"]:
+        lat = s["api_latency_ms"]
+        lines.append(
+            f"{s['offered_rate']:>10}{s['accepted_rate']:>12.0f}{s['processed_rate']:>13.0f}"
+            f"{lat['p50']:>9.1f}{lat['p95']:>9.1f}{lat['p99']:>9.1f}{s['lag_p99_ms']:>12.0f}"
+            f"{100 * s['processed_within_share']:>10.1f}%{s['max_workers']:>9}{s['errors']:>5}"
+            f"{s['cpu_ms_per_event']:>11.2f}"
+        )
+    lines.append(
+        f"  highest offered rate with API p99 ≤ {cur['p99_bound_ms']:g} ms, no errors and"
+        f" ≥ {100 * cur['done_share']:g} % processed within 5 s: "
+        + ("none" if best is None else f"{best} events/s")
+    )
+    return lines
+
+
 def growth_targets(gr: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue #13's "cost as the data grows" targets, at the sizes the run loaded."""
     if not gr:
@@ -611,6 +641,46 @@ def plot_curve(results: dict[str, Any], path: Path) -> bool:
     more, names = cpu.get_legend_handles_labels()
     ax.legend(handles + more, labels + names, loc="upper left", fontsize="small")
     ax.set_title("One API process + one worker: latency and CPU per event against offered rate")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_system_curve(results: dict[str, Any], path: Path) -> bool:
+    """The whole system: API p50/p95/p99 and the accept-to-processed lag p99 against the
+    offered rate (log scale), CPU per event of every component on a second axis."""
+    cur = results.get("syscurve", {})
+    steps = cur.get("steps", [])
+    if not steps:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [s["offered_rate"] for s in steps]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for point, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        ax.plot(rates, [s["api_latency_ms"][point] for s in steps], style, label=f"API {point}")
+    ax.plot(rates, [s["lag_p99_ms"] for s in steps], "d-", label="accept→processed p99")
+    ax.axhline(cur["p99_bound_ms"], color="grey", ls=":", label="p99 bound")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate, events/s (open loop)")
+    ax.set_ylabel("latency, ms (log)")
+    ax.grid(alpha=0.3, which="both")
+    cpu = ax.twinx()
+    cpu.plot(rates, [s["cpu_ms_per_event"] for s in steps], "k--", label="CPU ms/event, all")
+    cpu.set_ylabel("CPU ms per accepted event")
+    cpu.set_ylim(bottom=0)
+    handles, labels = ax.get_legend_handles_labels()
+    more, names = cpu.get_legend_handles_labels()
+    ax.legend(handles + more, labels + names, loc="upper left", fontsize="small")
+    ax.set_title(
+        f"Whole system ({cur['api_processes']} API processes, scaler, workers):"
+        " latency, lag and CPU per event"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

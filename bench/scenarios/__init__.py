@@ -11,7 +11,7 @@ from bench.scenarios.backlog import preload_template
 from bench.scenarios.bulk import bulk
 from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
-from bench.scenarios.curve import curve
+from bench.scenarios.curve import curve, system_curve
 from bench.scenarios.growth import growth
 from bench.scenarios.lag import lag
 from bench.scenarios.overload import overload
@@ -36,5 +36,6 @@ __all__ = [
     "purge",
     "rate_step",
     "scale_in",
+    "system_curve",
     "tracing_cost",
 ]

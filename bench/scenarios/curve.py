@@ -1,8 +1,13 @@
-"""Curve: one API process and one worker at offered rates in steps, latency against throughput.
+"""Curves: latency against throughput at offered rates in steps.
 
-Each step is an open-loop run (latency counts from the request's due time) at one offered rate;
-between steps the worker drains what the step left, so a step starts on an empty queue. The
-headline is the highest offered rate whose p99 stays within :data:`P99_BOUND_MS`.
+`curve`: one API process and one worker. Each step is an open-loop run (latency counts from
+the request's due time) at one offered rate; between steps the worker drains what the step
+left, so a step starts on an empty queue. The headline is the highest offered rate whose p99
+stays within :data:`P99_BOUND_MS`.
+
+`system_curve`: the whole system of the lag scenario (two API processes, the scaler and its
+workers) at the same steps, with the accept-to-processed lag and every component's CPU; its
+headline also asks that the step's events were processed within 5 s of its end.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from bench.scenarios.common import (
     start_workers,
     unfinished,
 )
+from bench.scenarios.lag import lag
 
 #: The latency bound of the headline: the highest offered rate whose p99 is within it.
 P99_BOUND_MS = 100.0
@@ -116,6 +122,39 @@ def _drain(engine: Engine) -> None:
             log(f"curve: {unfinished(engine)} events still unfinished; next step starts anyway")
             return
         time.sleep(0.5)
+
+
+#: A whole-system step is within bounds when at least this share was processed within 5 s.
+DONE_SHARE = 0.98
+
+
+def system_curve(cfg: Config, template: str) -> dict[str, Any]:
+    """The whole system (as `lag`) offered `cfg.curve_rates` events/s in turn."""
+    by_rate = lag(
+        cfg,
+        template,
+        rates=cfg.curve_rates,
+        duration=cfg.curve_step_s,
+        warmup=cfg.lag_warmup,  # as long as the lag scenario's: the scaler settles
+        name="syscurve",
+    )
+    steps = [by_rate[str(rate)] for rate in cfg.curve_rates]
+    ok = [
+        s["offered_rate"]
+        for s in steps
+        if s["api_latency_ms"]["p99"] <= P99_BOUND_MS
+        and not s["errors"]
+        and s["processed_within_share"] >= DONE_SHARE
+    ]
+    return {
+        "api_processes": by_rate["api_processes"],
+        "step_s": cfg.curve_step_s,
+        "warmup_s": cfg.lag_warmup,
+        "p99_bound_ms": P99_BOUND_MS,
+        "done_share": DONE_SHARE,
+        "steps": steps,
+        "max_rate_within_bound": max(ok) if ok else None,
+    }
 
 
 def max_rate_within(steps: list[dict[str, Any]], bound_ms: float) -> int | None:

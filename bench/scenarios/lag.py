@@ -90,22 +90,35 @@ def processed_within(engine: Engine, prefix: str, after_s: float) -> int:
     )
 
 
-def lag(cfg: Config, template: str) -> dict[str, Any]:
-    """Our API + scaler (min 1, max N) + workers under a steady offered rate."""
+def lag(
+    cfg: Config,
+    template: str,
+    *,
+    rates: tuple[int, ...] | None = None,
+    duration: float | None = None,
+    warmup: float | None = None,
+    name: str = "lag",
+) -> dict[str, Any]:
+    """Our API + scaler (min 1, max N) + workers under a steady offered rate, at each of
+    `rates` in turn (default `cfg.lag_rates`, measured `cfg.lag_duration` s after
+    `cfg.lag_warmup` s); results by rate."""
+    rates = rates or cfg.lag_rates
+    duration = duration or cfg.lag_duration
+    warmup = cfg.lag_warmup if warmup is None else warmup
     results: dict[str, Any] = {"scaler": True, "api_processes": LAG_API_PROCESSES}
-    with isolated("lag", template) as run:
+    with isolated(name, template) as run:
         ports = start_system("ours", LAG_API_PROCESSES, run)
         scaler = start_scaler(run, 1, cfg.max_workers, cfg)
         infra.wait_for(lambda: consumers(run.queue) >= 1, timeout=60, what="a consuming worker")
         engine = run.engine()
-        for rate in cfg.lag_rates:
-            prefix = f"lag{rate}-{uuid.uuid4().hex[:6]}"
+        for rate in rates:
+            prefix = f"{name}{rate}-{uuid.uuid4().hex[:6]}"
             loadgen: list[Proc] = []
             meter = component_meter(run, scaler, loadgen).start()
             lg, out = run_loadgen(
                 ports,
-                duration=cfg.lag_duration,
-                warmup=cfg.lag_warmup,
+                duration=duration,
+                warmup=warmup,
                 connections=64,
                 rate=rate,
                 prefix=prefix,
@@ -129,7 +142,7 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 what="lag run drained",
             )
             cpu = meter.stop()
-            window = {"p": f"{prefix}-%", "warm": cfg.lag_warmup, "dur": cfg.lag_duration}
+            window = {"p": f"{prefix}-%", "warm": warmup, "dur": duration}
             row = infra.one_row(
                 engine,
                 "WITH w AS (SELECT created_at, processed_at FROM conversation_events"
@@ -163,7 +176,7 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 "accepted_rate": load["rate"],
                 "errors": load["errors"],
                 "api_latency_ms": load["latency_ms"],
-                "processed_rate": (processed_in_window or 0) / cfg.lag_duration,
+                "processed_rate": (processed_in_window or 0) / duration,
                 "backlog_at_end": backlog_at_end,
                 "lag_p50_ms": 1000 * float(row.p50 or 0),
                 "lag_p99_ms": 1000 * float(row.p99 or 0),
@@ -185,7 +198,7 @@ def lag(cfg: Config, template: str) -> dict[str, Any]:
                 "cpu_s": cpu,
             }
             log(
-                f"lag at {rate}/s: API p99 {load['latency_ms']['p99']:.1f} ms, lag p50 "
+                f"{name} at {rate}/s: API p99 {load['latency_ms']['p99']:.1f} ms, lag p50 "
                 f"{results[str(rate)]['lag_p50_ms']:.0f} ms p99 "
                 f"{results[str(rate)]['lag_p99_ms']:.0f} ms, workers {max_workers_seen}"
             )
