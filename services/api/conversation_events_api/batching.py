@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
@@ -24,6 +25,7 @@ class BatchQueue(Generic[T]):
         self._items: deque[T] = deque()
         self._ready = asyncio.Event()
         self._max = max_items
+        self._since = 0.0  # time.monotonic() when the oldest waiting item was queued (about)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -36,6 +38,7 @@ class BatchQueue(Generic[T]):
         """Queue `item`; False (and nothing queued) when `max_items` are already waiting."""
         if self._max is not None and len(self._items) >= self._max:
             return False
+        self._mark()
         self._items.append(item)
         self._ready.set()
         return True
@@ -48,13 +51,32 @@ class BatchQueue(Generic[T]):
         """
         if self._max is not None and self._items and len(self._items) + len(items) > self._max:
             return False
+        self._mark()
         self._items.extend(items)
         self._ready.set()
         return True
 
-    async def take(self, limit: int) -> list[T]:
-        """Wait until something is queued, then return up to `limit` items, oldest first."""
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+    def _mark(self) -> None:
+        if not self._items:
+            self._since = time.monotonic()
+
+    async def take(self, limit: int, window_s: float = 0.0) -> list[T]:
+        """Wait until something is queued, then return up to `limit` items, oldest first.
+
+        `window_s`: while fewer than `limit` are waiting, hold the batch until its first item
+        has waited this long, so that items arriving close together share it. Items that
+        waited already (while an earlier batch was handled) are not held again; several
+        takers may wake for the same items: one takes them, the others wait again.
+        """
+        while True:
+            while not self._items:
+                self._ready.clear()
+                await self._ready.wait()
+            if window_s > 0 and len(self._items) < limit:
+                delay = self._since + window_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if self._items:
+                batch = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+                self._since = time.monotonic()  # for what is left, an upper bound of its wait
+                return batch

@@ -75,6 +75,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             concurrency=settings.writer_concurrency,
             max_pending=settings.writer_max_pending,
             max_wait_s=settings.writer_max_wait_s,
+            window_s=settings.writer_batch_window_s,
         )
         publisher = Publisher(
             settings.amqp_url.get_secret_value(),

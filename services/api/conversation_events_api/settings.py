@@ -70,6 +70,16 @@ class ApiSettings(CommonSettings):
     writer_concurrency: int = Field(
         2, ge=1, description="Insert batches in flight at once (each on its own connection)."
     )
+    writer_batch_window_s: float = Field(
+        0.01,
+        ge=0.0,
+        le=0.1,
+        description=(
+            "How long the writer waits for more events when fewer than a batch are waiting "
+            "(0: at once). At light load requests arriving within it share one transaction, "
+            "at the cost of at most this much latency."
+        ),
+    )
     publish_timeout_s: float = Field(
         10.0, gt=0, description="Seconds to wait for the broker's confirm of one publish."
     )

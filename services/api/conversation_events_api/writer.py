@@ -36,9 +36,11 @@ class EventWriter:
         concurrency: int,
         max_pending: int = 1000,
         max_wait_s: float = 0.25,
+        window_s: float = 0.0,
     ) -> None:
         self._engine = engine
         self._batch_size = batch_size
+        self._window = window_s
         self._concurrency = concurrency
         self._max_wait = max_wait_s
         # (event, its waiter, when it was queued on the loop's clock)
@@ -94,7 +96,8 @@ class EventWriter:
         loop = asyncio.get_running_loop()
         while True:
             # A cancelled waiter answered 503 already; its client retries (idempotently).
-            batch = [i for i in await self._pending.take(self._batch_size) if not i[1].done()]
+            taken = await self._pending.take(self._batch_size, self._window)
+            batch = [i for i in taken if not i[1].done()]
             if not batch:
                 continue
             items = [event for event, _, _ in batch]
