@@ -613,39 +613,70 @@ def growth_lines(gr: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_curve(results: dict[str, Any], path: Path) -> bool:
-    """p50/p95/p99 against the offered rate (log scale), CPU per event on a second axis."""
-    steps = results.get("curve", {}).get("steps", [])
-    if not steps:
-        return False
+#: One line of a latency plot: its values, matplotlib style and label.
+Series = tuple[list[float], str, str]
+
+
+def _latency_plot(
+    path: Path,
+    title: str,
+    xlabel: str,
+    rates: list[int],
+    latencies: list[Series],
+    bound_ms: float,
+    cpu: list[Series],
+) -> bool:
+    """Latency lines against the offered rate (log scale) with the p99 bound, CPU per event on
+    a second axis; written to `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rates = [s["offered_rate"] for s in steps]
     fig, ax = plt.subplots(figsize=(9, 5))
-    for point, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
-        ax.plot(rates, [s["latency_ms"][point] for s in steps], style, label=f"API {point}")
-    ax.axhline(results["curve"]["p99_bound_ms"], color="grey", ls=":", label="p99 bound")
+    for values, style, label in latencies:
+        ax.plot(rates, values, style, label=label)
+    ax.axhline(bound_ms, color="grey", ls=":", label="p99 bound")
     ax.set_yscale("log")
-    ax.set_xlabel("offered rate, requests/s (open loop)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("latency, ms (log)")
     ax.grid(alpha=0.3, which="both")
-    cpu = ax.twinx()
-    cpu.plot(rates, [s["api_cpu_ms_per_event"] for s in steps], "k--", label="API CPU ms/event")
-    cpu.plot(rates, [s["cpu_ms_per_event"] for s in steps], "k-.", label="API+PG+MQ CPU ms/event")
-    cpu.set_ylabel("CPU ms per accepted event")
-    cpu.set_ylim(bottom=0)
+    right = ax.twinx()
+    for values, style, label in cpu:
+        right.plot(rates, values, style, label=label)
+    right.set_ylabel("CPU ms per accepted event")
+    right.set_ylim(bottom=0)
     handles, labels = ax.get_legend_handles_labels()
-    more, names = cpu.get_legend_handles_labels()
+    more, names = right.get_legend_handles_labels()
     ax.legend(handles + more, labels + names, loc="upper left", fontsize="small")
-    ax.set_title("One API process + one worker: latency and CPU per event against offered rate")
+    ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def plot_curve(results: dict[str, Any], path: Path) -> bool:
+    """p50/p95/p99 against the offered rate (log scale), CPU per event on a second axis."""
+    steps = results.get("curve", {}).get("steps", [])
+    if not steps:
+        return False
+    return _latency_plot(
+        path,
+        "One API process + one worker: latency and CPU per event against offered rate",
+        "offered rate, requests/s (open loop)",
+        [s["offered_rate"] for s in steps],
+        [
+            ([s["latency_ms"][point] for s in steps], style, f"API {point}")
+            for point, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"))
+        ],
+        results["curve"]["p99_bound_ms"],
+        [
+            ([s["api_cpu_ms_per_event"] for s in steps], "k--", "API CPU ms/event"),
+            ([s["cpu_ms_per_event"] for s in steps], "k-.", "API+PG+MQ CPU ms/event"),
+        ],
+    )
 
 
 def plot_system_curve(results: dict[str, Any], path: Path) -> bool:
@@ -655,37 +686,22 @@ def plot_system_curve(results: dict[str, Any], path: Path) -> bool:
     steps = cur.get("steps", [])
     if not steps:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = [s["offered_rate"] for s in steps]
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for point, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
-        ax.plot(rates, [s["api_latency_ms"][point] for s in steps], style, label=f"API {point}")
-    ax.plot(rates, [s["lag_p99_ms"] for s in steps], "d-", label="accept→processed p99")
-    ax.axhline(cur["p99_bound_ms"], color="grey", ls=":", label="p99 bound")
-    ax.set_yscale("log")
-    ax.set_xlabel("offered rate, events/s (open loop)")
-    ax.set_ylabel("latency, ms (log)")
-    ax.grid(alpha=0.3, which="both")
-    cpu = ax.twinx()
-    cpu.plot(rates, [s["cpu_ms_per_event"] for s in steps], "k--", label="CPU ms/event, all")
-    cpu.set_ylabel("CPU ms per accepted event")
-    cpu.set_ylim(bottom=0)
-    handles, labels = ax.get_legend_handles_labels()
-    more, names = cpu.get_legend_handles_labels()
-    ax.legend(handles + more, labels + names, loc="upper left", fontsize="small")
-    ax.set_title(
+    return _latency_plot(
+        path,
         f"Whole system ({cur['api_processes']} API processes, scaler, workers):"
-        " latency, lag and CPU per event"
+        " latency, lag and CPU per event",
+        "offered rate, events/s (open loop)",
+        [s["offered_rate"] for s in steps],
+        [
+            *(
+                ([s["api_latency_ms"][point] for s in steps], style, f"API {point}")
+                for point, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"))
+            ),
+            ([s["lag_p99_ms"] for s in steps], "d-", "accept→processed p99"),
+        ],
+        cur["p99_bound_ms"],
+        [([s["cpu_ms_per_event"] for s in steps], "k--", "CPU ms/event, all")],
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
