@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only SCENARIOS] [--out DIR]`.
 
-SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling (the default: all
-of these), and tracing, ratestep, scalein, purge, overload, curve, syscurve, growth (run only
+SCENARIOS, comma-separated: accept, bulk, ceilings, processing, lag, autoscaling, curve, growth
+(the default: all of these), and tracing, ratestep, scalein, purge, overload, syscurve (run only
 when named).
 
 Runs the scenarios in order, prints one table and writes `bench/results/latest.json`,
@@ -23,14 +23,14 @@ import orjson
 
 from bench import infra, report, scenarios
 
-ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling")
+ALL = ("accept", "bulk", "ceilings", "processing", "lag", "autoscaling", "curve", "growth")
 #: Run only when named in --only.
-OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "curve", "syscurve", "growth")
+OPTIONAL = ("tracing", "ratestep", "scalein", "purge", "overload", "syscurve")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs (< 3 minutes in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 4 minutes in all)")
     parser.add_argument(
         "--only",
         default=",".join(ALL),
