@@ -124,6 +124,19 @@ class TopicMetrics:
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents_used", tuple(sorted(set(self.agents_used))))
 
+    def adding(
+        self, change: float, turns: int, day: date | None, agents: tuple[str, ...]
+    ) -> TopicMetrics:
+        """These metrics with a contribution added: the score floored at 0 like the user's (a
+        topic cannot owe friendship), the turns summed, the later day, the agents joined."""
+        return replace(
+            self,
+            score=max(0.0, self.score + change),
+            turns=self.turns + turns,
+            last_date=max((d for d in (self.last_date, day) if d is not None), default=None),
+            agents_used=(*self.agents_used, *agents),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict; ``last_date`` as an ISO date or None."""
         return {
@@ -292,13 +305,7 @@ def apply_interaction(
         )
 
     current = status.topic_metrics.get(interaction.topic, TopicMetrics())
-    updated = replace(
-        current,
-        score=max(0.0, current.score + change),
-        turns=current.turns + interaction.score.turns,
-        last_date=day if current.last_date is None else max(current.last_date, day),
-        agents_used=(*current.agents_used, interaction.bot_id),
-    )
+    updated = current.adding(change, interaction.score.turns, day, (interaction.bot_id,))
     topics = {**status.topic_metrics, interaction.topic: updated}
     topics = {
         name: replace(metrics, friendship_level=topic_level(metrics.score, level))

@@ -129,14 +129,8 @@ def _with_earlier(
     for name, value in document.items():
         added = TopicMetrics.from_json(value)
         current = merged.get(str(name), TopicMetrics())
-        merged[str(name)] = replace(
-            current,
-            score=max(0.0, current.score + added.score),
-            turns=current.turns + added.turns,
-            last_date=max(
-                (d for d in (current.last_date, added.last_date) if d is not None), default=None
-            ),
-            agents_used=(*current.agents_used, *added.agents_used),
+        merged[str(name)] = current.adding(
+            added.score, added.turns, added.last_date, added.agents_used
         )
     return merged
 
