@@ -25,7 +25,7 @@ class BatchQueue(Generic[T]):
         self._items: deque[T] = deque()
         self._ready = asyncio.Event()
         self._max = max_items
-        self._since = 0.0  # time.monotonic() when the oldest waiting item was queued (about)
+        self._since = 0.0  # time.monotonic() when the queue last became non-empty
 
     def __len__(self) -> int:
         return len(self._items)
@@ -77,6 +77,5 @@ class BatchQueue(Generic[T]):
                 if delay > 0:
                     await asyncio.sleep(delay)
             if self._items:
-                batch = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
-                self._since = time.monotonic()  # for what is left, an upper bound of its wait
-                return batch
+                # What is left keeps `_since`: it waited at least that long already.
+                return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
