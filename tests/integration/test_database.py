@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
 from tests.support.proxy import TcpProxy
-from tests.support.services import outcome_within
+from tests.support.services import outcome_within, wait_for
 
 from conversation_events.errors import DatabaseUnavailable
-from conversation_events.persistence.db import make_engine, translate_errors
+from conversation_events.persistence.db import _Watchdog, make_engine, translate_errors
 
 
 @pytest.fixture
@@ -73,3 +74,39 @@ def test_calls_within_the_deadline_are_left_alone(proxied: tuple[TcpProxy, Engin
     _, engine = proxied
     for _ in range(5):  # 1.5 s in all: a deadline left armed between calls would fire
         assert run(engine, "SELECT 1 FROM pg_sleep(0.3)") == 1
+
+
+def test_a_short_deadline_holds_while_a_long_one_is_armed(
+    proxied: tuple[TcpProxy, Engine], database_url: str
+) -> None:
+    """The deadlines of every engine share one watchdog thread: one that has just armed a
+    two-minute deadline must still wake for the one-second deadline armed after it."""
+    proxy, engine = proxied
+    patient = make_engine(
+        database_url,
+        pool_size=1,
+        connect_timeout_s=1,
+        statement_timeout_ms=0,
+        application_name="ce-test-deadlines-long",
+        deadline_s=120.0,
+        pre_ping=False,
+    )
+    try:
+        assert run(engine, "SELECT 1") == 1
+        assert run(patient, "SELECT 1") == 1
+        watchdog = _Watchdog.shared()
+        wait_for(
+            lambda: watchdog._wake_at - time.monotonic() > 60,
+            timeout=30,
+            what="the watchdog asleep for the long deadline",
+        )
+        proxy.freeze()
+        try:
+            outcome = outcome_within(
+                lambda: run(engine, "SELECT 2"), 60, hung="the short deadline waited for the long"
+            )
+        finally:
+            proxy.thaw()
+        assert isinstance(outcome, DatabaseUnavailable)
+    finally:
+        patient.dispose()

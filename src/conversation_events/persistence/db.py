@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -124,6 +125,14 @@ class Deadlines:
 
 
 class _Watchdog:
+    """One thread that sleeps until the nearest deadline of the armed connections.
+
+    Arming never wakes it when it would wake in time anyway: it sleeps at most the longest
+    deadline it has seen, so a new deadline (now + seconds) falls after its planned wake-up and
+    costs a lock and a dict update, not a thread switch. It wakes about once per deadline
+    length, whether the process is idle or busy.
+    """
+
     _instance: _Watchdog | None = None
     _instance_lock = threading.Lock()
 
@@ -136,20 +145,21 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._armed: dict[int, tuple[float, float, Any]] = {}
-        self._wake = threading.Condition()
+        self._wake = threading.Condition(threading.Lock())
+        self._wake_at = math.inf  # when the thread will look next (inf: until notified)
+        self._longest = 0.0
         threading.Thread(target=self._watch, name="db-deadlines", daemon=True).start()
 
     def arm(self, dbapi_connection: Any, seconds: float) -> None:
         if dbapi_connection is None:
             return
+        deadline = time.monotonic() + seconds
         with self._wake:
-            if not self._armed:
+            self._armed[id(dbapi_connection)] = (deadline, seconds, dbapi_connection)
+            self._longest = max(self._longest, seconds)
+            if deadline < self._wake_at:
+                self._wake_at = deadline
                 self._wake.notify()
-            self._armed[id(dbapi_connection)] = (
-                time.monotonic() + seconds,
-                seconds,
-                dbapi_connection,
-            )
 
     def disarm(self, dbapi_connection: Any) -> None:
         if dbapi_connection is None:
@@ -160,13 +170,13 @@ class _Watchdog:
     def _watch(self) -> None:
         while True:
             with self._wake:
-                while not self._armed:
-                    self._wake.wait()
                 now = time.monotonic()
                 due = [key for key, (deadline, _, _) in self._armed.items() if deadline <= now]
                 late = [self._armed.pop(key) for key in due]
                 if not late:
-                    self._wake.wait(min(deadline for deadline, _, _ in self._armed.values()) - now)
+                    nearest = min((d for d, _, _ in self._armed.values()), default=math.inf)
+                    self._wake_at = min(nearest, now + self._longest) if self._longest else nearest
+                    self._wake.wait(None if self._wake_at == math.inf else self._wake_at - now)
                     continue
             for _, seconds, dbapi_connection in late:
                 _cut(dbapi_connection, seconds)
