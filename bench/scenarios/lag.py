@@ -37,7 +37,7 @@ PROCESSED_WITHIN_S = 5.0
 LOADGEN = "loadgen"
 
 
-def backlog(engine: Engine, queue: str, prefix: str) -> dict[str, float]:
+def backlog(engine: Engine, watch: infra.QueueWatch, prefix: str) -> dict[str, float]:
     """Events of this run committed and not yet published, messages ready in the queue, and
     messages delivered to workers and not yet acknowledged."""
     unpublished = infra.one_value(
@@ -48,8 +48,8 @@ def backlog(engine: Engine, queue: str, prefix: str) -> dict[str, float]:
     )
     return {
         "unpublished": int(unpublished),
-        "queued": int(infra.queue_ready(queue) or 0),
-        "unacked": int(infra.queue_unacked(queue) or 0),
+        "queued": int(watch.ready() or 0),
+        "unacked": int(watch.unacked() or 0),
     }
 
 
@@ -111,6 +111,7 @@ def lag(
         scaler = start_scaler(run, 1, cfg.max_workers, cfg)
         infra.wait_for(lambda: consumers(run.queue) >= 1, timeout=60, what="a consuming worker")
         engine = run.engine()
+        watch = infra.QueueWatch(run.queue)
         for rate in rates:
             prefix = f"{name}{rate}-{uuid.uuid4().hex[:6]}"
             loadgen: list[Proc] = []
@@ -129,9 +130,7 @@ def lag(
             started = time.monotonic()
             while lg.alive():
                 max_workers_seen = max(max_workers_seen, len(worker_pids(scaler)))
-                samples.append(
-                    {"t": time.monotonic() - started, **backlog(engine, run.queue, prefix)}
-                )
+                samples.append({"t": time.monotonic() - started, **backlog(engine, watch, prefix)})
                 time.sleep(0.5)
             lg.stop()
             load = json.loads(out.read_text())
@@ -202,5 +201,6 @@ def lag(
                 f"{results[str(rate)]['lag_p50_ms']:.0f} ms p99 "
                 f"{results[str(rate)]['lag_p99_ms']:.0f} ms, workers {max_workers_seen}"
             )
+        watch.close()
         engine.dispose()
         return results
