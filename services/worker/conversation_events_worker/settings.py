@@ -33,7 +33,7 @@ class WorkerSettings(CommonSettings):
         ),
     )
     worker_batch_window_s: float = Field(
-        0.05,
+        0.2,
         ge=0.0,
         le=1.0,
         description=(

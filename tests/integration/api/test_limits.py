@@ -125,6 +125,9 @@ def test_past_a_bound_requests_get_a_fast_503_overloaded_and_probes_still_answer
     )
 
     def shed() -> httpx.Response | None:
+        # An open connection first (probes answer), so the time below is the server's answer,
+        # not a connect that a loaded machine may delay by a SYN retransmit (1 s).
+        assert client.get("/healthz").status_code == 200
         try:
             response, took = timed(
                 lambda: client.post(
