@@ -71,7 +71,7 @@ class ApiSettings(CommonSettings):
         2, ge=1, description="Insert batches in flight at once (each on its own connection)."
     )
     writer_batch_window_s: float = Field(
-        0.02,
+        0.01,
         ge=0.0,
         le=0.1,
         description=(
