@@ -14,18 +14,22 @@ from conversation_events.errors import DatabaseUnavailable
 from conversation_events.persistence.db import _Watchdog, make_engine, translate_errors
 
 
-@pytest.fixture
-def proxied(database_url: str) -> Iterator[tuple[TcpProxy, Engine]]:
-    proxy, url = TcpProxy.in_front_of(database_url)
-    engine = make_engine(
+def engine_with_deadline(url: str, deadline_s: float) -> Engine:
+    return make_engine(
         url,
         pool_size=2,
         connect_timeout_s=1,
         statement_timeout_ms=5000,
         application_name="ce-test-deadlines",
-        deadline_s=1.0,
+        deadline_s=deadline_s,
         pre_ping=False,
     )
+
+
+@pytest.fixture
+def proxied(database_url: str) -> Iterator[tuple[TcpProxy, Engine]]:
+    proxy, url = TcpProxy.in_front_of(database_url)
+    engine = engine_with_deadline(url, 1.0)
     yield proxy, engine
     engine.dispose()
     proxy.close()
@@ -82,15 +86,7 @@ def test_a_short_deadline_holds_while_a_long_one_is_armed(
     """The deadlines of every engine share one watchdog thread: one that has just armed a
     two-minute deadline must still wake for the one-second deadline armed after it."""
     proxy, engine = proxied
-    patient = make_engine(
-        database_url,
-        pool_size=1,
-        connect_timeout_s=1,
-        statement_timeout_ms=0,
-        application_name="ce-test-deadlines-long",
-        deadline_s=120.0,
-        pre_ping=False,
-    )
+    patient = engine_with_deadline(database_url, 120.0)
     try:
         assert run(engine, "SELECT 1") == 1
         assert run(patient, "SELECT 1") == 1
