@@ -342,13 +342,16 @@ class Consumer:
         then takes all that arrived meanwhile, so batches grow with the load by themselves. At
         light load every thread is free and each message would be a batch of its own (one
         transaction, its commit and round trips per event), so a batch smaller than B waits
-        for more until its oldest message has waited `CE_WORKER_BATCH_WINDOW_S`.
+        for more until its oldest message has waited `CE_WORKER_BATCH_WINDOW_S`, unless every
+        message the prefetch lets the broker send is already here.
         """
         size = self._settings.worker_batch_size
         while self._arrived and self._running < self._threads:
             if (
                 coalesce
                 and len(self._arrived) < size
+                # With the whole prefetch window delivered, nothing more can arrive to wait for.
+                and self._in_flight < self._settings.worker_prefetch
                 and time.monotonic() - self._first_waiting < self._settings.worker_batch_window_s
             ):
                 return

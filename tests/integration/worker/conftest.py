@@ -37,9 +37,11 @@ def run_consumer(
     def start(
         processor: Callable[..., Any] = process_batch,
         db_url: str | None = None,
+        unchecked: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> Consumer:
-        """`overrides`: WorkerSettings fields that differ from these test defaults."""
+        """`overrides`: WorkerSettings fields that differ from these test defaults;
+        `unchecked`: fields set past their validation (e.g. a window longer than allowed)."""
         fields: dict[str, Any] = {
             "database_url": db_url or database_url,
             "amqp_url": amqp_url,
@@ -53,7 +55,7 @@ def run_consumer(
             "worker_db_probe_cap_s": 0.2,
             "db_connect_timeout_s": 1.0,
         }
-        settings = WorkerSettings(**{**fields, **overrides})
+        settings = WorkerSettings(**{**fields, **overrides}).model_copy(update=unchecked)
         engine = make_engine(
             settings.database_url.get_secret_value(),
             pool_size=5,

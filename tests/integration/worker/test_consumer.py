@@ -425,3 +425,22 @@ def test_at_light_load_messages_arriving_within_the_window_share_one_batch(
         what="the five events PROCESSED",
     )
     assert [sorted(b) for b in batches] == [sorted(ids)]
+
+
+def test_a_batch_does_not_wait_for_messages_the_prefetch_cannot_deliver(
+    engine: Engine, topology: Topology, run_consumer: Callable[..., Consumer]
+) -> None:
+    # A prefetch of 2 under a batch size of 50: once the two are here nothing more can come
+    # until they are acked, so waiting out the (here two-minute) window would only stall.
+    bodies = [conversation() for _ in range(6)]
+    ids = [store(engine, body) for body in bodies]
+    run_consumer(
+        worker_prefetch=2, worker_batch_size=50, unchecked={"worker_batch_window_s": 120.0}
+    )
+    for event_id, body in zip(ids, bodies, strict=True):
+        publish(topology, event_id, body)
+    wait_for(
+        lambda: statuses(engine, [b["conversation_id"] for b in bodies]) == {"PROCESSED": 6},
+        timeout=60,
+        what="the six events PROCESSED well within the window",
+    )
