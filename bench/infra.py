@@ -120,14 +120,11 @@ def names(tag: str) -> tuple[str, str]:
 
 def queue_ready(queue: str) -> int | None:
     """Messages ready in `queue` (passive declare: exact and instant); None if it is missing."""
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    watch = QueueWatch(queue)
     try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    except pika.exceptions.ChannelClosedByBroker:
-        return None
+        return watch.ready()
     finally:
-        if connection.is_open:
-            connection.close()
+        watch.close()
 
 
 def queue_unacked(queue: str) -> int | None:
@@ -167,15 +164,21 @@ class QueueWatch:
         self._channel = self._connection.channel()
 
     def ready(self) -> int | None:
-        try:
-            return int(self._channel.queue_declare(self.queue, passive=True).method.message_count)
-        except pika.exceptions.ChannelClosedByBroker:  # missing: a fresh channel next time
-            self._channel = self._connection.channel()
-            return None
-        except pika.exceptions.AMQPError:  # the connection went away while unused
-            self.close()
-            self._connect()
-            return self.ready()
+        """Messages ready (passive declare: exact and instant); None if the queue is missing.
+        A connection that went away while unused is opened again, once."""
+        for reconnect in (True, False):
+            try:
+                declared = self._channel.queue_declare(self.queue, passive=True)
+                return int(declared.method.message_count)
+            except pika.exceptions.ChannelClosedByBroker:  # missing: a fresh channel next time
+                self._channel = self._connection.channel()
+                return None
+            except pika.exceptions.AMQPError:
+                if not reconnect:
+                    raise
+                self.close()
+                self._connect()
+        return None
 
     def unacked(self) -> int | None:
         now = time.monotonic()
