@@ -11,13 +11,11 @@ Run: `uvicorn bench.baselines.ceilings.noio:app` with BENCH_API_KEY in the envir
 from __future__ import annotations
 
 import os
-import uuid
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
-from conversation_events.persistence.events import content_hash
 from conversation_events_api.body import read_json_body
 from conversation_events_api.middleware import EdgeMiddleware, InFlight
 from conversation_events_api.schemas import ConversationEndRequest
@@ -50,12 +48,11 @@ async def healthz() -> dict[str, str]:
 @app.post("/v1/conversations/end", status_code=202, dependencies=[Depends(check_key)])
 async def conversation_end(request: Request) -> Response:
     payload = await read_json_body(request, ConversationEndRequest)
-    canonical = payload.canonical()
-    content_hash(canonical)
+    event = payload.to_event()  # the row ours stores: canonical form, hash, serialised log
     body = {
         "status": "accepted",
         "conversation_id": payload.conversation_id,
-        "event_id": str(uuid.uuid4()),
+        "event_id": event.id,
         "status_url": f"/v1/conversations/{payload.conversation_id}",
     }
     return Response(orjson.dumps(body), 202, media_type="application/json")

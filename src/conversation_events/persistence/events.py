@@ -59,7 +59,8 @@ class NewEvent:
     agent_tag: str | None
     start_time: datetime
     end_time: datetime
-    conversation_log: list[dict[str, Any]]
+    #: JSON-ready messages, or their serialised form (`orjson.Fragment`), stored as JSONB.
+    conversation_log: list[dict[str, Any]] | orjson.Fragment
     metadata: dict[str, Any] | None
     content_hash: str
     tenant: str = DEFAULT_TENANT
