@@ -72,6 +72,13 @@ def main() -> int:
             results["processing"] = scenarios.processing(cfg, backlog, cfg.backlog)
         if "lag" in only:
             results["lag"] = scenarios.lag(cfg, empty)
+            results["lag_stack"] = scenarios.lag(
+                cfg,
+                empty,
+                rates=cfg.stack_rates,
+                name="lagstack",
+                api_processes=scenarios.STACK_API_PROCESSES,
+            )
         if "autoscaling" in only and backlog:
             results["autoscaling"] = scenarios.autoscaling(cfg, backlog, cfg.backlog)
         if "ratestep" in only and backlog:

@@ -13,7 +13,7 @@ from bench.scenarios.ceilings import ceilings
 from bench.scenarios.common import SYSTEMS, Config
 from bench.scenarios.curve import curve, system_curve
 from bench.scenarios.growth import growth
-from bench.scenarios.lag import lag
+from bench.scenarios.lag import STACK_API_PROCESSES, lag
 from bench.scenarios.overload import overload
 from bench.scenarios.processing import processing
 from bench.scenarios.purge import purge
@@ -21,6 +21,7 @@ from bench.scenarios.scalein import scale_in
 from bench.scenarios.tracing import tracing_cost
 
 __all__ = [
+    "STACK_API_PROCESSES",
     "SYSTEMS",
     "Config",
     "accept_path",

@@ -45,6 +45,7 @@ class Config:
     lag_duration: float
     lag_warmup: float  # seconds at the offered rate before measuring (the scaler settles)
     lag_rates: tuple[int, ...]
+    stack_rates: tuple[int, ...]  # offered rates of the whole system with one API process
     max_workers: int
     scale_down_window_s: float
     scale_in_rounds: int  # rounds of each victim policy in the scale-in scenario
@@ -69,6 +70,7 @@ class Config:
                 6,
                 2,
                 (200,),
+                (200,),
                 3,
                 10,
                 2,
@@ -79,7 +81,24 @@ class Config:
                 curve_step_s=6,
                 curve_warmup=1,
             )
-        return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0, 3)
+        return cls(
+            False,
+            20,
+            2,
+            3,
+            (1, 2),
+            64,
+            20_000,
+            20,
+            10,
+            (200, 500, 1000),
+            (200, 500),
+            4,
+            30,
+            8,
+            10.0,
+            3,
+        )
 
 
 @dataclass

@@ -26,9 +26,13 @@ from bench.scenarios.common import (
     worker_pids,
 )
 
-# API processes of the whole-system runs: one per core. A single process saturates its event
-# loop near 500 requests/s here, and its publisher then falls behind the requests.
+#: API processes of the whole-system runs: the chart's default (`api.replicaCount`), one per
+#: core here.
 LAG_API_PROCESSES = 2
+#: ... and as `scripts/stack up` runs the system on one machine: one API process. At light load
+#: it costs less in all (its requests and batches come closer together); near 500 requests/s
+#: with the workers, PostgreSQL and RabbitMQ on the same two cores, its publisher falls behind.
+STACK_API_PROCESSES = 1
 #: Issue #13's drain bound: the share of a run's events processed this long after its load.
 PROCESSED_WITHIN_S = 5.0
 
@@ -98,16 +102,17 @@ def lag(
     duration: float | None = None,
     warmup: float | None = None,
     name: str = "lag",
+    api_processes: int = LAG_API_PROCESSES,
 ) -> dict[str, Any]:
-    """Our API + scaler (min 1, max N) + workers under a steady offered rate, at each of
-    `rates` in turn (default `cfg.lag_rates`, measured `cfg.lag_duration` s after
-    `cfg.lag_warmup` s); results by rate."""
+    """Our API (`api_processes`) + scaler (min 1, max N) + workers under a steady offered
+    rate, at each of `rates` in turn (default `cfg.lag_rates`, measured `cfg.lag_duration` s
+    after `cfg.lag_warmup` s); results by rate."""
     rates = rates or cfg.lag_rates
     duration = duration or cfg.lag_duration
     warmup = cfg.lag_warmup if warmup is None else warmup
-    results: dict[str, Any] = {"scaler": True, "api_processes": LAG_API_PROCESSES}
+    results: dict[str, Any] = {"scaler": True, "api_processes": api_processes}
     with isolated(name, template) as run:
-        ports = start_system("ours", LAG_API_PROCESSES, run)
+        ports = start_system("ours", api_processes, run)
         scaler = start_scaler(run, 1, cfg.max_workers, cfg)
         infra.wait_for(lambda: consumers(run.queue) >= 1, timeout=60, what="a consuming worker")
         engine = run.engine()
