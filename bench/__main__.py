@@ -78,6 +78,7 @@ def main() -> int:
                 rates=cfg.stack_rates,
                 name="lagstack",
                 api_processes=scenarios.STACK_API_PROCESSES,
+                configuration="as scripts/stack",
             )
         if "autoscaling" in only and backlog:
             results["autoscaling"] = scenarios.autoscaling(cfg, backlog, cfg.backlog)

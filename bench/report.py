@@ -409,11 +409,10 @@ def whole_system_lines(lag: dict[str, Any]) -> list[str]:
 
 
 def _api_processes(lag: dict[str, Any]) -> str:
-    """How a whole-system run ran its API: as `scripts/stack up` does, or as the chart."""
+    """How many API processes a whole-system run ran, and whose configuration that is."""
     n = lag.get("api_processes", 1)
-    return (
-        "1 API process (as scripts/stack)" if n == 1 else f"{n} API processes (the chart's default)"
-    )
+    processes = "1 API process" if n == 1 else f"{n} API processes"
+    return f"{processes} ({lag['configuration']})" if "configuration" in lag else processes
 
 
 def whole_system_targets(lag: dict[str, Any]) -> list[dict[str, Any]]:

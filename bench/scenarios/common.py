@@ -45,7 +45,6 @@ class Config:
     lag_duration: float
     lag_warmup: float  # seconds at the offered rate before measuring (the scaler settles)
     lag_rates: tuple[int, ...]
-    stack_rates: tuple[int, ...]  # offered rates of the whole system with one API process
     max_workers: int
     scale_down_window_s: float
     scale_in_rounds: int  # rounds of each victim policy in the scale-in scenario
@@ -55,6 +54,7 @@ class Config:
     curve_rates: tuple[int, ...] = tuple(range(100, 1000, 100))  # offered req/s of the curve
     curve_step_s: float = 10.0  # measured seconds of each curve step
     curve_warmup: float = 2.0  # seconds at a step's rate before measuring
+    stack_rates: tuple[int, ...] = (200, 500)  # offered rates of the whole system, 1 API process
 
     @classmethod
     def make(cls, quick: bool) -> Config:
@@ -70,7 +70,6 @@ class Config:
                 6,
                 2,
                 (200,),
-                (200,),
                 3,
                 10,
                 2,
@@ -80,25 +79,9 @@ class Config:
                 curve_rates=(100, 300, 500, 700),
                 curve_step_s=6,
                 curve_warmup=1,
+                stack_rates=(200,),
             )
-        return cls(
-            False,
-            20,
-            2,
-            3,
-            (1, 2),
-            64,
-            20_000,
-            20,
-            10,
-            (200, 500, 1000),
-            (200, 500),
-            4,
-            30,
-            8,
-            10.0,
-            3,
-        )
+        return cls(False, 20, 2, 3, (1, 2), 64, 20_000, 20, 10, (200, 500, 1000), 4, 30, 8, 10.0, 3)
 
 
 @dataclass

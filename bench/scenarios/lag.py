@@ -103,14 +103,20 @@ def lag(
     warmup: float | None = None,
     name: str = "lag",
     api_processes: int = LAG_API_PROCESSES,
+    configuration: str = "the chart's default",
 ) -> dict[str, Any]:
     """Our API (`api_processes`) + scaler (min 1, max N) + workers under a steady offered
     rate, at each of `rates` in turn (default `cfg.lag_rates`, measured `cfg.lag_duration` s
-    after `cfg.lag_warmup` s); results by rate."""
+    after `cfg.lag_warmup` s); results by rate. `configuration`: whose system this is, for
+    the report."""
     rates = rates or cfg.lag_rates
     duration = duration or cfg.lag_duration
     warmup = cfg.lag_warmup if warmup is None else warmup
-    results: dict[str, Any] = {"scaler": True, "api_processes": api_processes}
+    results: dict[str, Any] = {
+        "scaler": True,
+        "api_processes": api_processes,
+        "configuration": configuration,
+    }
     with isolated(name, template) as run:
         ports = start_system("ours", api_processes, run)
         scaler = start_scaler(run, 1, cfg.max_workers, cfg)
