@@ -410,11 +410,13 @@ def test_network_policies_let_only_the_app_reach_the_data_services(render: Rende
                     out |= {c for c, lab in pods.items() if selects(peer["podSelector"], lab)}
         return out
 
+    # The scaler counts the events not yet published (autoscaling.countUnpublished).
     assert allowed(f"{FULLNAME}-postgresql", "postgresql") == {
         "api",
         "worker",
         "migrations",
         "purge",
+        "scaler",
     }
     assert allowed(f"{FULLNAME}-rabbitmq", "amqp") == {"api", "worker"}
     # The queue policy is applied by every process on start, and by the migration step.

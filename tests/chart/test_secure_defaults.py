@@ -80,13 +80,32 @@ def test_each_process_gets_only_the_credentials_it_uses(render: Render) -> None:
         component = pod_labels(owner)["app.kubernetes.io/component"]
         for container in pod["containers"]:
             env = env_of(container)
-            # The API key serves the API only; the scaler reads the management API only.
+            # The API key serves the API only; the scaler reads the management API, and the
+            # database only to count the events not yet published, never AMQP.
             assert ("CE_API_KEYS" in env) == (component == "api"), component
             if component == "scaler":
-                assert not {"CE_DATABASE_URL", "CE_AMQP_URL"} & set(env), env
+                assert "CE_AMQP_URL" not in env, env
+                assert env["CE_SCALER_COUNT_UNPUBLISHED"]["value"] == "true"
+                assert "secretKeyRef" in env["CE_DATABASE_URL"]["valueFrom"], env
             if component == "purge":  # PostgreSQL only
                 secrets = {k for k, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})}
                 assert secrets == {"CE_DATABASE_URL"} and not container.get("envFrom"), env
+
+
+def test_a_scaler_that_counts_only_the_queue_holds_no_database_credentials(
+    render: Render,
+) -> None:
+    docs = render("network-policies", "--set=autoscaling.countUnpublished=false")
+    [scaler] = [c for o, p in pod_specs(docs) for c in p["containers"]
+                if pod_labels(o)["app.kubernetes.io/component"] == "scaler"]  # fmt: skip
+    env = env_of(scaler)
+    assert env["CE_SCALER_COUNT_UNPUBLISHED"]["value"] == "false"
+    assert not {"CE_DATABASE_URL", "CE_DATABASE_PASSWORD", "CE_AMQP_URL"} & set(env), env
+    [policy] = [d for d in by_kind(docs, "NetworkPolicy")
+                if d["metadata"]["name"] == f"{FULLNAME}-postgresql"]  # fmt: skip
+    [rule] = policy["spec"]["ingress"]
+    [peer] = rule["from"]
+    assert "scaler" not in peer["podSelector"]["matchExpressions"][0]["values"]
 
 
 def test_metrics_and_docs_are_not_served_where_the_api_is_routed(render: Render) -> None:

@@ -65,6 +65,7 @@ def stack(image: str) -> Iterator[dict[str, str]]:
             {
                 "CE_ENVIRONMENT": "development",
                 "CE_QUEUE_NAME": queue,
+                "CE_DATABASE_URL": env["CE_DATABASE_URL"],  # to count unpublished events
                 "CE_SCALER_ACTUATOR": "local",
                 "CE_SCALER_POLLING_INTERVAL_S": "1",
                 "CE_SCALER_HTTP_HOST": "127.0.0.1",
@@ -168,12 +169,15 @@ def test_containers_are_non_root_read_only_and_stop_on_sigterm(stack: dict[str, 
 def test_scaler_from_the_same_image_reads_the_queue(stack: dict[str, str]) -> None:
     _wait_until_ready(stack)
     consumers = "conversation_events_scaler_queue_consumers 1.0"
+    # Counted in the database too, with nothing waiting there.
+    unpublished = "conversation_events_scaler_outbox_unpublished 0.0"
 
     def sees_the_worker() -> bool:
         try:
-            return consumers in httpx.get(f"{stack['scaler']}/metrics", timeout=2).text
+            exposition = httpx.get(f"{stack['scaler']}/metrics", timeout=2).text
         except httpx.HTTPError:
             return False
+        return consumers in exposition and unpublished in exposition
 
     try:
         services.wait_for(sees_the_worker, timeout=60, interval=0.5, what="the worker's consumer")

@@ -70,6 +70,21 @@ def test_formula_counts_ready_and_unacked(
     assert decide(state, ready, unacked).desired == expected
 
 
+@pytest.mark.parametrize("ready_only", [False, True])
+def test_events_not_yet_published_count_as_backlog(ready_only: bool) -> None:
+    """Work waiting in PostgreSQL for its publish wakes and scales the workers like messages."""
+    policy = replace(POLICY, ready_only=ready_only)
+    waiting = Observation(ready=10, unacked=0, unpublished=190)
+    decision = desired_replicas(steady(0), waiting, policy, 0.0)
+    assert decision.messages == 200 and decision.desired == 4  # ceil(200 / 50)
+    assert "190 unpublished" in decision.reason
+    # Nothing in the queue, all of it in the database: active, not idle.
+    alone = desired_replicas(steady(1), Observation(0, 0, unpublished=6), policy, 0.0)
+    assert alone.desired == 1 and alone.recommendation == 1
+    # Not counted (None) is not zero waiting, and adds nothing.
+    assert Observation(3, 2).messages(ready_only) == (3 if ready_only else 5)
+
+
 def test_ready_only_counts_ready_messages_but_unacked_still_block_zero() -> None:
     policy = replace(POLICY, ready_only=True)
     assert decide(steady(4), ready=0, unacked=500, policy=policy).desired == 1

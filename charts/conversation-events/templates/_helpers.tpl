@@ -118,6 +118,11 @@ registry is the image's own, else global.imageRegistry. Call with (list $ image 
 {{- if and .Values.autoscaling.enabled (not (include "conversation-events.kedaEnabled" .)) }}true{{ end }}
 {{- end }}
 
+{{/* Whether the built-in scaler counts the unpublished events (and so reaches PostgreSQL). */}}
+{{- define "conversation-events.countUnpublished" -}}
+{{- if and (include "conversation-events.scalerEnabled" .) .Values.autoscaling.countUnpublished }}true{{ end }}
+{{- end }}
+
 {{/*
 Where the app finds PostgreSQL and RabbitMQ. The bundled servers and the operators' clusters are
 named <fullname>-postgresql and <fullname>-rabbitmq; CloudNativePG serves the primary as the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ from conversation_events_scaler.deletion_cost import DeletionCostUpdater, http_i
 from conversation_events_scaler.lockfile import AlreadyRunning, FileLock
 from conversation_events_scaler.loop import ScalerLoop, ScalerMetrics, StatusFile
 from conversation_events_scaler.metrics_source import ManagementApiSource
+from conversation_events_scaler.outbox_source import WithOutbox
 from conversation_events_scaler.server import http_server
 from conversation_events_scaler.settings import ScalerSettings, get_settings
 
@@ -189,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("could not set up the actuator", extra={"error": repr(exc)})
         return 2
 
-    source = ManagementApiSource(
+    metrics = ScalerMetrics()
+    source: ManagementApiSource | WithOutbox = ManagementApiSource(
         settings.management_url,
         settings.vhost,
         process.queue_name,
@@ -197,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         password=settings.management_password.get_secret_value(),
         timeout_s=settings.management_timeout_s,
     )
+    if settings.count_unpublished:
+        source = WithOutbox(
+            source,
+            process.make_engine(pool_size=1, application_name="conversation-events-scaler"),
+            limit=math.ceil(policy.max_replicas * policy.target_per_replica),
+            errors=metrics.outbox_errors,
+        )
     status = None
     if settings.status_file is not None:
         status = StatusFile(
@@ -207,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
                 "vhost": settings.vhost,
             },
         )
-    metrics = ScalerMetrics()
     loop = ScalerLoop(
         source=source,
         actuator=actuator,

@@ -82,16 +82,19 @@ class Observation:
     #: Messages published to the queue per second (``message_stats.publish_details.rate``);
     #: None when not read. A queue nobody published to yet reports 0.
     publish_rate: float | None = None
+    #: Events stored in PostgreSQL and not yet in the queue (the outbox backlog: accepted
+    #: faster than published, or waiting for the relay); None when not counted.
+    unpublished: int | None = None
 
     def messages(self, ready_only: bool = False) -> int:
-        """The backlog the formula uses: ready + unacked, or ready only if asked to.
+        """The backlog the formula uses: ready + unacked (or ready only if asked to), plus the
+        unpublished events, which are ready work that has not reached the queue yet.
 
         The larger of the sum and the broker's own total is taken, so a sample that lacks one
         of the two fields still counts everything the broker holds.
         """
-        if ready_only:
-            return self.ready
-        return max(self.ready + self.unacked, self.total or 0)
+        queued = self.ready if ready_only else max(self.ready + self.unacked, self.total or 0)
+        return queued + (self.unpublished or 0)
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,9 @@ def desired_replicas(
 ) -> Decision:
     """Decide how many workers should run, KEDA/HPA style, and say why.
 
-    With ``M`` the backlog (``ready + unacked``, or ``ready`` with ``policy.ready_only``),
-    ``T`` the target per replica and ``N`` the current replicas::
+    With ``M`` the backlog (``ready + unacked``, or ``ready`` with ``policy.ready_only``, plus
+    the events not yet published when they are counted), ``T`` the target per replica and
+    ``N`` the current replicas::
 
         recommendation = clamp(ceil(M / T), min, max)
 
@@ -221,10 +225,13 @@ def desired_replicas(
     unacked = observation.unacked
     active = messages > policy.activation or unacked > 0
     last_active_at = now if active else state.last_active_at
+    parts = [f"{observation.ready} ready"]
+    if not policy.ready_only:
+        parts.append(f"{unacked} unacked")
+    if observation.unpublished is not None:
+        parts.append(f"{observation.unpublished} unpublished")
     counted = (
-        f"{messages} ready"
-        if policy.ready_only
-        else f"{messages} messages ({observation.ready} ready + {unacked} unacked)"
+        f"{messages} ready" if len(parts) == 1 else f"{messages} messages ({' + '.join(parts)})"
     )
 
     # 1-2. each metric's proposal, within its tolerance; the larger wins

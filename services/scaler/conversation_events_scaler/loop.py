@@ -68,6 +68,13 @@ class ScalerMetrics:
             "decisions", "Decisions taken, by direction (up, down, none)", ["direction"]
         )
         self.metric_errors = counter("metric_errors", "Failed reads of the queue metric")
+        self.outbox_unpublished = gauge(
+            "outbox_unpublished",
+            "Events stored and not yet published at the last count (counted into the backlog)",
+        )
+        self.outbox_errors = counter(
+            "outbox_errors", "Failed counts of the unpublished events (the queue alone was used)"
+        )
         self.actuator_errors = counter(
             "actuator_errors",
             "Failed reads or changes of the replicas, by kind (retryable, permanent)",
@@ -212,6 +219,8 @@ class ScalerLoop:
         self.metrics.queue_messages.labels("unacked").set(observation.unacked)
         self.metrics.queue_messages.labels("counted").set(counted)
         self.metrics.queue_consumers.set(observation.consumers)
+        if observation.unpublished is not None:
+            self.metrics.outbox_unpublished.set(observation.unpublished)
         return observation
 
     def _act(self, decision: Decision, observation: Observation | None) -> bool:
@@ -327,6 +336,7 @@ def _observation_fields(observation: Observation) -> dict[str, Any]:
         "messages": observation.messages(),
         "ready": observation.ready,
         "unacked": observation.unacked,
+        "unpublished": observation.unpublished,
         "consumers": observation.consumers,
     }
 

@@ -104,6 +104,14 @@ class ScalerSettings(BaseSettings):
     vhost: str = "/"
     """Virtual host of the queue (URL-encoded by the scaler: `/` → `%2F`)."""
 
+    # --- the input: the outbox in PostgreSQL (CE_DATABASE_URL) -----------------------------------
+    count_unpublished: bool = True
+    """Also count the events stored and not yet published (read-only, one connection to
+    `CE_DATABASE_URL`, one bounded count per poll) and add them to the backlog: when accepting
+    outruns publishing, the work waits in the database, where the queue does not show it. On
+    by default (chart: `autoscaling.countUnpublished`); off, the scaler holds no database
+    credentials and sees the queue alone."""
+
     # --- the actuator ---------------------------------------------------------------------------
     actuator: Literal["kubernetes", "local"] = "local"
     """`kubernetes` patches the worker Deployment's scale subresource; `local` starts and stops
@@ -188,9 +196,12 @@ class ProcessSettings(CommonSettings):
     def production_secrets(self) -> dict[str, str]:
         if self.scaler.mode == "deletion-cost":
             return {}  # reads only pods and their /metrics: it is given no credentials
-        # The scaler opens no database or AMQP connection, so it is given neither URL (least
-        # privilege); only the management API's password must be real.
-        return {"management password": self.scaler.management_password.get_secret_value()}
+        # The scaler opens no AMQP connection, so it is given no AMQP URL (least privilege),
+        # and a database connection only to count the unpublished events.
+        secrets = {"management password": self.scaler.management_password.get_secret_value()}
+        if self.scaler.count_unpublished:
+            secrets["database password"] = super().production_secrets()["database password"]
+        return secrets
 
 
 def load_settings(**overrides: Any) -> ProcessSettings:

@@ -452,6 +452,27 @@ def mark_republished(conn: Connection, event_ids: Sequence[str]) -> None:
         )
 
 
+def count_unpublished(conn: Connection, limit: int) -> int:
+    """Events waiting in PostgreSQL instead of the queue, counted up to `limit`.
+
+    That is PENDING events the broker has not confirmed (just accepted, their publish failed
+    or is still unrecorded, or sent back to PENDING by a retry or an expired lease) and that
+    are due: a retry waiting for its `not_before` is not work yet. `limit` bounds the cost of
+    the count (an index range over unfinished events) when the backlog is large.
+    """
+    waiting = (
+        select(events.c.id)
+        .where(
+            events.c.status == EventStatus.PENDING,
+            events.c.published_at.is_(None),
+            or_(events.c.not_before.is_(None), events.c.not_before <= func.now()),
+        )
+        .limit(limit)
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(waiting)).scalar_one())
+
+
 def oldest_unfinished_age_s(conn: Connection) -> float:
     """Seconds since the oldest PENDING or PROCESSING event was accepted (0 when none)."""
     age = conn.execute(

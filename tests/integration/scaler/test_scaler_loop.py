@@ -189,6 +189,7 @@ def test_scaler_process_survives_an_outage_and_stops_its_workers_on_sigterm(
         "CE_SCALER_WORKER_GRACE_S": "10",
         "CE_SCALER_MANAGEMENT_URL": f"http://127.0.0.1:{proxy.port}",
         "CE_SCALER_MANAGEMENT_TIMEOUT_S": "1",
+        "CE_SCALER_COUNT_UNPUBLISHED": "false",  # the queue alone (tested apart)
         "CE_SCALER_MIN_REPLICAS": "1",
         "CE_SCALER_MAX_REPLICAS": "3",
         "CE_SCALER_TARGET_PER_REPLICA": "10",
