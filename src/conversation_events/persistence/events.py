@@ -392,6 +392,10 @@ def record_failure(
     return None if row is None else EventStatus(row.status)
 
 
+#: A PENDING event is due unless it is a retry whose `not_before` is still ahead.
+_RETRY_DUE = or_(events.c.not_before.is_(None), events.c.not_before <= func.now())
+
+
 def _seconds_from_now(seconds: float) -> ColumnElement[Any]:
     return func.now() + literal(float(seconds), type_=Double) * _SECONDS
 
@@ -421,7 +425,7 @@ def take_due(
                 events.c.status == EventStatus.PENDING,
                 # published_at >= created_at, so this bounds both cases: an index range.
                 events.c.created_at < _seconds_from_now(-min(unconfirmed_after_s, redrive_after_s)),
-                or_(events.c.not_before.is_(None), events.c.not_before <= func.now()),
+                _RETRY_DUE,
                 or_(
                     and_(
                         events.c.published_at.is_(None),
@@ -465,7 +469,7 @@ def count_unpublished(conn: Connection, limit: int) -> int:
         .where(
             events.c.status == EventStatus.PENDING,
             events.c.published_at.is_(None),
-            or_(events.c.not_before.is_(None), events.c.not_before <= func.now()),
+            _RETRY_DUE,
         )
         .limit(limit)
         .subquery()
