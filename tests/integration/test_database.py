@@ -57,6 +57,37 @@ def test_a_silent_server_fails_the_call_instead_of_hanging_it(
     assert run(engine, "SELECT 3") == 3
 
 
+def test_a_checkout_that_pings_a_silent_server_fails_instead_of_hanging(
+    database_url: str,
+) -> None:
+    """The pool's pre-ping (on by default) is a round trip too: a connection that went silent
+    while pooled must not hang the checkout that pings it."""
+    proxy, url = TcpProxy.in_front_of(database_url)
+    engine = make_engine(
+        url,
+        pool_size=1,
+        connect_timeout_s=1,
+        statement_timeout_ms=5000,
+        application_name="ce-test-deadlines",
+        deadline_s=1.0,
+        pre_ping=True,
+    )
+    try:
+        assert run(engine, "SELECT 1") == 1  # pooled, and pinged on its next checkout
+        proxy.freeze()
+        try:
+            outcome = outcome_within(
+                lambda: run(engine, "SELECT 2"), 60, hung="the pre-ping hung past its deadline"
+            )
+            assert isinstance(outcome, DatabaseUnavailable)
+        finally:
+            proxy.thaw()
+        assert run(engine, "SELECT 3") == 3
+    finally:
+        engine.dispose()
+        proxy.close()
+
+
 def test_a_commit_to_a_silent_server_fails_instead_of_hanging(
     proxied: tuple[TcpProxy, Engine],
 ) -> None:

@@ -85,11 +85,11 @@ class Deadlines:
     PostgreSQL's `statement_timeout` is enforced by the server, so it cannot help when the server
     (or the network to it) stops answering while the socket stays open: libpq then waits in
     `recv` forever, and `tcp_user_timeout` only fires when nothing acknowledges what was sent.
-    Here every statement, commit, rollback and pool reset is armed with a deadline; one watchdog
-    thread (shared by every engine of the process) shuts down the socket of a connection whose
-    deadline passes, so the blocked call fails at once with a connection error (the project's
-    `DatabaseUnavailable`) and the pool discards that connection. Arming costs a lock and a dict
-    update; the watchdog sleeps until the nearest deadline.
+    Here every statement, commit, rollback, pool reset and pre-ping is armed with a deadline;
+    one watchdog thread (shared by every engine of the process) shuts down the socket of a
+    connection whose deadline passes, so the blocked call fails at once with a connection error
+    (the project's `DatabaseUnavailable`) and the pool discards that connection. Arming costs a
+    lock and a dict update; the watchdog sleeps until the nearest deadline.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -122,6 +122,19 @@ class Deadlines:
         event.listen(engine, "handle_error", on_error)
         event.listen(engine.pool, "reset", lambda dbapi, *_: watchdog.arm(dbapi, seconds))
         event.listen(engine.pool, "checkin", lambda dbapi, *_: watchdog.disarm(dbapi))
+        # The pool's pre-ping on checkout has no event of its own: its round trip is armed
+        # here. Cut, the ping fails as a disconnect, and the pool reconnects (under
+        # `connect_timeout`) instead of waiting on the silent connection.
+        ping = engine.dialect.do_ping
+
+        def ping_with_deadline(dbapi_connection: Any) -> bool:
+            watchdog.arm(dbapi_connection, seconds)
+            try:
+                return ping(dbapi_connection)
+            finally:
+                watchdog.disarm(dbapi_connection)
+
+        engine.dialect.do_ping = ping_with_deadline  # type: ignore[method-assign]
 
 
 class _Watchdog:
