@@ -14,7 +14,7 @@ from conversation_events.errors import DatabaseUnavailable
 from conversation_events.persistence.db import _Watchdog, make_engine, translate_errors
 
 
-def engine_with_deadline(url: str, deadline_s: float) -> Engine:
+def engine_with_deadline(url: str, deadline_s: float, *, pre_ping: bool = False) -> Engine:
     return make_engine(
         url,
         pool_size=2,
@@ -22,14 +22,15 @@ def engine_with_deadline(url: str, deadline_s: float) -> Engine:
         statement_timeout_ms=5000,
         application_name="ce-test-deadlines",
         deadline_s=deadline_s,
-        pre_ping=False,
+        pre_ping=pre_ping,
     )
 
 
 @pytest.fixture
-def proxied(database_url: str) -> Iterator[tuple[TcpProxy, Engine]]:
+def proxied(database_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[TcpProxy, Engine]]:
+    """An engine behind a proxy; `indirect` parametrisation turns its pool pre-ping on."""
     proxy, url = TcpProxy.in_front_of(database_url)
-    engine = engine_with_deadline(url, 1.0)
+    engine = engine_with_deadline(url, 1.0, pre_ping=getattr(request, "param", False))
     yield proxy, engine
     engine.dispose()
     proxy.close()
@@ -40,6 +41,8 @@ def run(engine: Engine, sql: str) -> object:
         return conn.execute(text(sql)).scalar()
 
 
+# With pre-ping the first round trip to the silent server is the checkout's ping.
+@pytest.mark.parametrize("proxied", [False, True], ids=["statement", "pre-ping"], indirect=True)
 def test_a_silent_server_fails_the_call_instead_of_hanging_it(
     proxied: tuple[TcpProxy, Engine],
 ) -> None:
@@ -55,37 +58,6 @@ def test_a_silent_server_fails_the_call_instead_of_hanging_it(
         proxy.thaw()
     # The cut connection was discarded: the next call gets a fresh, working one.
     assert run(engine, "SELECT 3") == 3
-
-
-def test_a_checkout_that_pings_a_silent_server_fails_instead_of_hanging(
-    database_url: str,
-) -> None:
-    """The pool's pre-ping (on by default) is a round trip too: a connection that went silent
-    while pooled must not hang the checkout that pings it."""
-    proxy, url = TcpProxy.in_front_of(database_url)
-    engine = make_engine(
-        url,
-        pool_size=1,
-        connect_timeout_s=1,
-        statement_timeout_ms=5000,
-        application_name="ce-test-deadlines",
-        deadline_s=1.0,
-        pre_ping=True,
-    )
-    try:
-        assert run(engine, "SELECT 1") == 1  # pooled, and pinged on its next checkout
-        proxy.freeze()
-        try:
-            outcome = outcome_within(
-                lambda: run(engine, "SELECT 2"), 60, hung="the pre-ping hung past its deadline"
-            )
-            assert isinstance(outcome, DatabaseUnavailable)
-        finally:
-            proxy.thaw()
-        assert run(engine, "SELECT 3") == 3
-    finally:
-        engine.dispose()
-        proxy.close()
 
 
 def test_a_commit_to_a_silent_server_fails_instead_of_hanging(
