@@ -127,6 +127,7 @@ events = Table(
     ),
 )
 
+# Rewritten by every event of the user: pages keep a fifth free for that (migration 0008).
 friendship_status = Table(
     "friendship_status",
     metadata,
@@ -144,8 +145,9 @@ friendship_status = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
-# One row per topic of a user: an event reads and writes only its own topic's row. The topic's
-# level is not stored: it follows from `score` and the user's level (`domain.topic_level`).
+# One row per topic of a user: an event reads and writes only its own topic's row (with a fifth
+# of each page free, as `friendship_status`). The topic's level is not stored: it follows from
+# `score` and the user's level (`domain.topic_level`).
 topic_metrics = Table(
     "topic_metrics",
     metadata,

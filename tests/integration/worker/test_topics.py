@@ -119,3 +119,62 @@ def test_erasing_a_user_removes_its_topic_rows(engine: Engine) -> None:
     with engine.begin() as conn:
         assert user_repo.erase_user(conn, "default", user).status_deleted
     assert _topic_rows(engine, user) == {}
+
+
+def _pages(engine: Engine, prefix: str) -> dict[str, dict[str, int]]:
+    """The heap page of each status row and topic row of the users named `<prefix>…`."""
+    pages: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for table in ("friendship_status", "topic_metrics"):
+            rows = conn.execute(
+                text(
+                    f"SELECT user_id, (ctid::text::point)[0]::int AS page FROM {table} "
+                    "WHERE tenant = 'default' AND user_id LIKE :p"
+                ),
+                {"p": f"{prefix}%"},
+            )
+            pages[table] = {row.user_id: row.page for row in rows}
+    return pages
+
+
+def test_processing_rewrites_a_known_users_rows_in_place(engine: Engine) -> None:
+    """Migration 0008's fill factor: an event of an existing user updates its status and topic
+    rows on their own pages (heap-only tuples), so no index of either table grows with it.
+
+    The batch's users are spread over the tables as a live batch's are (one in 25 of the users
+    stored one after the other): a page's spare room is for a few rewrites at a time."""
+    prefix = f"inplace-{uuid.uuid4().hex[:8]}-"
+    users = 1000
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO friendship_status (tenant, user_id, friendship_score, "
+                "friendship_level, streak_day) SELECT 'default', :p || i, 20, "
+                "'PHASE1_STRANGER', 1 FROM generate_series(1, :n) AS i"
+            ),
+            {"p": prefix, "n": users},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO topic_metrics (tenant, user_id, topic, score, turns, agents_used) "
+                "SELECT 'default', :p || i, 'animals', 12, 4, ARRAY['bot-1'] "
+                "FROM generate_series(1, :n) AS i"
+            ),
+            {"p": prefix, "n": users},
+        )
+    before = _pages(engine, prefix)
+    ids = [
+        store(engine, conversation(user_id=f"{prefix}{i}", agent_tag="animals"))
+        for i in range(1, users + 1, 25)
+    ]
+
+    results = process_batch(engine, ids, CONFIG)
+
+    assert {r.outcome for r in results.values()} == {Outcome.PROCESSED}  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        rewritten = conn.execute(
+            text("SELECT count(*) FROM topic_metrics WHERE user_id LIKE :p AND turns > 4"),
+            {"p": f"{prefix}%"},
+        ).scalar()
+    assert rewritten == len(ids)
+    assert _pages(engine, prefix) == before
