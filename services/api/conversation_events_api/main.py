@@ -83,6 +83,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             engine,
             publish_timeout_s=settings.publish_timeout_s,
             max_pending=settings.publish_max_pending,
+            window_s=settings.publish_batch_window_s,
             # Names this process's connection in the broker's management UI and API.
             connection_name=(
                 f"conversation-events-api {socket.gethostname()}[{os.getpid()}]"

@@ -99,6 +99,7 @@ class Publisher:
         publish_timeout_s: float,
         max_pending: int = 10_000,
         max_batch: int = 500,
+        window_s: float = 0.0,
         mark_window_s: float = 0.5,
         connection_name: str = "conversation-events-api",
     ) -> None:
@@ -107,6 +108,7 @@ class Publisher:
         self._engine = engine
         self._timeout = publish_timeout_s
         self._max_batch = max_batch
+        self._window = window_s
         self._mark_window = mark_window_s
         self._connection_name = connection_name
         self._pending: BatchQueue[EventMessage] = BatchQueue(max_pending)
@@ -302,12 +304,17 @@ class Publisher:
             await self.mark_confirmed(unmarked)
 
     async def _next_batch(self, flush_at: float | None) -> list[EventMessage]:
-        """What waits to be published, once something does; empty at `flush_at` (loop time)."""
+        """What waits to be published, once something does; empty at `flush_at` (loop time).
+
+        Fewer than a batch are held until the first has waited `window_s`: at light load the
+        messages of several insert batches share one publish and its confirms.
+        """
+        taking = self._pending.take(self._max_batch, self._window)
         if flush_at is None:
-            return await self._pending.take(self._max_batch)
+            return await taking
         timeout = max(0.0, flush_at - asyncio.get_running_loop().time())
         try:  # `take` removes nothing until it returns, so a timeout loses no message
-            return await asyncio.wait_for(self._pending.take(self._max_batch), timeout)
+            return await asyncio.wait_for(taking, timeout)
         except TimeoutError:
             return []
 

@@ -80,6 +80,17 @@ class ApiSettings(CommonSettings):
             "at the cost of at most this much latency."
         ),
     )
+    publish_batch_window_s: float = Field(
+        0.05,
+        ge=0.0,
+        le=0.5,
+        description=(
+            "How long the publisher waits for more stored events when fewer than a batch are "
+            "waiting (0: at once). At light load the events of several inserts share one "
+            "publish and its confirms, at the cost of at most this much lag; the answer to "
+            "the request does not wait for it."
+        ),
+    )
     publish_timeout_s: float = Field(
         10.0, gt=0, description="Seconds to wait for the broker's confirm of one publish."
     )

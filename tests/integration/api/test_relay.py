@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -232,4 +232,37 @@ async def test_the_publishers_confirms_within_its_window_are_recorded_by_one_upd
         assert queue_counts(names[1])[0] == 5
     finally:
         event.remove(engine, "before_cursor_execute", count_marks)
+        await publisher.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_messages_submitted_within_the_publish_window_share_one_publish(
+    engine: Engine, names: tuple[str, str]
+) -> None:
+    # Five stored events handed to the publisher 20 ms apart, as five insert batches at light
+    # load: with a 1 s window they go out as one batch of five (one publish, its confirms
+    # awaited together); without one the first is published alone as soon as it arrives.
+    publisher = Publisher(AMQP_URL, Topology(*names, 50), engine, publish_timeout_s=5, window_s=1.0)
+    batches: list[int] = []
+    publish_now = publisher.publish_now
+
+    async def counting(messages: Sequence[EventMessage], *, source: str = "api") -> list[str]:
+        batches.append(len(messages))
+        return await publish_now(messages, source=source)
+
+    publisher.publish_now = counting  # type: ignore[method-assign]
+    await publisher.start()
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: publisher.connected, timeout=10, what="publisher connected"
+        )
+        ids = [store(engine, conversation()) for _ in range(5)]
+        for event_id in ids:
+            publisher.submit(EventMessage.announcing(event_row(engine, event_id)))
+            await asyncio.sleep(0.02)  # shapes the arrivals; nothing waits on it
+        await asyncio.to_thread(
+            wait_for, lambda: queue_counts(names[1])[0] == 5, timeout=15, what="five queued"
+        )
+        assert batches == [5]
+    finally:
         await publisher.stop()
