@@ -196,6 +196,18 @@ async def test_relay_waits_while_its_publisher_is_behind_then_republishes(
         await publisher.stop()
 
 
+async def _submit_five_spaced(engine: Engine, publisher: Publisher) -> list[str]:
+    """Once `publisher` is connected, five stored events handed to it 20 ms apart; their ids."""
+    await asyncio.to_thread(
+        wait_for, lambda: publisher.connected, timeout=10, what="publisher connected"
+    )
+    ids = [store(engine, conversation()) for _ in range(5)]
+    for event_id in ids:
+        publisher.submit(EventMessage.announcing(event_row(engine, event_id)))
+        await asyncio.sleep(0.02)  # shapes the arrivals; nothing waits on it
+    return ids
+
+
 @pytest.mark.asyncio
 async def test_the_publishers_confirms_within_its_window_are_recorded_by_one_update(
     engine: Engine, names: tuple[str, str]
@@ -214,14 +226,7 @@ async def test_the_publishers_confirms_within_its_window_are_recorded_by_one_upd
     )
     await publisher.start()
     try:
-        await asyncio.to_thread(
-            wait_for, lambda: publisher.connected, timeout=10, what="publisher connected"
-        )
-        ids = [store(engine, conversation()) for _ in range(5)]
-        for event_id in ids:
-            row = event_row(engine, event_id)
-            publisher.submit(EventMessage.announcing(row))
-            await asyncio.sleep(0.02)  # shapes the arrivals; nothing waits on it
+        ids = await _submit_five_spaced(engine, publisher)
         await asyncio.to_thread(
             wait_for,
             lambda: all(event_row(engine, i)["published_at"] is not None for i in ids),
@@ -253,13 +258,7 @@ async def test_the_messages_submitted_within_the_publish_window_share_one_publis
     publisher.publish_now = counting  # type: ignore[method-assign]
     await publisher.start()
     try:
-        await asyncio.to_thread(
-            wait_for, lambda: publisher.connected, timeout=10, what="publisher connected"
-        )
-        ids = [store(engine, conversation()) for _ in range(5)]
-        for event_id in ids:
-            publisher.submit(EventMessage.announcing(event_row(engine, event_id)))
-            await asyncio.sleep(0.02)  # shapes the arrivals; nothing waits on it
+        await _submit_five_spaced(engine, publisher)
         await asyncio.to_thread(
             wait_for, lambda: queue_counts(names[1])[0] == 5, timeout=15, what="five queued"
         )
