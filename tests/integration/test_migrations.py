@@ -149,6 +149,45 @@ def test_0007_moves_topics_into_rows_and_back(empty_database: str) -> None:
     }
 
 
+def _log_compression(url: str) -> str:
+    """How PostgreSQL compressed a newly stored conversation log of about 10 KB."""
+    log = [{"speaker": "user", "content": f"{i}: the elephants at the zoo"} for i in range(250)]
+    event_id = str(uuid.uuid4())
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO conversation_events (id, conversation_id, user_id, bot_id, "
+                    "start_time, end_time, conversation_log, content_hash) VALUES (:id, :id, "
+                    "'u-1', 'pika', now(), now(), CAST(:log AS jsonb), repeat('a', 64))"
+                ),
+                {"id": event_id, "log": json.dumps(log)},
+            )
+        with engine.connect() as conn:
+            return str(
+                conn.execute(
+                    text(
+                        "SELECT pg_column_compression(conversation_log) FROM conversation_events "
+                        "WHERE id = :id"
+                    ),
+                    {"id": event_id},
+                ).scalar()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_0009_stores_new_content_compressed_with_lz4(empty_database: str) -> None:
+    config = alembic_config(empty_database)
+    command.upgrade(config, "0008")
+    assert _log_compression(empty_database) == "pglz"  # the server's default
+    command.upgrade(config, "0009")
+    assert _log_compression(empty_database) == "lz4"
+    command.downgrade(config, "0008")
+    assert _log_compression(empty_database) == "pglz"
+
+
 def test_the_tables_and_the_migrations_agree(empty_database: str) -> None:
     check(empty_database)
 
