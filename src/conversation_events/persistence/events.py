@@ -21,6 +21,7 @@ from sqlalchemy import (
     Interval,
     RowMapping,
     ScalarSelect,
+    TextClause,
     and_,
     bindparam,
     case,
@@ -34,10 +35,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
 
-from conversation_events.access import DEFAULT_TENANT
-from conversation_events.persistence import users as user_repo
+from conversation_events.access import DEFAULT_TENANT, subject_hash
 from conversation_events.persistence.tables import TERMINAL_STATUSES, EventStatus, events
 
 
@@ -88,39 +87,70 @@ class InsertOutcome:
     event_id: str
 
 
-_INSERT = (
-    insert(events)
-    .on_conflict_do_nothing(index_elements=["tenant", "conversation_id"])
-    .returning(events.c.tenant, events.c.conversation_id, events.c.id)
-)
+#: The SQL element type each `NewEvent` field travels as: one array per column.
+_ARRAY_TYPES = {"id": "uuid", "start_time": "timestamptz", "end_time": "timestamptz"} | {
+    name: "jsonb" for name in ("conversation_log", "metadata", "trace_context")
+}  # the rest text (a text value longer than its varchar column fails, never truncates)
+_JSON_FIELDS = tuple(name for name, kind in _ARRAY_TYPES.items() if kind == "jsonb")
+
+
+def _insert_statement() -> TextClause:
+    columns = ", ".join(_NEW_EVENT_COLUMNS)
+    arrays = ", ".join(
+        f"CAST(:{name} AS {_ARRAY_TYPES.get(name, 'text')}[])" for name in _NEW_EVENT_COLUMNS
+    )
+    # Rows go in in batch order (ORDER BY the ordinality), so of two items with one
+    # conversation id the first is created; a row whose user was erased after its
+    # conversation ended is left out by the same statement. (Only field names are formatted in.)
+    return text(
+        f"""
+        INSERT INTO conversation_events AS e ({columns})
+        SELECT {", ".join(f"v.{name}" for name in _NEW_EVENT_COLUMNS)}
+        FROM unnest({arrays}, CAST(:subject AS text[]))
+            WITH ORDINALITY AS v({columns}, subject, position)
+        WHERE NOT EXISTS (
+            SELECT FROM user_erasures AS x
+            WHERE x.subject = v.subject AND v.end_time <= x.erased_at
+        )
+        ORDER BY v.position
+        ON CONFLICT (tenant, conversation_id) DO NOTHING
+        RETURNING e.tenant, e.conversation_id, e.id
+        """  # noqa: S608
+    )
+
+
+_INSERT = _insert_statement()
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _columns(batch: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    """The batch as one list per column (JSON columns serialised), and each user's erasure
+    subject."""
+    columns: dict[str, list[Any]] = {
+        name: [getattr(item, name) for item in batch] for name in _NEW_EVENT_COLUMNS
+    }
+    for name in _JSON_FIELDS:
+        columns[name] = [_json_text(value) for value in columns[name]]
+    columns["subject"] = [subject_hash(item.tenant, item.user_id) for item in batch]
+    return columns
 
 
 def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOutcome]:
-    """Insert a batch in one statement; classify each item as created, duplicate or conflict.
+    """Insert a batch in one statement; classify each item as created, duplicate, conflict or
+    erased.
 
     Duplicates inside the batch resolve like re-sends: the first one is created. A
     conversation that ended before its user was erased is not stored (ERASED): a re-sent old
     conversation must not bring the user back.
     """
-    erased = user_repo.erasures(conn, ((item.tenant, item.user_id) for item in batch))
-    if erased:
-        late = {
-            item.id
-            for item in batch
-            if user_repo.was_erased_after(erased, (item.tenant, item.user_id), item.end_time)
-        }
-        if late:
-            kept = [item for item in batch if item.id not in late]
-            stored = iter(insert_events(conn, kept) if kept else [])
-            return [
-                InsertOutcome(InsertStatus.ERASED, item.id) if item.id in late else next(stored)
-                for item in batch
-            ]
-    # One prebuilt statement run as an executemany: SQLAlchemy's "insertmanyvalues" turns it
-    # into multi-row INSERTs with a cached compiled form, whatever the batch size.
+    # One statement whatever the batch size: its rows arrive as one array per column, so
+    # neither SQLAlchemy nor PostgreSQL handles a parameter per value.
     inserted = {
-        (row.tenant, row.conversation_id): row.id
-        for row in conn.execute(_INSERT, [item.row() for item in batch])
+        (row.tenant, row.conversation_id): str(row.id)
+        for row in conn.execute(_INSERT, _columns(batch))
     }
     missing = {(item.tenant, item.conversation_id) for item in batch} - inserted.keys()
     existing: dict[tuple[str, str], tuple[str, str]] = {}
@@ -145,11 +175,14 @@ def insert_events(conn: Connection, batch: Sequence[NewEvent]) -> list[InsertOut
             continue
         if event_id is not None:  # an earlier item of this batch created the row
             stored_id, stored_hash = event_id, _hash_of(batch, event_id)
-        else:
+        elif key in existing:
             stored_id, stored_hash = existing[key]
             if stored_id == item.id:  # this very item, committed by an earlier try
                 outcomes.append(InsertOutcome(InsertStatus.CREATED, stored_id))
                 continue
+        else:  # left out, and no row has its conversation id: its user was erased since
+            outcomes.append(InsertOutcome(InsertStatus.ERASED, item.id))
+            continue
         status = (
             InsertStatus.DUPLICATE if stored_hash == item.content_hash else InsertStatus.CONFLICT
         )

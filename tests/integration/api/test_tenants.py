@@ -262,6 +262,8 @@ def test_the_queued_message_carries_the_keys_tenant(
     body = conversation()
     assert client.post(END, json=body, headers=as_key(new_key(tenant))).status_code == 202
 
-    wait_for(lambda: queue_counts(names[1])[0] == 1, timeout=10, what="one queued message")
-    [(_, message)] = get_messages(names[1])
-    assert (message["tenant"], message["user_id"]) == (tenant, body["user_id"])
+    # At least one: on a loaded machine the relay may publish it again before the publisher
+    # has recorded the confirm (the workers ignore the second copy).
+    wait_for(lambda: queue_counts(names[1])[0] >= 1, timeout=10, what="a queued message")
+    carried = {(m["tenant"], m["user_id"]) for _, m in get_messages(names[1])}
+    assert carried == {(tenant, body["user_id"])}
