@@ -211,15 +211,23 @@ def _locked_in_id_order(
     )
 
 
+#: Rows a confirm still has to be recorded for: not yet published as far as the table knows
+#: (a worker's claim records its delivery), and not a retry waiting for its republish.
+_UNCONFIRMED = and_(events.c.published_at.is_(None), events.c.not_before.is_(None))
 _MARK_PUBLISHED = (
     update(events)
-    .where(events.c.id.in_(_locked_in_id_order(events.c.published_at.is_(None), skip_locked=True)))
+    .where(events.c.id.in_(_locked_in_id_order(_UNCONFIRMED, skip_locked=True)))
     .values(published_at=func.now())
 )
 
 
 def mark_published(conn: Connection, event_ids: Sequence[str]) -> None:
-    """Record the broker's confirm, so the relay leaves these events alone.
+    """Record the broker's first confirm, so the relay leaves these events alone.
+
+    Only rows still without `published_at` change. An event a worker claimed meanwhile has it
+    already (the claim records the delivery), so when the workers keep up a confirm rewrites
+    no row. A retry sent back to PENDING (its `not_before` set) is left unpublished for the
+    relay: its first publish's confirm, recorded late, must not hide it for a re-drive horizon.
 
     Rows a worker holds are skipped, not waited for: locking many rows in another order than
     the workers (id order) could deadlock with them, and a skipped row only means the relay may
@@ -272,6 +280,8 @@ _CLAIM = (
         status=EventStatus.PROCESSING.value,
         attempts=events.c.attempts + 1,
         lease_until=func.now() + bindparam("lease_s", type_=Double) * _SECONDS,
+        # Delivered, so published: the publisher's confirm, recorded later, has nothing to do.
+        published_at=func.coalesce(events.c.published_at, func.now()),
     )
     .returning(events.c.id, events.c.status, events.c.attempts)
 )
@@ -281,7 +291,8 @@ _STATUSES = select(events.c.id, events.c.status, events.c.attempts).where(
 
 
 def claim_many(conn: Connection, event_ids: Sequence[str], lease_s: float) -> dict[str, Claim]:
-    """Mark PENDING (or lease-holding PROCESSING) events PROCESSING, one attempt each.
+    """Mark PENDING (or lease-holding PROCESSING) events PROCESSING, one attempt each, and
+    published if no confirm was recorded yet (their message reached a worker).
 
     Terminal events are reported unchanged so the caller can ack duplicate deliveries.
     """
