@@ -24,7 +24,7 @@ from tests.integration.api.conftest import make_client
 from tests.integration.worker.conftest import per_event, run_consumer, topology
 from tests.support.payloads import conversation
 from tests.support.pipeline import event_row, publish, store
-from tests.support.services import AMQP_URL, queue_counts, wait_for
+from tests.support.services import AMQP_URL, take_message, wait_for
 
 from conversation_events import telemetry
 from conversation_events.errors import PermanentError, RetryableError
@@ -161,12 +161,15 @@ def test_a_relay_republish_carries_the_trace_to_the_worker(
     http = server_span(spans, trace_id)
     # The first publish arrives, carrying the request's context; then its message is lost:
     # only the relay can bring it back.
-    wait_for(lambda: queue_counts(queue)[0] >= 1, timeout=15, what="the first publish")
+    properties, _ = take_message(
+        queue,
+        lambda m: m["conversation_id"] == body["conversation_id"],
+        timeout=15,
+        what="the first publish",
+    )
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
-        channel = connection.channel()
-        _, properties, _ = channel.basic_get(queue, auto_ack=True)
-        channel.queue_purge(queue)
+        connection.channel().queue_purge(queue)
     finally:
         connection.close()
     purged_ns = time.time_ns()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
+import orjson
 import pika
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -100,6 +101,32 @@ def queue_counts(queue: str) -> tuple[int, int]:
         return result.method.message_count, result.method.consumer_count
     finally:
         connection.close()
+
+
+def take_message(
+    queue: str, matches: Callable[[dict[str, Any]], bool], *, timeout: float, what: str
+) -> tuple[pika.BasicProperties, dict[str, Any]]:
+    """The first message of `queue` whose body `matches`, waiting up to `timeout` seconds.
+
+    Messages before it are consumed and dropped: an API test's relay may republish to its
+    queue other tests' events that wait unfinished in the session's database.
+    """
+
+    def poll() -> tuple[pika.BasicProperties, dict[str, Any]] | None:
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        try:
+            channel = connection.channel()
+            while True:
+                method, properties, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return None
+                message: dict[str, Any] = orjson.loads(body)
+                if matches(message):
+                    return properties, message
+        finally:
+            connection.close()
+
+    return wait_for(poll, timeout=timeout, what=what)
 
 
 def queue_details(queue: str, vhost: str = "/") -> dict[str, Any]:

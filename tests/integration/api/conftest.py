@@ -33,6 +33,9 @@ def make_settings(
         "api_keys": API_KEY,
         "relay_interval_s": 0.2,
         "relay_delay_s": 1.0,
+        # The session's database keeps other tests' PENDING events (no worker consumes them):
+        # re-driven after the default 120 s, they would land in this test's queue.
+        "relay_redrive_after_s": 3600.0,
         "db_connect_timeout_s": 1.0,
         **overrides,
     }
