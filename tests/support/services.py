@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -103,6 +104,25 @@ def queue_counts(queue: str) -> tuple[int, int]:
         connection.close()
 
 
+def _taken(queue: str) -> Generator[tuple[pika.BasicProperties, dict[str, Any]], None, None]:
+    """`queue`'s messages, each consumed (auto-ack) as it is read, until the queue is empty."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return
+            yield properties, orjson.loads(body)
+    finally:
+        connection.close()
+
+
+def get_messages(queue: str) -> list[tuple[pika.BasicProperties, dict[str, Any]]]:
+    """Every message waiting in `queue`, consumed."""
+    return list(_taken(queue))
+
+
 def take_message(
     queue: str, matches: Callable[[dict[str, Any]], bool], *, timeout: float, what: str
 ) -> tuple[pika.BasicProperties, dict[str, Any]]:
@@ -113,18 +133,8 @@ def take_message(
     """
 
     def poll() -> tuple[pika.BasicProperties, dict[str, Any]] | None:
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        try:
-            channel = connection.channel()
-            while True:
-                method, properties, body = channel.basic_get(queue, auto_ack=True)
-                if method is None:
-                    return None
-                message: dict[str, Any] = orjson.loads(body)
-                if matches(message):
-                    return properties, message
-        finally:
-            connection.close()
+        with contextlib.closing(_taken(queue)) as messages:
+            return next(((p, m) for p, m in messages if matches(m)), None)
 
     return wait_for(poll, timeout=timeout, what=what)
 

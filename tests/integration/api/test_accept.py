@@ -6,13 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
-import pika
 from sqlalchemy import Engine, text
 from tests.support.database import one_value
 from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
-from tests.support.services import AMQP_URL, queue_counts, wait_for
+from tests.support.services import AMQP_URL, get_messages, queue_counts, wait_for
 
 from conversation_events.messaging.contract import MESSAGE_TYPE
 
@@ -60,20 +58,6 @@ def stored_row(engine: Engine, conversation_id: str) -> dict[str, Any]:
     row = stored(engine, conversation_id)
     assert row is not None, f"no event stored for {conversation_id}"
     return row
-
-
-def get_messages(queue: str) -> list[tuple[pika.BasicProperties, dict]]:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    messages: list[tuple[pika.BasicProperties, dict]] = []
-    try:
-        channel = connection.channel()
-        while True:
-            method, props, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return messages
-            messages.append((props, orjson.loads(body)))
-    finally:
-        connection.close()
 
 
 def test_accepts_stores_pending_and_queues_ids_only(

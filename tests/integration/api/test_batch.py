@@ -11,13 +11,13 @@ import orjson
 import pytest
 from sqlalchemy import Engine, text
 from tests.integration.api.conftest import as_key, unique_tenant
-from tests.integration.api.test_accept import get_messages, stored, stored_row
+from tests.integration.api.test_accept import stored, stored_row
 from tests.integration.api.test_contract import INVALID_BODIES
 from tests.integration.api.test_limits import assert_retry_later, post_in_background
 from tests.integration.api.test_publish_faults import metric
 from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
-from tests.support.services import wait_for
+from tests.support.services import get_messages, wait_for
 
 END = "/v1/conversations/end"
 BATCH = "/v1/conversations/end:batch"

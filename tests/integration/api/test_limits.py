@@ -12,11 +12,17 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from tests.integration.api.test_accept import get_messages, stored, stored_count, stored_row
+from tests.integration.api.test_accept import stored, stored_count, stored_row
 from tests.integration.api.test_publish_faults import metric
 from tests.support.payloads import conversation
 from tests.support.proxy import TcpProxy
-from tests.support.services import PG_ADMIN_URL, create_database, drop_database, wait_for
+from tests.support.services import (
+    PG_ADMIN_URL,
+    create_database,
+    drop_database,
+    get_messages,
+    wait_for,
+)
 
 END = "/v1/conversations/end"
 
