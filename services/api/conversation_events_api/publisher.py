@@ -27,8 +27,12 @@ from typing import cast
 
 import aio_pika
 import aiormq
+import pamqp.frame
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aiormq.abc import ChannelFrame
 from opentelemetry import trace
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
 from sqlalchemy import Engine
 
 from conversation_events import telemetry
@@ -212,53 +216,30 @@ class Publisher:
         """Publish every message, then wait for all their confirms under one deadline: each
         message's outcome (None: confirmed), a `TimeoutError` for those unconfirmed by then.
 
-        Straight on the AMQP channel, without waiting for each message's frames to be written
-        (`wait=False`): the messages of a batch are written back to back and only their
-        confirms are awaited. aio-pika's publish waits for the write of each message (holding
-        the channel's lock meanwhile, so a batch's publishes queued one behind the other) and
-        arms a timer for each.
+        The messages of a batch go to the broker in one write (`write_publishes`); aiormq's
+        `basic_publish` costs a task switch, a lock and a socket write per message, about
+        half the process's CPU per publish.
         """
         if not messages:
             return []
-        tasks = [asyncio.ensure_future(self._publish_one(channel, m)) for m in messages]
+        confirmations = await write_publishes(
+            channel, self._topology.exchange, self._topology.routing_key, messages
+        )
         try:
-            _, pending = await asyncio.wait(tasks, timeout=self._timeout)
-        finally:  # past the deadline, or this caller cancelled: no publish outlives it
-            for task in tasks:
-                task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+            _, pending = await asyncio.wait(confirmations, timeout=self._timeout)
+        finally:  # past the deadline, or this caller cancelled: the broker's late answer is ignored
+            for confirmation in confirmations:
+                confirmation.cancel()
         return [
             TimeoutError(f"no confirm within {self._timeout:g} s")
-            if task in pending or task.cancelled()
-            else task.exception()
-            for task in tasks
+            if confirmation in pending or confirmation.cancelled()
+            else _outcome(confirmation)
+            for confirmation in confirmations
         ]
 
     def _failed(self, reason: str, count: int, error: str) -> None:
         metrics.PUBLISH_FAILURES.labels(reason).inc(count)
         self._failures.record(reason, count, error)
-
-    async def _publish_one(self, channel: aiormq.Channel, message: EventMessage) -> None:
-        """Publish one message; returns only when the broker acked it routed, else raises."""
-        result = await channel.basic_publish(
-            message.to_bytes(),
-            exchange=self._topology.exchange,
-            routing_key=self._topology.routing_key,
-            properties=aiormq.spec.Basic.Properties(
-                content_type=CONTENT_TYPE,
-                message_type=MESSAGE_TYPE,
-                delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
-                message_id=message.event_id,
-                headers=message.headers(),
-            ),
-            mandatory=True,
-            wait=False,
-        )
-        if not isinstance(result, aiormq.spec.Basic.Ack):
-            # Anything but an ack is no confirm: without `on_return_raises` a returned message
-            # is handed back as the result instead of raising.
-            raise _Returned(repr(result)[:200])
 
     async def mark_confirmed(self, event_ids: list[str]) -> None:
         """Record the confirms so the relay leaves these events alone (best effort)."""
@@ -410,6 +391,87 @@ class Publisher:
                 await asyncio.wait_for(connection.close(), timeout=5)
             raise
         return connection, channel, exchange
+
+
+async def write_publishes(
+    channel: aiormq.Channel, exchange: str, routing_key: str, messages: Sequence[EventMessage]
+) -> list[asyncio.Future[object]]:
+    """Queue `messages` as one write on `channel` (in confirm mode): persistent, `mandatory`,
+    each with its event id as `message_id`. Returns each message's confirmation, which the
+    channel resolves as `basic_publish` would: the broker's `Basic.Ack`, a `DeliveryError` on
+    a nack, a `PublishError` on a return, the close reason if the channel closes first.
+
+    The frames are pamqp's and the confirmations aiormq's; only their grouping is ours. The
+    delivery tags are taken and the confirmations registered in the step that queues the
+    frames, under the channel's lock as `basic_publish` takes it, so tags and frames stay in
+    the broker's order. Written against aiormq 7.2 (pinned), whose channel keeps them in
+    `delivery_tag`, `confirmations`, `message_id_delivery_tag` and `write_queue`.
+    """
+    publish = pamqp.frame.marshal(
+        aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
+        channel.number,
+    )
+    step = channel.max_content_size
+    parts: list[bytes] = []
+    for message in messages:
+        body = message.to_bytes()
+        header = ContentHeader(
+            properties=aiormq.spec.Basic.Properties(
+                content_type=CONTENT_TYPE,
+                message_type=MESSAGE_TYPE,
+                delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
+                message_id=message.event_id,
+                headers=message.headers(),
+            ),
+            body_size=len(body),
+        )
+        parts.append(publish)
+        parts.append(pamqp.frame.marshal(header, channel.number))
+        for start in range(0, len(body), step):
+            parts.append(
+                pamqp.frame.marshal(ContentBody(body[start : start + step]), channel.number)
+            )
+    confirmations: list[asyncio.Future[object]] = []
+    async with channel.lock:  # raises if the channel closed
+        before = channel.delivery_tag
+        for message in messages:
+            channel.delivery_tag += 1
+            tag = channel.delivery_tag
+            confirmation = channel.create_future()
+            channel.confirmations[tag] = confirmation
+            channel.message_id_delivery_tag[message.event_id] = tag
+            confirmation.add_done_callback(
+                functools.partial(_forget, channel, message.event_id, tag)
+            )
+            confirmations.append(confirmation)
+        try:  # waits only while the connection's writer is behind
+            await channel.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
+        except BaseException:  # not sent: the tags are free again, as basic_publish does
+            for tag in range(before + 1, channel.delivery_tag + 1):
+                channel.confirmations.pop(tag, None)
+            channel.delivery_tag = before
+            for confirmation in confirmations:
+                confirmation.cancel()
+            raise
+    return confirmations
+
+
+def _forget(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
+    """Once confirmed (or given up), a message id no longer maps to its delivery tag."""
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        del channel.message_id_delivery_tag[message_id]
+
+
+def _outcome(confirmation: asyncio.Future[object]) -> BaseException | None:
+    """None for a broker ack; the error otherwise (a returned message handed back as the
+    result, when the channel does not raise on returns, is `_Returned`)."""
+    error = confirmation.exception()
+    if error is not None:
+        return error
+    result = confirmation.result()
+    if isinstance(result, aiormq.spec.Basic.Ack):
+        return None
+    return _Returned(repr(result)[:200])
 
 
 def _node_name(url: str | None) -> str | None:
