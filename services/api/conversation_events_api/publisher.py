@@ -222,9 +222,16 @@ class Publisher:
         """
         if not messages:
             return []
-        confirmations = await write_publishes(
-            channel, self._topology.exchange, self._topology.routing_key, messages
-        )
+        try:
+            confirmations = await write_publishes(
+                channel,
+                self._topology.exchange,
+                self._topology.routing_key,
+                messages,
+                timeout_s=self._timeout,
+            )
+        except Exception as exc:  # nothing sent (the channel closed, or its writer hung)
+            return [exc for _ in messages]
         try:
             _, pending = await asyncio.wait(confirmations, timeout=self._timeout)
         finally:  # past the deadline, or this caller cancelled: the broker's late answer is ignored
@@ -394,7 +401,12 @@ class Publisher:
 
 
 async def write_publishes(
-    channel: aiormq.Channel, exchange: str, routing_key: str, messages: Sequence[EventMessage]
+    channel: aiormq.Channel,
+    exchange: str,
+    routing_key: str,
+    messages: Sequence[EventMessage],
+    *,
+    timeout_s: float,
 ) -> list[asyncio.Future[object]]:
     """Queue `messages` as one write on `channel` (in confirm mode): persistent, `mandatory`,
     each with its event id as `message_id`. Returns each message's confirmation, which the
@@ -404,8 +416,10 @@ async def write_publishes(
     The frames are pamqp's and the confirmations aiormq's; only their grouping is ours. The
     delivery tags are taken and the confirmations registered in the step that queues the
     frames, under the channel's lock as `basic_publish` takes it, so tags and frames stay in
-    the broker's order. Written against aiormq 7.2 (pinned), whose channel keeps them in
-    `delivery_tag`, `confirmations`, `message_id_delivery_tag` and `write_queue`.
+    the broker's order. Raises, having sent nothing, when the channel is closed or the lock
+    and the connection's writer are not free within `timeout_s`. Written against aiormq 7.2
+    (pinned), whose channel keeps them in `delivery_tag`, `confirmations`,
+    `message_id_delivery_tag` and `write_queue`.
     """
     publish = pamqp.frame.marshal(
         aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
@@ -432,7 +446,7 @@ async def write_publishes(
                 pamqp.frame.marshal(ContentBody(body[start : start + step]), channel.number)
             )
     confirmations: list[asyncio.Future[object]] = []
-    async with channel.lock:  # raises if the channel closed
+    async with asyncio.timeout(timeout_s), channel.lock:  # the lock raises if the channel closed
         before = channel.delivery_tag
         for message in messages:
             channel.delivery_tag += 1
@@ -444,7 +458,7 @@ async def write_publishes(
                 functools.partial(_forget, channel, message.event_id, tag)
             )
             confirmations.append(confirmation)
-        try:  # waits only while the connection's writer is behind
+        try:  # waits only while the connection's writer is behind (or gone)
             await channel.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
         except BaseException:  # not sent: the tags are free again, as basic_publish does
             for tag in range(before + 1, channel.delivery_tag + 1):

@@ -7,7 +7,9 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import cast
 
+import aiormq
 import orjson
 import pytest
 import pytest_asyncio
@@ -18,7 +20,7 @@ from tests.support.services import AMQP_URL, get_messages, wait_for
 from conversation_events.messaging.contract import CONTENT_TYPE, MESSAGE_TYPE, EventMessage
 from conversation_events.messaging.topology import Topology
 from conversation_events_api import metrics
-from conversation_events_api.publisher import Publisher
+from conversation_events_api.publisher import Publisher, write_publishes
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -83,10 +85,12 @@ async def test_messages_the_broker_refuses_are_not_confirmed_and_publishing_reco
     api.request("PUT", "policies", api.vhost, topology.policy_name, json=limited)
     await asyncio.to_thread(
         wait_for,
-        lambda: (services.queue_details(names[1]).get("effective_policy_definition") or {}).get(
-            "max-length"
-        )
-        == 2,
+        lambda: (
+            (services.queue_details(names[1]).get("effective_policy_definition") or {}).get(
+                "max-length"
+            )
+            == 2
+        ),
         timeout=10,
         what="the length limit in force",
     )
@@ -113,3 +117,20 @@ async def test_messages_the_broker_refuses_are_not_confirmed_and_publishing_reco
     assert await asyncio.wait_for(confirmed_once_connected(), 20) == [m.event_id for m in later]
     queued = await asyncio.to_thread(get_messages, names[1])
     assert [body["event_id"] for _, body in queued] == [m.event_id for m in first + later]
+
+
+@pytest.mark.asyncio
+async def test_a_closed_channel_refuses_the_batch_and_keeps_no_delivery_tag(
+    names: tuple[str, str],
+) -> None:
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+        await channel.close()
+        before = channel.delivery_tag
+        with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
+            await write_publishes(channel, names[0], names[1], messages(3), timeout_s=5)
+        assert channel.delivery_tag == before
+        assert not channel.confirmations
+    finally:
+        await connection.close()
