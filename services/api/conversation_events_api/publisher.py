@@ -215,6 +215,7 @@ class Publisher:
     ) -> list[BaseException | None]:
         """Publish every message, then wait for all their confirms under one deadline: each
         message's outcome (None: confirmed), a `TimeoutError` for those unconfirmed by then.
+        The write itself has a deadline of the same length (a hung connection's writer).
 
         The messages of a batch go to the broker in one write (`write_publishes`); aiormq's
         `basic_publish` costs a task switch, a lock and a socket write per message, about
@@ -425,7 +426,6 @@ async def write_publishes(
         aiormq.spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
         channel.number,
     )
-    step = channel.max_content_size
     parts: list[bytes] = []
     for message in messages:
         body = message.to_bytes()
@@ -441,33 +441,46 @@ async def write_publishes(
         )
         parts.append(publish)
         parts.append(pamqp.frame.marshal(header, channel.number))
-        for start in range(0, len(body), step):
-            parts.append(
-                pamqp.frame.marshal(ContentBody(body[start : start + step]), channel.number)
-            )
+        for chunk in body_chunks(body, channel.max_content_size):
+            parts.append(pamqp.frame.marshal(ContentBody(chunk), channel.number))
     confirmations: list[asyncio.Future[object]] = []
     async with asyncio.timeout(timeout_s), channel.lock:  # the lock raises if the channel closed
         before = channel.delivery_tag
-        for message in messages:
-            channel.delivery_tag += 1
-            tag = channel.delivery_tag
-            confirmation = channel.create_future()
-            channel.confirmations[tag] = confirmation
-            channel.message_id_delivery_tag[message.event_id] = tag
-            confirmation.add_done_callback(
-                functools.partial(_forget, channel, message.event_id, tag)
-            )
-            confirmations.append(confirmation)
-        try:  # waits only while the connection's writer is behind (or gone)
+        try:
+            for message in messages:
+                channel.delivery_tag += 1
+                tag = channel.delivery_tag
+                confirmation = channel.create_future()
+                channel.confirmations[tag] = confirmation
+                channel.message_id_delivery_tag[message.event_id] = tag
+                confirmation.add_done_callback(
+                    functools.partial(_forget, channel, message.event_id, tag)
+                )
+                confirmations.append(confirmation)
+            # Waits only while the connection's writer is behind (or gone).
             await channel.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
         except BaseException:  # not sent: the tags are free again, as basic_publish does
-            for tag in range(before + 1, channel.delivery_tag + 1):
+            for tag, message in zip(
+                range(before + 1, channel.delivery_tag + 1), messages, strict=False
+            ):
                 channel.confirmations.pop(tag, None)
+                _forget(channel, message.event_id, tag, None)
             channel.delivery_tag = before
             for confirmation in confirmations:
                 confirmation.cancel()
             raise
     return confirmations
+
+
+def body_chunks(body: bytes, max_size: int) -> list[bytes]:
+    """The content frames' payloads of `body`: none when empty, else pieces of at most
+    `max_size` bytes (the whole body when the broker left the frame size unbounded, which
+    makes `max_size` zero or less)."""
+    if not body:
+        return []
+    if max_size <= 0:
+        return [body]
+    return [body[start : start + max_size] for start in range(0, len(body), max_size)]
 
 
 def _forget(channel: aiormq.Channel, message_id: str, tag: int, _: object) -> None:
