@@ -13,6 +13,8 @@ import aiormq
 import orjson
 import pytest
 import pytest_asyncio
+from aiormq.abc import ChannelFrame
+from pamqp.heartbeat import Heartbeat
 from sqlalchemy import Engine
 from tests.support import services
 from tests.support.services import AMQP_URL, get_messages, wait_for
@@ -55,7 +57,7 @@ async def publisher(engine: Engine, names: tuple[str, str]) -> AsyncIterator[Pub
 async def test_a_batch_is_confirmed_and_queued_message_by_message_in_order(
     publisher: Publisher, names: tuple[str, str]
 ) -> None:
-    sent = messages(700)  # more than one batch of the writer, in one publish
+    sent = messages(700)  # more than the publisher's own batches (500), in one call
     confirmed = await publisher.publish_now(sent)
     assert confirmed == [m.event_id for m in sent]
 
@@ -132,5 +134,35 @@ async def test_a_closed_channel_refuses_the_batch_and_keeps_no_delivery_tag(
             await write_publishes(channel, names[0], names[1], messages(3), timeout_s=5)
         assert channel.delivery_tag == before
         assert not channel.confirmations
+    finally:
+        await connection.close()
+
+
+@pytest.mark.asyncio
+async def test_a_write_that_cannot_be_queued_in_time_frees_its_tags_and_later_ones_confirm(
+    names: tuple[str, str],
+) -> None:
+    """The connection's writer behind (its queue of frames full): the batch gives up at its
+    deadline having sent nothing, and the channel's numbering stays the broker's."""
+    topology = Topology(*names, 50)
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+        await channel.queue_declare(
+            topology.queue, durable=True, arguments=topology.queue_arguments
+        )
+        before = channel.delivery_tag
+        heartbeat = ChannelFrame.marshall(0, [Heartbeat()])
+        while not channel.write_queue.full():  # the writer runs only once this task yields
+            channel.write_queue.put_nowait(heartbeat)
+        with pytest.raises(TimeoutError):
+            await write_publishes(channel, "", topology.queue, messages(3), timeout_s=0)
+        assert channel.delivery_tag == before
+        assert not channel.confirmations and not channel.message_id_delivery_tag
+
+        later = await write_publishes(channel, "", topology.queue, messages(4), timeout_s=5)
+        done, _ = await asyncio.wait(later, timeout=10)
+        assert len(done) == 4
+        assert all(isinstance(c.result(), aiormq.spec.Basic.Ack) for c in later)
     finally:
         await connection.close()
